@@ -1,0 +1,32 @@
+# posemask: the two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean-work
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+## demo: install, run the whole DAG on data/sample/ offline, print where the report is
+demo: $(STAMP)
+	LUIGI_CONFIG_PATH=luigi.cfg $(BIN)/luigi --module pipeline EvaluateAll --local-scheduler
+	LUIGI_CONFIG_PATH=luigi.cfg $(BIN)/luigi --module pipeline GenerateMasks --local-scheduler \
+		--input-dir data/sample/photos --output-dir data/work/demo-masks
+
+## test: install with test extras, ruff, pytest
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/cache_build.py
