@@ -59,7 +59,9 @@ class PoseMaskTask(luigi.Task):
         return luigi.LocalTarget(str(self.work_dir() / filename))
 
     def report_progress(self, fraction: float, message: str) -> None:
-        """Progress for the Luigi scheduler UI (percent + status line)."""
+        """Progress for the Luigi scheduler UI (percent + status line); a no-op outside a worker."""
+        if self.set_progress_percentage is None or self.set_status_message is None:
+            return
         self.set_progress_percentage(round(100.0 * max(0.0, min(1.0, fraction)), 1))
         self.set_status_message(message)
 

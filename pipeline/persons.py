@@ -48,6 +48,10 @@ class Tally:
         self.skipped[reason] += 1
         self._note("skipped", reason, file, record, detail)
 
+    def filtered(self, reason: str) -> None:
+        """An instance the filters leave out (crowd, too small, too few keypoints): counted, not a problem."""
+        self.skipped[reason] += 1
+
     def warn(self, reason: str, file: str, record: object, detail: str = "") -> None:
         self.warnings[reason] += 1
         self._note("warning", reason, file, record, detail)
@@ -128,7 +132,7 @@ def coco_person_records(
         countable = [a for a in anns if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
         if filt.single_person_only and len(countable) > 1:
             for ann in anns:
-                tally.skip("multi_person_image", file_name, ann.get("id"))
+                tally.filtered("multi_person_image")
             continue
         for ann in anns:
             record = _coco_record(ann, im, path.relative_to(root.resolve()), dataset, split, filt, tally)
@@ -144,7 +148,7 @@ def _coco_record(
     ann_id = ann.get("id")
     file_name = str(rel_path)
     if ann.get("iscrowd", 0):
-        tally.skip("iscrowd", file_name, ann_id)
+        tally.filtered("iscrowd")
         return None
     try:
         height, width = int(im["height"]), int(im["width"])
@@ -164,10 +168,10 @@ def _coco_record(
         tally.warn("keypoint_outside_image", file_name, ann_id, f"keypoints {np.flatnonzero(outside).tolist()} dropped")
         kps[outside] = 0.0
     if int((kps[:, 2] > 0).sum()) < filt.min_keypoints:
-        tally.skip("too_few_keypoints", file_name, ann_id)
+        tally.filtered("too_few_keypoints")
         return None
     if area < filt.min_area:
-        tally.skip("too_small", file_name, ann_id)
+        tally.filtered("too_small")
         return None
     return {
         "dataset": dataset,
@@ -258,7 +262,7 @@ def voc_person_records(
             ys, xs = np.nonzero(mask)
             bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
             if mask.sum() < filt.min_area:
-                tally.skip("too_small", str(obj_png), rec_id)
+                tally.filtered("too_small")
                 continue
             kps = estimate(rgb, bbox)
             if kps is None:
