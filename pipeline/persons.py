@@ -131,7 +131,7 @@ def coco_person_records(
             continue
         countable = [a for a in anns if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
         if filt.single_person_only and len(countable) > 1:
-            for ann in anns:
+            for _ in anns:
                 tally.filtered("multi_person_image")
             continue
         for ann in anns:

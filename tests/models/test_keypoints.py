@@ -125,7 +125,8 @@ def test_head_lies_on_the_person_on_the_real_sample(sample):
     checked = 0
     for ann in data["annotations"]:
         k = np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
-        if ann["iscrowd"] or not (k[[C["nose"], C["l_eye"], C["r_eye"], C["l_shoulder"], C["r_shoulder"]], 2] > 0).all():
+        needed = [C["nose"], C["l_eye"], C["r_eye"], C["l_shoulder"], C["r_shoulder"]]
+        if ann["iscrowd"] or not (k[needed, 2] > 0).all():
             continue
         joints, rules = coco17_to_joints14(k)
         x, y, w, h = ann["bbox"]

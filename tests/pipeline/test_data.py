@@ -120,7 +120,7 @@ def test_bad_inputs_are_reported_skipped_and_counted(luigi_config, sample, tmp_p
         assert problem["file"].startswith("val2017/") and problem["record"] and problem["detail"]
     with h5py.File(task.output()["cache"].path, "r") as h5:
         assert h5["image"].shape[0] == summary["cached"] > 0
-    records = [json.loads(line) for line in open(task.input()["records"].path)]
+    records = [json.loads(line) for line in Path(task.input()["records"].path).read_text().splitlines()]
     assert all(not r["image"].startswith("..") for r in records)
 
 
