@@ -13,14 +13,17 @@ def pose_map(joints: np.ndarray, crop_size: int, sigma: float, per_joint: bool =
     (K, crop_size//2, crop_size//2) with `per_joint`. Each bump peaks at 1 on its joint.
     """
     half = crop_size // 2
-    ys, xs = np.mgrid[0:half, 0:half].astype(np.float32)
+    coords = np.arange(half, dtype=np.float32)
     maps = np.zeros((len(joints), half, half), np.float32)
     # Pixel centres: a crop pixel i covers [i, i+1); half-res pixel k covers crop [2k, 2k+2).
+    # The Gaussian is separable: an outer product of two 1-D bumps.
     for k, (x, y, v) in enumerate(joints):
         if v <= 0:
             continue
         cx, cy = (x + 0.5) / 2 - 0.5, (y + 0.5) / 2 - 0.5
-        maps[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
+        gx = np.exp(-((coords - cx) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((coords - cy) ** 2) / (2 * sigma**2))
+        maps[k] = gy[:, None] * gx[None, :]
     return maps if per_joint else maps.max(axis=0, initial=0.0)
 
 

@@ -27,19 +27,36 @@ class PriorConfig:
     head_radius_factor: float = 0.35  # head disc sigma = factor x |head - neck|
     min_head_sigma: float = 6.0
     floor: float = 0.02  # prior lives in [floor, 1 - floor]
+    reach: float = 4.0  # tubes are evaluated within this many sigmas of their segment
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def segment_distance(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance of every pixel (xs, ys: (H,W)) to the segment a-b ((2,) each)."""
+    """Distance of every pixel to the segment a-b ((2,) each); xs, ys broadcast to (H,W)."""
     ab = b - a
     denom = float(ab @ ab)
     if denom < 1e-9:
         return np.hypot(xs - a[0], ys - a[1])
     t = np.clip(((xs - a[0]) * ab[0] + (ys - a[1]) * ab[1]) / denom, 0.0, 1.0)
     return np.hypot(xs - (a[0] + t * ab[0]), ys - (a[1] + t * ab[1]))
+
+
+def _stamp(body: np.ndarray, a: np.ndarray, b: np.ndarray, sigma: float, reach: float) -> None:
+    """body = max(body, Gaussian tube of `sigma` around segment a-b), computed only within
+    `reach` sigmas of the segment (beyond it the tube is < exp(-reach^2/2), below uint8 resolution)."""
+    size_y, size_x = body.shape
+    pad = reach * sigma
+    x0, x1 = int(max(0, np.floor(min(a[0], b[0]) - pad))), int(min(size_x, np.ceil(max(a[0], b[0]) + pad) + 1))
+    y0, y1 = int(max(0, np.floor(min(a[1], b[1]) - pad))), int(min(size_y, np.ceil(max(a[1], b[1]) + pad) + 1))
+    if x0 >= x1 or y0 >= y1:
+        return
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    d = segment_distance(xs, ys, a, b)
+    window = body[y0:y1, x0:x1]
+    np.maximum(window, np.exp(-(d**2) / (2 * sigma**2)), out=window)
 
 
 def prior_mask(joints: np.ndarray, size: int, cfg: PriorConfig | None = None) -> np.ndarray:
@@ -49,7 +66,6 @@ def prior_mask(joints: np.ndarray, size: int, cfg: PriorConfig | None = None) ->
     [cfg.floor, 1 - cfg.floor] (strictly inside (0,1)); all-floor when no joint is visible.
     """
     cfg = cfg or PriorConfig()
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     body = np.zeros((size, size), np.float32)
     vis = visible(joints)
     pts = joints[:, :2].astype(np.float32)
@@ -57,8 +73,7 @@ def prior_mask(joints: np.ndarray, size: int, cfg: PriorConfig | None = None) ->
         if not (vis[a] and vis[b]) or J["head"] in (a, b):
             continue
         sigma = cfg.leg_sigma if (a in LEG_JOINTS and b in LEG_JOINTS) else cfg.arm_sigma
-        d = segment_distance(xs, ys, pts[a], pts[b])
-        np.maximum(body, np.exp(-(d**2) / (2 * sigma**2)), out=body)
+        _stamp(body, pts[a], pts[b], sigma, cfg.reach)
     torso = [pts[i] for i in TORSO if vis[i]]
     if len(torso) >= 3:
         filled = np.zeros((size, size), np.float32)
@@ -66,13 +81,12 @@ def prior_mask(joints: np.ndarray, size: int, cfg: PriorConfig | None = None) ->
         k = int(2 * round(3 * cfg.torso_sigma) + 1)
         np.maximum(body, cv2.GaussianBlur(filled, (k, k), cfg.torso_sigma), out=body)
     if vis[J["head"]]:
-        sigma = cfg.min_head_sigma
+        head = pts[J["head"]]
+        end, sigma = head, cfg.min_head_sigma
         if vis[J["neck"]]:
-            sigma = max(sigma, cfg.head_radius_factor * float(np.linalg.norm(pts[J["head"]] - pts[J["neck"]])))
-            d = segment_distance(xs, ys, pts[J["head"]], pts[J["neck"]])
-        else:
-            d = np.hypot(xs - pts[J["head"], 0], ys - pts[J["head"], 1])
-        np.maximum(body, np.exp(-(d**2) / (2 * sigma**2)), out=body)
+            end = pts[J["neck"]]
+            sigma = max(sigma, cfg.head_radius_factor * float(np.linalg.norm(head - end)))
+        _stamp(body, head, end, sigma, cfg.reach)
     return (cfg.floor + (1.0 - 2.0 * cfg.floor) * np.clip(body, 0.0, 1.0)).astype(np.float32)
 
 
