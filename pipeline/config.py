@@ -80,8 +80,10 @@ class crop(luigi.Config):  # noqa: N801
 
     def to_crop_config(self) -> CropConfig:
         head = HeadConfig(self.head_face_size_factor, self.head_shoulder_width_factor, self.head_neck_distance_factor)
-        prior = PriorConfig(self.prior_arm_sigma, self.prior_leg_sigma, self.prior_torso_sigma,
-                            self.prior_head_radius_factor, self.prior_min_head_sigma, self.prior_floor, self.prior_reach)  # fmt: skip
+        prior = PriorConfig(
+            self.prior_arm_sigma, self.prior_leg_sigma, self.prior_torso_sigma, self.prior_head_radius_factor,
+            self.prior_min_head_sigma, self.prior_floor, self.prior_reach,
+        )  # fmt: skip
         return CropConfig(self.size, self.margin, self.posemap_sigma, self.per_joint_posemap, head, prior)
 
 
