@@ -1,5 +1,11 @@
 """posemask's Luigi tasks. ``luigi --module pipeline <Task>`` finds every task here."""
 
 from pipeline.data import BuildCache, COCOPersons, VOCPersons
+from pipeline.evaluate import Evaluate, EvaluateAll
+from pipeline.predict import Baselines, PredictMasks, RefineCRF, TuneCRF
+from pipeline.train import FineTune, TrainModel
 
-__all__ = ["BuildCache", "COCOPersons", "VOCPersons"]
+__all__ = [
+    "BuildCache", "COCOPersons", "VOCPersons", "TrainModel", "FineTune", "PredictMasks", "Baselines",
+    "TuneCRF", "RefineCRF", "Evaluate", "EvaluateAll",
+]

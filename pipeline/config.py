@@ -92,3 +92,19 @@ class cache(luigi.Config):  # noqa: N801
 
     processes = luigi.IntParameter(default=2, significant=False)
     window = luigi.IntParameter(default=64, significant=False)
+
+
+class baselines(luigi.Config):  # noqa: N801
+    """[baselines] keyword arguments of each classical method (models/baselines.py)."""
+
+    prior = luigi.DictParameter(default={"threshold": 0.5})
+    grabcut = luigi.DictParameter(default={"fg_thickness": 7, "bg_thickness": 60, "iterations": 5})
+    slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60,
+                                                "iterations": 5})  # fmt: skip
+
+
+class evaluation(luigi.Config):  # noqa: N801
+    """[evaluation] how predictions are scored."""
+
+    threshold = luigi.FloatParameter(default=0.5, description="probability at which a pixel is the person")
+    boundary_px = luigi.IntParameter(default=2, description="tolerance of the boundary F-score")

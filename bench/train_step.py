@@ -1,0 +1,158 @@
+"""Benchmark: is training / inference bound by the data path or by the model?
+
+For each device (CPU, and CUDA when present) it runs the same number of steps twice:
+  1. through the real data path: cache.h5 -> CacheDataset -> DataLoader -> device -> step;
+  2. on one batch already in memory on the device (InMemoryBatch);
+and prints samples/s for both and their ratio (target >= 0.9: the data path is not the bottleneck).
+The same for inference (forward + probability + copy back to the host).
+
+    python bench/train_step.py                      # synthetic cache of 64 samples, small model
+    python bench/train_step.py --base-channels 16   # the training default model
+    python bench/train_step.py --cache data/work/BuildCache/<hash>/cache.h5 --num-workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.dataset import CacheDataset, InMemoryBatch, write_synthetic_cache  # noqa: E402
+from models.train import TrainConfig, batch_to_device, train_step  # noqa: E402
+from models.unet import ModelConfig, PoseUNet, count_parameters  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(device: torch.device, steps: int, warmup: int, batches: Iterator[dict],
+           step: Callable[[dict], None]) -> float:
+    """Run warmup + steps batches through step(); return seconds spent on the timed steps."""
+    for _ in range(warmup):
+        step(next(batches))
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(next(batches))
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def _best_of(repeats: int, device: torch.device, steps: int, warmup: int, real_batches: Iterator[dict],
+             memory_batches: Iterator[dict], step: Callable[[dict], None]) -> tuple[float, float]:
+    """Alternate real / in-memory measurements `repeats` times (fair under a shared, noisy CPU);
+    return the fastest seconds of each."""
+    real, mem = [], []
+    for _ in range(repeats):
+        real.append(_timed(device, steps, warmup, real_batches, step))
+        mem.append(_timed(device, steps, warmup, memory_batches, step))
+    return min(real), min(mem)
+
+
+def _loader_batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[dict]:
+    """Endless batches from the DataLoader (re-iterating over epochs), moved to the device."""
+    for batch in itertools.chain.from_iterable(itertools.repeat(loader)):
+        yield batch_to_device(batch, device, channels_last)
+
+
+def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args: argparse.Namespace) -> None:
+    on_cuda = device.type == "cuda"
+    use_amp = on_cuda and not args.no_amp
+    channels_last = on_cuda
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+    batch_size = args.batch_size or (32 if on_cuda else 8)
+    steps = args.steps or (50 if on_cuda else 4)
+    torch.manual_seed(0)
+    model = PoseUNet(model_cfg).to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    dataset = CacheDataset(cache, augment=True)
+    if len(dataset) < batch_size:
+        raise SystemExit(f"{cache} has {len(dataset)} samples, fewer than --batch-size {batch_size}")
+    memory = InMemoryBatch.from_dataset(dataset, batch_size).to(device, channels_last).as_dict()
+    dataset.close()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=args.num_workers,
+                        pin_memory=on_cuda, drop_last=True, persistent_workers=args.num_workers > 0)
+    label = f"[{device.type}] batch={batch_size} steps={steps} workers={args.num_workers} amp={use_amp}"
+
+    def train_fn(batch: dict) -> None:
+        train_step(model, optimizer, batch, use_amp)
+
+    n = steps * batch_size
+    model.train()
+    real, mem = _best_of(args.repeats, device, steps, args.warmup,
+                         _loader_batches(loader, device, channels_last), itertools.repeat(memory), train_fn)
+    print(f"{label} train  real data path : {n / real:8.2f} samples/s")
+    print(f"{label} train  in-memory batch: {n / mem:8.2f} samples/s")
+    print(f"{label} train  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
+
+    def infer_fn(batch: dict) -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            output = model(batch["image"], batch["posemap"], batch["prior"])
+        model.probability(output).cpu()
+
+    model.eval()
+    infer_dataset = CacheDataset(cache)
+    infer_loader = DataLoader(infer_dataset, batch_size=batch_size, shuffle=False, num_workers=args.num_workers,
+                              pin_memory=on_cuda, drop_last=True, persistent_workers=args.num_workers > 0)
+    real, mem = _best_of(args.repeats, device, steps, args.warmup,
+                         _loader_batches(infer_loader, device, channels_last), itertools.repeat(memory), infer_fn)
+    print(f"{label} infer  real data path : {n / real:8.2f} samples/s")
+    print(f"{label} infer  in-memory batch: {n / mem:8.2f} samples/s")
+    print(f"{label} infer  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, help="cache.h5 to read (default: a synthetic one)")
+    parser.add_argument("--samples", type=int, default=64, help="samples in the synthetic cache")
+    parser.add_argument("--batch-size", type=int, default=0, help="default 8 on CPU, 32 on CUDA")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps; default 4 on CPU, 50 on CUDA")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating measurements, best kept")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
+    parser.add_argument("--num-workers", type=int, default=TrainConfig().num_workers)
+    parser.add_argument("--base-channels", type=int, default=8,
+                        help=f"default 8 keeps the CPU run short; the training default is "
+                             f"{ModelConfig().base_channels}")
+    parser.add_argument("--depth", type=int, default=ModelConfig().depth)
+    parser.add_argument("--head", default=ModelConfig().head, choices=["logit", "paper"])
+    parser.add_argument("--devices", default="all", help="'all' (cpu + cuda if present), 'cpu' or 'cuda'")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # A non-zero output layer, so that the backward pass reaches every layer as in a trained model.
+    model_cfg = ModelConfig(base_channels=args.base_channels, depth=args.depth, head=args.head,
+                            zero_init_last=False)
+    print(f"model: {model_cfg.to_dict()} params={count_parameters(PoseUNet(model_cfg))}")
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
+          f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
+               "cpu": ["cpu"], "cuda": ["cuda"]}[args.devices]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache
+        if cache is None:
+            cache = write_synthetic_cache(Path(tmp) / "cache.h5", args.samples, seed=0)
+            print(f"synthetic cache: {args.samples} samples of 256x256")
+        for name in devices:
+            bench_device(torch.device(name), cache, model_cfg, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Torch datasets over cache.h5 files (the BuildCache output) for training and inference.
+
+cache.h5 holds `image` (N,H,W,3) uint8 RGB, `mask` (N,H,W) uint8 {0,1}, `posemap` (N,H/2,W/2)
+uint8 (or (N,P,H/2,W/2) for per-joint maps), `prior` (N,H,W) uint8 = probability * 255, and
+metadata. h5py handles are not fork-safe, so each process (DataLoader worker) opens its own file
+handles lazily on first access.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from models.skeleton import JOINT_NAMES, NUM_JOINTS
+
+REQUIRED_DATASETS = ("image", "mask", "posemap", "prior")
+UINT8_MAX = 255.0
+
+
+def normalize_image(image: np.ndarray) -> torch.Tensor:
+    """(H,W,3) uint8 RGB -> (3,H,W) float32 in [-1, 1] (the paper's input normalization)."""
+    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    return chw.float().div_(UINT8_MAX / 2).sub_(1.0)
+
+
+def prior_to_probability(prior: np.ndarray, eps: float) -> torch.Tensor:
+    """(H,W) uint8 prior -> (1,H,W) float32 probability clipped into [eps, 1 - eps] (finite logit)."""
+    return torch.from_numpy(prior).float().div_(UINT8_MAX).clamp_(eps, 1.0 - eps).unsqueeze(0)
+
+
+def flipped_joint_order() -> list[int]:
+    """Channel permutation that swaps left/right joints (for per-joint pose maps under a flip)."""
+    index = {name: i for i, name in enumerate(JOINT_NAMES)}
+    swapped = {"l_": "r_", "r_": "l_"}
+    return [index[swapped[name[:2]] + name[2:]] if name[:2] in swapped else index[name]
+            for name in JOINT_NAMES]
+
+
+class CacheDataset(Dataset):
+    """One or several cache.h5 files read as one dataset (global index = concatenation order).
+
+    Each item is a dict of tensors:
+      image (3,H,W) float32 in [-1,1]; posemap (P,H/2,W/2) float32 in [0,1] (P = 1 for the
+      (N,h,w) layout); prior (1,H,W) float32 in [eps, 1-eps]; mask (1,H,W) float32 {0,1};
+      index () int64 (global index).
+    augment: random horizontal flip with probability flip_prob, applied to image, mask, prior and
+      posemap together. A flip turns a person's right side into the left: for the single-channel
+      pose map (the paper's) that needs nothing more; for a per-joint map (P = 14) the left and
+      right joint channels are swapped too. Randomness comes from torch's RNG (per worker seeded
+      by the DataLoader), so a seeded run is reproducible.
+    prior_eps: clip of the prior probability away from 0 and 1 (its logit must stay finite).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike] | str | os.PathLike,
+        augment: bool = False,
+        flip_prob: float = 0.5,
+        prior_eps: float = 1e-4,
+    ) -> None:
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("CacheDataset needs at least one cache.h5 path")
+        if not 0.0 <= flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+        if not 0.0 < prior_eps < 0.5:
+            raise ValueError(f"prior_eps must be in (0, 0.5), got {prior_eps}")
+        self.augment = augment
+        self.flip_prob = flip_prob
+        self.prior_eps = prior_eps
+        layouts = [self._validate(path) for path in self.paths]
+        sizes = {layout[1:] for layout in layouts}
+        if len(sizes) > 1:
+            raise ValueError(f"cache files {[str(p) for p in self.paths]} have different crop sizes {sizes}")
+        #: (H, W) of every sample's image and mask.
+        self.crop_size: tuple[int, int] = layouts[0][1:]
+        self.offsets = np.concatenate([[0], np.cumsum([layout[0] for layout in layouts])]).astype(np.int64)
+        self._files: list[h5py.File] | None = None
+        self._owner_pid: int | None = None
+
+    @staticmethod
+    def _validate(path: Path) -> tuple[int, int, int]:
+        """Check the layout of one cache file; return (samples, H, W)."""
+        if not path.is_file():
+            raise FileNotFoundError(f"cache file {path} does not exist")
+        try:
+            with h5py.File(path, "r") as h5:
+                missing = [name for name in REQUIRED_DATASETS if name not in h5]
+                if missing:
+                    raise ValueError(f"cache file {path} lacks datasets {missing}")
+                if h5["mask"].ndim != 3:
+                    raise ValueError(f"cache file {path}: mask must be (N,H,W), got {h5['mask'].shape}")
+                n, height, width = h5["mask"].shape
+                shapes = {name: h5[name].shape for name in REQUIRED_DATASETS}
+                posemap = shapes["posemap"]
+                pose_hw = posemap[-2:]
+                ok = (
+                    shapes["image"] == (n, height, width, 3)
+                    and shapes["prior"] == (n, height, width)
+                    and len(posemap) in (3, 4)
+                    and posemap[0] == n
+                    and pose_hw == (height // 2, width // 2)
+                )
+                if not ok:
+                    raise ValueError(f"cache file {path} has inconsistent shapes {shapes}")
+                for name in REQUIRED_DATASETS:
+                    if h5[name].dtype != np.uint8:
+                        raise ValueError(f"cache file {path}: dataset {name!r} must be uint8, "
+                                         f"got {h5[name].dtype}")
+                return int(n), int(height), int(width)
+        except OSError as err:
+            raise ValueError(f"cache file {path} is not a readable HDF5 file: {err}") from err
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open handles never travel to another process (spawned workers reopen their own).
+        state = self.__dict__.copy()
+        state["_files"] = None
+        state["_owner_pid"] = None
+        return state
+
+    def _handles(self) -> list[h5py.File]:
+        pid = os.getpid()
+        if self._files is None or self._owner_pid != pid:
+            # A forked child inherits the parent's handles: drop them (never close: they are shared).
+            self._files = [h5py.File(path, "r") for path in self.paths]
+            self._owner_pid = pid
+        return self._files
+
+    def close(self) -> None:
+        """Close this process's file handles (they reopen on next access)."""
+        if self._files is not None and self._owner_pid == os.getpid():
+            for h5 in self._files:
+                h5.close()
+        self._files = None
+        self._owner_pid = None
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Global index -> (file number, index inside that file)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples in {self.paths}")
+        file_no = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return file_no, index - int(self.offsets[file_no])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = int(index)
+        file_no, local = self.locate(index)
+        h5 = self._handles()[file_no]
+        image = normalize_image(h5["image"][local])
+        mask = torch.from_numpy(h5["mask"][local]).float().unsqueeze(0)
+        prior = prior_to_probability(h5["prior"][local], self.prior_eps)
+        pose_raw = torch.from_numpy(h5["posemap"][local]).float().div_(UINT8_MAX)
+        posemap = pose_raw.unsqueeze(0) if pose_raw.ndim == 2 else pose_raw
+        if self.augment and self.flip_prob > 0 and torch.rand(()).item() < self.flip_prob:
+            image, mask, prior, posemap = (t.flip(-1) for t in (image, mask, prior, posemap))
+            if posemap.shape[0] == NUM_JOINTS:
+                posemap = posemap[flipped_joint_order()]
+        return {
+            "image": image,
+            "posemap": posemap.contiguous(),
+            "prior": prior,
+            "mask": mask,
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+
+@dataclass
+class InMemoryBatch:
+    """One collated batch held in memory (benchmarks: the model step without the data path).
+
+    image (B,3,H,W), posemap (B,P,H/2,W/2), prior (B,1,H,W), mask (B,1,H,W) float32; index (B,).
+    """
+
+    image: torch.Tensor
+    posemap: torch.Tensor
+    prior: torch.Tensor
+    mask: torch.Tensor
+    index: torch.Tensor
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, batch_size: int, start: int = 0) -> InMemoryBatch:
+        """Collate samples start .. start+batch_size-1 of `dataset`."""
+        items = [dataset[i] for i in range(start, start + batch_size)]
+        return cls(**{key: torch.stack([item[key] for item in items]) for key in items[0]})
+
+    def to(self, device: torch.device | str, channels_last: bool = False) -> InMemoryBatch:
+        """Copy to `device`; channels_last applies to the 4-D image-like tensors."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        moved = {
+            key: value.to(device, non_blocking=True, memory_format=fmt) if value.ndim == 4
+            else value.to(device, non_blocking=True)
+            for key, value in self.as_dict().items()
+        }
+        return InMemoryBatch(**moved)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The batch as the dict a DataLoader over CacheDataset yields."""
+        return {"image": self.image, "posemap": self.posemap, "prior": self.prior,
+                "mask": self.mask, "index": self.index}
+
+
+def write_synthetic_cache(
+    path: str | os.PathLike,
+    num_samples: int,
+    seed: int = 0,
+    size: int = 256,
+    pose_channels: int = 1,
+) -> Path:
+    """Write a small cache.h5 in the BuildCache layout with random, learnable content.
+
+    For tests and benchmarks only: each sample is a random ellipse (the mask) on a noise
+    background, the person slightly brighter; the prior is a blurred, shifted ellipse; the pose map
+    a bump at its centre. Returns the path. Image (N,size,size,3); pose map at size/2.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    half = size // 2
+    hy, hx = np.mgrid[0:half, 0:half].astype(np.float32)
+    image = rng.integers(0, 160, (num_samples, size, size, 3), dtype=np.uint8)
+    mask = np.zeros((num_samples, size, size), np.uint8)
+    prior = np.zeros((num_samples, size, size), np.uint8)
+    pose_shape = (num_samples, half, half) if pose_channels == 1 else (num_samples, pose_channels, half, half)
+    posemap = np.zeros(pose_shape, np.uint8)
+    for i in range(num_samples):
+        cy, cx = rng.uniform(0.35, 0.65, 2) * size
+        ry, rx = rng.uniform(0.2, 0.4, 2) * size
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        mask[i] = inside
+        image[i][inside] = np.clip(image[i][inside].astype(np.int16) + 80, 0, 255).astype(np.uint8)
+        shift_y, shift_x = rng.uniform(-0.05, 0.05, 2) * size
+        dist = ((yy - cy - shift_y) / ry) ** 2 + ((xx - cx - shift_x) / rx) ** 2
+        prior[i] = np.clip(np.rint(254.0 * np.exp(-dist)), 1, 254).astype(np.uint8)
+        bump = np.exp(-((hy - cy / 2) ** 2 + (hx - cx / 2) ** 2) / (2 * (size / 32) ** 2))
+        posemap[i] = np.rint(255.0 * bump).astype(np.uint8)
+    joints = np.zeros((num_samples, NUM_JOINTS, 3), np.float32)
+    affine = np.tile(np.eye(2, 3, dtype=np.float32), (num_samples, 1, 1))
+    chunks = {"image": (1, size, size, 3), "mask": (1, size, size), "prior": (1, size, size),
+              "posemap": (1,) + pose_shape[1:]}
+    with h5py.File(path, "w") as h5:
+        for name, data in (("image", image), ("mask", mask), ("prior", prior), ("posemap", posemap)):
+            h5.create_dataset(name, data=data, chunks=chunks[name])
+        h5.create_dataset("joints", data=joints)
+        h5.create_dataset("affine", data=affine)
+        h5.create_dataset("image_id", data=np.arange(num_samples, dtype=np.int64))
+        h5.create_dataset("instance_id", data=np.arange(num_samples, dtype=np.int64))
+        h5.create_dataset("source", data=np.array(["synthetic"] * num_samples, dtype=h5py.string_dtype()))
+        h5.create_dataset("orig_size", data=np.full((num_samples, 2), size, np.int32))
+        h5.attrs["crop_size"] = size
+        h5.attrs["synthetic_seed"] = seed
+    return path

@@ -1,0 +1,372 @@
+"""Person boxes for images that come without annotations (offline, CPU).
+
+Methods (all run from models that ship with opencv-contrib or the mediapipe wheel):
+
+- "blazepose": MediaPipe's BlazePose person detector (pose_detection.tflite, the first stage of
+  MediaPipe Pose) run through a mediapipe graph that returns *all* its detections, not just the
+  one person the Pose solution keeps. It finds each person's face box plus two alignment points,
+  hip centre and a point at the radius of the body's circle; the person box is spanned around
+  them with the fractions of that radius below. The detector sees a 224x224 letterbox, so the
+  image is also cut into overlapping tiles (grid sizes in `tile_grids`) to find small people; the
+  boxes from all tiles are merged by non-maximum suppression. Then (`mask_passes`) the people found
+  are painted over and the detector runs again, which finds people its own suppression hid.
+  On the sample, the extra passes beat tiling (tiles add partial-person false positives), so by
+  default only the whole image is used.
+- "blazepose_landmarks": "blazepose", then each box is replaced by the extent of the person's
+  COCO-17 keypoints from `models.pose.PoseEstimator`, padded (tighter boxes, ~40 ms per person).
+- "hog": OpenCV's HOG + linear SVM pedestrian detector with non-maximum suppression (upright,
+  full-body people only; the classical baseline).
+
+DEFAULT_METHOD names the method that measured best on the sample (see README / bench/pose.py).
+Boxes are (K, 5) float32 [x, y, w, h, score] in pixels, sorted by score, highest first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.pose import PoseEstimator, check_image_rgb, import_mediapipe_quietly, quiet_native_stderr
+
+METHODS: tuple[str, ...] = ("blazepose", "blazepose_landmarks", "hog")
+DEFAULT_METHOD = "blazepose_landmarks"
+
+# One mediapipe node: the BlazePose detection subgraph (registered in the mediapipe wheel; its model
+# pose_detection.tflite ships in mediapipe/modules/pose_detection) with every detection as output.
+_BLAZEPOSE_DETECTION_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node {
+  calculator: "PoseDetectionCpu"
+  input_stream: "IMAGE:image"
+  output_stream: "DETECTIONS:detections"
+}
+"""
+# Alignment keypoints of a BlazePose detection: hip centre and a point on the full-body circle.
+_HIP_CENTRE, _BODY_RADIUS_POINT = 0, 1
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Tunables of every method (each field documents its default).
+
+    blazepose_min_score: detections below this score are dropped (the model itself keeps >= 0.5).
+    tile_grids: grid sizes the image is cut into for the BlazePose detector; 1 = the whole image,
+        2 = 2x2 tiles, ... Small people are only found in the finer grids.
+    tile_overlap: tiles overlap their neighbours by this fraction of the tile size.
+    tile_edge_tolerance: a tile's detection is dropped when its box crosses an inner tile edge
+        (one that is not an image edge) by more than this fraction of the box size: a person cut
+        by the tile is found whole by a coarser grid.
+    mask_passes: extra whole-image passes, each with the people found so far painted over in
+        grey, so the detector can find the people its own suppression hid.
+    box_half_width / box_top / box_bottom: the person box spans hip_x -/+ half_width * r and
+        hip_y - top * r .. hip_y + bottom * r, r = body-circle radius (fitted on COCO boxes).
+    nms_iou: boxes overlapping a higher-scoring box by more than this IoU are dropped.
+    landmark_pad: ("blazepose_landmarks") the keypoint extent grows by this fraction of its
+        height on the sides and bottom ...
+    landmark_pad_top: ... and by this fraction on top (the head reaches above the eyes and ears).
+    landmark_min_keypoints: keep the BlazePose box when fewer keypoints than this are found.
+    hog_win_stride / hog_scale / hog_hit_threshold / hog_min_score: HOG's sliding-window step
+        (pixels), pyramid scale step, SVM margin threshold and minimum kept SVM score.
+    """
+
+    blazepose_min_score: float = 0.5
+    tile_grids: tuple[int, ...] = (1,)
+    tile_overlap: float = 0.25
+    tile_edge_tolerance: float = 0.1
+    mask_passes: int = 2
+    box_half_width: float = 0.5
+    box_top: float = 1.0
+    box_bottom: float = 0.9
+    nms_iou: float = 0.5
+    landmark_pad: float = 0.05
+    landmark_pad_top: float = 0.12
+    landmark_min_keypoints: int = 4
+    hog_win_stride: int = 8
+    hog_scale: float = 1.05
+    hog_hit_threshold: float = 0.0
+    hog_min_score: float = 0.3
+    pose_params: dict[str, float] = field(default_factory=dict)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) box with each of (N, 4) boxes, all [x, y, w, h]. Returns (N,) float."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
+    y1 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def non_max_suppression(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS. boxes: (K, 5) [x, y, w, h, score]. Returns the kept rows, by score descending."""
+    if len(boxes) == 0:
+        return np.zeros((0, 5), np.float32)
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    boxes = boxes[order]
+    keep = np.ones(len(boxes), bool)
+    for i in range(len(boxes)):
+        if keep[i]:
+            later = np.arange(i + 1, len(boxes))
+            keep[later[box_iou(boxes[i], boxes[later, :4]) > iou_threshold]] = False
+    return boxes[keep].astype(np.float32)
+
+
+def clip_boxes(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Clip (K, 5) [x, y, w, h, score] boxes to an image of (H, W); drop those left empty."""
+    height, width = image_hw
+    x0 = np.clip(boxes[:, 0], 0, width)
+    y0 = np.clip(boxes[:, 1], 0, height)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    out = np.stack([x0, y0, x1 - x0, y1 - y0, boxes[:, 4]], axis=1).astype(np.float32)
+    return out[(out[:, 2] > 0) & (out[:, 3] > 0)]
+
+
+def tiles(image_hw: tuple[int, int], grid: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) tiles of a grid x grid cut of an (H, W) image, overlapping by `overlap`."""
+    height, width = image_hw
+    if grid == 1:
+        return [(0, 0, width, height)]
+    tile_w = width / (grid - (grid - 1) * overlap)
+    tile_h = height / (grid - (grid - 1) * overlap)
+    out = []
+    for row in range(grid):
+        for col in range(grid):
+            x0 = col * tile_w * (1 - overlap)
+            y0 = row * tile_h * (1 - overlap)
+            x1 = min(width, int(np.ceil(x0 + tile_w)))
+            y1 = min(height, int(np.ceil(y0 + tile_h)))
+            out.append((int(x0), int(y0), x1, y1))
+    return out
+
+
+def _crosses_inner_edge(
+    box: Sequence[float], region: tuple[int, int, int, int], image_hw: tuple[int, int], tolerance: float
+) -> bool:
+    """Whether xywh `box` sticks out of `region` by > tolerance * its size through a non-image edge."""
+    x, y, w, h = box[:4]
+    x0, y0, x1, y1 = region
+    height, width = image_hw
+    return bool(
+        (x0 > 0 and x < x0 - tolerance * w)
+        or (y0 > 0 and y < y0 - tolerance * h)
+        or (x1 < width and x + w > x1 + tolerance * w)
+        or (y1 < height and y + h > y1 + tolerance * h)
+    )
+
+
+def keypoint_box(keypoints: np.ndarray, pad: float, pad_top: float) -> np.ndarray | None:
+    """Box around the present keypoints. keypoints: (17, 3) [x, y, v]. Returns (4,) xywh or None.
+
+    The extent grows by pad * its height on the left, right and bottom, pad_top * height on top.
+    """
+    present = keypoints[keypoints[:, 2] > 0, :2]
+    if len(present) == 0:
+        return None
+    (x0, y0), (x1, y1) = present.min(0), present.max(0)
+    size = max(y1 - y0, x1 - x0)
+    x0, x1 = x0 - pad * size, x1 + pad * size
+    y0, y1 = y0 - pad_top * size, y1 + pad * size
+    return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
+
+
+class PersonDetector:
+    """Person boxes by one of METHODS. Not fork-safe: create one per process.
+
+    Context manager; models are created lazily on first use and freed by `close()`.
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD, config: DetectorConfig | None = None) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown person detection method {method!r}; choose one of {METHODS}")
+        self.method = method
+        self.config = config or DetectorConfig()
+        if not self.config.tile_grids or min(self.config.tile_grids) < 1:
+            raise ValueError(f"tile_grids must be a non-empty list of ints >= 1, got {self.config.tile_grids}")
+        if not 0.0 <= self.config.tile_overlap < 1.0:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.config.tile_overlap}")
+        self._graph: Any = None
+        self._hog: cv2.HOGDescriptor | None = None
+        self._pose: PoseEstimator | None = None
+        self._owner_pid = os.getpid()
+
+    def detect(self, image_rgb: np.ndarray) -> np.ndarray:
+        """Person boxes in image_rgb (H, W, 3) uint8 -> (K, 5) float32 [x, y, w, h, score]."""
+        check_image_rgb(image_rgb)
+        if os.getpid() != self._owner_pid:
+            raise RuntimeError("PersonDetector was created in another process; create one per process")
+        if self.method == "hog":
+            return self._detect_hog(image_rgb)
+        boxes = self._detect_blazepose(image_rgb)
+        if self.method == "blazepose_landmarks":
+            boxes = self._refine_with_landmarks(image_rgb, boxes)
+        return boxes
+
+    def _detect_hog(self, image_rgb: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if self._hog is None:
+            self._hog = cv2.HOGDescriptor()
+            self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+        rects, weights = self._hog.detectMultiScale(
+            gray,
+            hitThreshold=cfg.hog_hit_threshold,
+            winStride=(cfg.hog_win_stride, cfg.hog_win_stride),
+            scale=cfg.hog_scale,
+        )
+        if len(rects) == 0:
+            return np.zeros((0, 5), np.float32)
+        boxes = np.concatenate([np.asarray(rects, np.float32), np.asarray(weights, np.float32).reshape(-1, 1)], 1)
+        boxes = boxes[boxes[:, 4] >= cfg.hog_min_score]
+        return non_max_suppression(clip_boxes(boxes, image_rgb.shape[:2]), cfg.nms_iou)
+
+    def _blazepose_graph(self) -> Any:
+        if self._graph is None:
+            import_mediapipe_quietly()
+            from mediapipe.python import solution_base
+
+            with quiet_native_stderr():
+                self._graph = solution_base.SolutionBase(
+                    graph_config=_BLAZEPOSE_DETECTION_GRAPH, outputs=["detections"]
+                )
+                self._graph.process({"image": np.zeros((64, 64, 3), np.uint8)})
+        return self._graph
+
+    def _detect_blazepose(self, image_rgb: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        graph = self._blazepose_graph()
+        found: list[list[float]] = []
+        for grid in sorted(set(cfg.tile_grids)):
+            for region in tiles(image_rgb.shape[:2], grid, cfg.tile_overlap):
+                found += self._blazepose_boxes(graph, image_rgb, region, check_edges=grid > 1)
+        found_boxes = clip_boxes(np.asarray(found, np.float32).reshape(-1, 5), image_rgb.shape[:2])
+        boxes = non_max_suppression(found_boxes, cfg.nms_iou)
+        height, width = image_rgb.shape[:2]
+        for _ in range(cfg.mask_passes):
+            masked = image_rgb.copy()
+            fill = image_rgb.reshape(-1, 3).mean(0).astype(np.uint8)
+            for x, y, w, h, _score in boxes:
+                masked[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = fill
+            more = self._blazepose_boxes(graph, masked, (0, 0, width, height), check_edges=False)
+            if not more:
+                break
+            more_boxes = clip_boxes(np.asarray(more, np.float32).reshape(-1, 5), image_rgb.shape[:2])
+            boxes = non_max_suppression(np.concatenate([boxes, more_boxes]), cfg.nms_iou)
+        return boxes
+
+    def _blazepose_boxes(
+        self, graph: Any, image_rgb: np.ndarray, region: tuple[int, int, int, int], check_edges: bool
+    ) -> list[list[float]]:
+        """BlazePose detections in image_rgb[y0:y1, x0:x1] as [x, y, w, h, score] full-image rows."""
+        cfg = self.config
+        height, width = image_rgb.shape[:2]
+        x0, y0, x1, y1 = region
+        found = []
+        tile = np.ascontiguousarray(image_rgb[y0:y1, x0:x1])
+        for det in graph.process({"image": tile}).detections or []:
+            score = float(det.score[0])
+            if score < cfg.blazepose_min_score:
+                continue
+            points = det.location_data.relative_keypoints
+            hip_x = x0 + points[_HIP_CENTRE].x * (x1 - x0)
+            hip_y = y0 + points[_HIP_CENTRE].y * (y1 - y0)
+            radius = float(
+                np.hypot(
+                    (points[_BODY_RADIUS_POINT].x - points[_HIP_CENTRE].x) * (x1 - x0),
+                    (points[_BODY_RADIUS_POINT].y - points[_HIP_CENTRE].y) * (y1 - y0),
+                )
+            )
+            box = [
+                hip_x - cfg.box_half_width * radius,
+                hip_y - cfg.box_top * radius,
+                2 * cfg.box_half_width * radius,
+                (cfg.box_top + cfg.box_bottom) * radius,
+                score,
+            ]
+            if check_edges and _crosses_inner_edge(box, region, (height, width), cfg.tile_edge_tolerance):
+                continue
+            found.append(box)
+        return found
+
+    def _refine_with_landmarks(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if self._pose is None:
+            self._pose = PoseEstimator(**cfg.pose_params)
+        refined = boxes.copy()
+        for i, box in enumerate(boxes):
+            keypoints = self._pose.estimate(image_rgb, box[:4])
+            if keypoints is None or int((keypoints[:, 2] > 0).sum()) < cfg.landmark_min_keypoints:
+                continue
+            tight = keypoint_box(keypoints, cfg.landmark_pad, cfg.landmark_pad_top)
+            if tight is not None:
+                refined[i, :4] = tight
+        return non_max_suppression(clip_boxes(refined, image_rgb.shape[:2]), cfg.nms_iou)
+
+    def close(self) -> None:
+        """Free the models (a later `detect` creates them again)."""
+        if self._graph is not None and os.getpid() == self._owner_pid:
+            self._graph.close()
+        self._graph = None
+        self._hog = None
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def __enter__(self) -> PersonDetector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def detect_people(
+    image_rgb: np.ndarray, method: str = DEFAULT_METHOD, config: DetectorConfig | None = None
+) -> np.ndarray:
+    """One-shot `PersonDetector(method, config).detect(image_rgb)`: (K, 5) float32 [x, y, w, h, score].
+
+    Creates and frees the models on every call (~0.2 s); keep a PersonDetector for many images.
+    """
+    with PersonDetector(method, config) as detector:
+        return detector.detect(image_rgb)
+
+
+def match_detections(
+    boxes: np.ndarray, gt_boxes: np.ndarray, ignore_boxes: np.ndarray, iou_threshold: float = 0.5
+) -> tuple[int, int, int]:
+    """Greedy COCO-style matching of one image's detections to its ground truth.
+
+    boxes: (K, 5) [x, y, w, h, score]; gt_boxes: (G, 4) people to find; ignore_boxes: (I, 4)
+    people neither to find nor to punish (crowd, too small). A detection matching no ground truth
+    at `iou_threshold` but an ignored box is not a false positive.
+    Returns (true positives, false positives, ground-truth count).
+    """
+    gt_boxes, ignore_boxes = _as_box_array(gt_boxes), _as_box_array(ignore_boxes)
+    matched = np.zeros(len(gt_boxes), bool)
+    true_pos = false_pos = 0
+    for box in boxes[np.argsort(-boxes[:, 4], kind="stable")] if len(boxes) else []:
+        ious = box_iou(box[:4], gt_boxes) if len(gt_boxes) else np.zeros(0)
+        ious = np.where(matched, -1.0, ious)
+        if len(ious) and ious.max() >= iou_threshold:
+            matched[int(ious.argmax())] = True
+            true_pos += 1
+        elif not (len(ignore_boxes) and box_iou(box[:4], ignore_boxes).max() >= iou_threshold):
+            false_pos += 1
+    return true_pos, false_pos, len(gt_boxes)
+
+
+def _as_box_array(boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    return np.asarray(boxes, np.float32).reshape(-1, 4)

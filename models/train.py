@@ -1,0 +1,532 @@
+"""Training, checkpointing (resumable), saving/loading and batched inference for PoseUNet.
+
+Pure torch (no luigi): the TrainModel / FineTune / PredictMasks tasks call `train`, `save_model`,
+`load_model` and `predict`. Every file is written to a temporary file in the target's directory
+and renamed into place, and everything saved holds tensors and plain types only, so that it loads
+with `torch.load(..., weights_only=True)`.
+
+Layout of a training output folder `out_dir`:
+    checkpoints/last.pt   full state after the latest epoch (resume point)
+    checkpoints/best.pt   model weights of the best validation IoU (load_model format)
+    history.csv           one row per epoch
+    history.png           loss / IoU curves
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.dataset import CacheDataset
+from models.unet import ModelConfig, PoseUNet
+
+CHECKPOINT_FORMAT = "posemask-checkpoint"
+MODEL_FORMAT = "posemask-model"
+FORMAT_VERSION = 1
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "seconds", "samples_per_s", "lr")
+
+PathLike = str | os.PathLike
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (all stored as plain types in checkpoints).
+
+    epochs: total epochs (a resumed run continues up to this number).
+    batch_size: samples per optimizer step (also the validation batch size).
+    lr, weight_decay: Adam's learning rate and L2 weight decay.
+    seed: seeds model init, shuffling, augmentation (reproducible on CPU).
+    num_workers: DataLoader worker processes (0 = load in the training process).
+    num_threads: torch CPU threads for this process (0 = leave torch's default); on a busy or
+      small CPU, fewer threads than cores avoids OpenMP contention.
+    device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+    amp: bf16 autocast on CUDA (ignored on CPU).
+    channels_last: channels-last memory format on CUDA (ignored on CPU).
+    val_every: validate every N epochs (and always after the last one).
+    augment, flip_prob: random horizontal flips of training samples.
+    prior_eps: prior probability clip, see CacheDataset.
+    iou_threshold: probability threshold of the validation IoU.
+    progress_bar: show tqdm bars over batches.
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    seed: int = 0
+    num_workers: int = 2
+    num_threads: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    val_every: int = 1
+    augment: bool = True
+    flip_prob: float = 0.5
+    prior_eps: float = 1e-4
+    iou_threshold: float = 0.5
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.num_threads < 0:
+            raise ValueError(f"TrainConfig.num_workers and num_threads must be >= 0, got "
+                             f"{self.num_workers}, {self.num_threads}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, "
+                             f"{self.weight_decay}")
+        if not 0.0 < self.iou_threshold < 1.0:
+            raise ValueError(f"TrainConfig.iou_threshold must be in (0, 1), got {self.iou_threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of to_dict; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------- devices, RNG, I/O
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; anything else as torch.device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: derive numpy/python seeds from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """All global RNG states as tensors and plain types (weights_only-loadable)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "python": {"version": int(py_version), "internal": [int(v) for v in py_internal],
+                   "gauss_next": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of _rng_state."""
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["cached_gaussian"]))
+    pyst = state["python"]
+    random.setstate((pyst["version"], tuple(pyst["internal"]), pyst["gauss_next"]))
+    cuda_states = state.get("cuda")
+    if cuda_states is not None and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError unless value is built from plain types / tensors (weights_only-loadable)."""
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int):
+                raise TypeError(f"{where}: key {key!r} must be str or int")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(f"{where} holds {type(value).__name__}; only plain types and tensors can be saved")
+
+
+def _load(path: Path, expected_format: str | None = None) -> dict[str, Any]:
+    """torch.load(weights_only=True) with a clear error naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, foreign pickle, ...
+        raise ValueError(f"cannot load {path} with weights_only=True: {err}") from err
+    if not isinstance(data, dict) or "format" not in data:
+        raise ValueError(f"{path} is not a posemask checkpoint or model file")
+    if expected_format is not None and data["format"] != expected_format:
+        raise ValueError(f"{path} has format {data['format']!r}, expected {expected_format!r}")
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has version {data.get('version')!r}, expected {FORMAT_VERSION}")
+    return data
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+def save_model(path: PathLike, model: PoseUNet, model_cfg: ModelConfig, meta: dict[str, Any]) -> None:
+    """Write weights + config + meta (plain types) atomically to `path` (the final model.pt)."""
+    _check_plain(meta, "meta")
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    _atomic_torch_save({"format": MODEL_FORMAT, "version": FORMAT_VERSION,
+                        "model_config": model_cfg.to_dict(), "state_dict": state, "meta": meta}, Path(path))
+
+
+def load_model(path: PathLike, device: torch.device | str = "cpu") -> tuple[PoseUNet, ModelConfig, dict]:
+    """Read a save_model file -> (model in eval mode on `device`, its config, meta)."""
+    path = Path(path)
+    data = _load(path, MODEL_FORMAT)
+    model_cfg = ModelConfig.from_dict(data["model_config"])
+    model = PoseUNet(model_cfg)
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"weights in {path} do not match its config: {err}") from err
+    return model.to(device).eval(), model_cfg, data["meta"]
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Model weights from a model file (save_model, best.pt) or a training checkpoint (last.pt)."""
+    data = _load(path)
+    if data["format"] == MODEL_FORMAT:
+        return data["state_dict"]
+    if data["format"] == CHECKPOINT_FORMAT:
+        return data["model_state"]
+    raise ValueError(f"{path} has unknown format {data['format']!r}")
+
+
+# ----------------------------------------------------------------------------- metrics, steps
+
+
+def instance_iou(probability: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
+    """IoU per instance of (probability > threshold) vs target > 0.5.
+
+    probability, target: (B,...) -> (B,) float32; an instance with both masks empty scores 1.
+    """
+    pred = (probability > threshold).flatten(1)
+    truth = (target > 0.5).flatten(1)
+    intersection = (pred & truth).sum(1).float()
+    union = (pred | truth).sum(1).float()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+
+
+def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict:
+    """Move a DataLoader batch to `device` (4-D tensors channels-last when asked)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {key: value.to(device, non_blocking=True, memory_format=fmt) if value.ndim == 4
+            else value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def train_step(model: PoseUNet, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               use_amp: bool) -> torch.Tensor:
+    """One optimizer step on a batch already on the model's device; returns the (detached) loss."""
+    device_type = batch["image"].device.type
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+        output = model(batch["image"], batch["posemap"], batch["prior"])
+    loss = model.loss(output, batch["mask"])
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _run_epoch(model: PoseUNet, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
+               use_amp: bool, channels_last: bool, desc: str, show_bar: bool) -> tuple[float, int]:
+    """Train one epoch -> (mean loss per sample, samples seen)."""
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    seen = 0
+    with tqdm(loader, desc=desc, leave=False, disable=not show_bar, unit="batch") as bar:
+        for batch in bar:
+            batch = batch_to_device(batch, device, channels_last)
+            size = batch["image"].shape[0]
+            total_loss += train_step(model, optimizer, batch, use_amp) * size
+            seen += size
+    return (total_loss.item() / seen if seen else math.nan), seen
+
+
+@torch.inference_mode()
+def evaluate(model: PoseUNet, loader: DataLoader, device: torch.device, use_amp: bool, channels_last: bool,
+             threshold: float, show_bar: bool = False) -> tuple[float, float]:
+    """Mean loss and mean per-instance IoU (probability > threshold) over `loader`."""
+    model.eval()
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    total_iou = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    for batch in tqdm(loader, desc="validate", leave=False, disable=not show_bar, unit="batch"):
+        batch = batch_to_device(batch, device, channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            output = model(batch["image"], batch["posemap"], batch["prior"])
+        size = batch["image"].shape[0]
+        total_loss += model.loss(output, batch["mask"]).double() * size
+        total_iou += instance_iou(model.probability(output), batch["mask"], threshold).double().sum()
+        seen += size
+    if not seen:
+        return math.nan, math.nan
+    return total_loss.item() / seen, total_iou.item() / seen
+
+
+# ----------------------------------------------------------------------------- history outputs
+
+
+def _write_history(rows: list[dict[str, float]], csv_path: Path, png_path: Path) -> None:
+    """history.csv and the loss/IoU plot, both atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in HISTORY_COLUMNS} for row in rows)
+    _atomic_write_text(csv_path, buffer.getvalue())
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display needed
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in rows]
+    figure = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(figure)
+    loss_ax, iou_ax = figure.subplots(1, 2)
+    loss_ax.plot(epochs, [row["train_loss"] for row in rows], "o-", label="train")
+    loss_ax.plot(epochs, [row["val_loss"] for row in rows], "s-", label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_ax.legend()
+    iou_ax.plot(epochs, [row["val_iou"] for row in rows], "s-", color="tab:green")
+    iou_ax.set(xlabel="epoch", ylabel="mean IoU", title="validation IoU")
+    for axis in (loss_ax, iou_ax):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.3)  # tight_layout is slow
+    _atomic_write(png_path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _make_loader(dataset: CacheDataset, batch_size: int, shuffle: bool, num_workers: int,
+                 device: torch.device, generator: torch.Generator | None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", worker_init_fn=_seed_worker, generator=generator,
+                      drop_last=False)
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_paths: Sequence[PathLike],
+    val_paths: Sequence[PathLike] | None,
+    out_dir: PathLike,
+    init_weights: PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train a PoseUNet on cache.h5 files; resumes from out_dir/checkpoints/last.pt when it exists.
+
+    init_weights: a model file or checkpoint to start from (fine-tuning); ignored when resuming
+      (the checkpoint already holds the weights). The architecture must match model_cfg.
+    progress: called as progress(epochs_done, total_epochs, message) at start and after each epoch.
+    Seeds the global torch/numpy/python RNGs from train_cfg.seed (and sets torch's thread count when
+    train_cfg.num_threads > 0).
+    Returns {"model": PoseUNet (best validation weights, or last without validation, eval mode),
+             "history": rows, "best_val_iou", "best_epoch", "epochs_completed", "resumed_from_epoch",
+             "device", "last_checkpoint", "best_checkpoint"}.
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    device = resolve_device(train_cfg.device)
+    on_cuda = device.type == "cuda"
+    use_amp = train_cfg.amp and on_cuda
+    channels_last = train_cfg.channels_last and on_cuda
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+    if train_cfg.num_threads:
+        torch.set_num_threads(train_cfg.num_threads)
+    notify = progress or (lambda done, total, message: None)
+
+    random.seed(train_cfg.seed)
+    np.random.seed(train_cfg.seed)
+    torch.manual_seed(train_cfg.seed)
+    model = PoseUNet(model_cfg)
+
+    start_epoch, best_iou, best_epoch, history = 0, -math.inf, 0, []
+    checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
+    if checkpoint is not None:
+        if checkpoint["model_config"] != model_cfg.to_dict():
+            raise ValueError(f"checkpoint {last_path} was made with model config "
+                             f"{checkpoint['model_config']}, not {model_cfg.to_dict()}; "
+                             "use another out_dir or delete the checkpoint")
+        model.load_state_dict(checkpoint["model_state"])
+        start_epoch = int(checkpoint["epoch"])
+        best_iou, best_epoch = float(checkpoint["best_val_iou"]), int(checkpoint["best_epoch"])
+        best_iou = -math.inf if math.isnan(best_iou) else best_iou
+        history = list(checkpoint["history"])
+    elif init_weights is not None:
+        try:
+            model.load_state_dict(read_weights(Path(init_weights)))
+        except RuntimeError as err:
+            raise ValueError(f"init_weights {init_weights} do not fit model config {model_cfg}: {err}") from err
+
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        _set_rng_state(checkpoint["rng"])
+
+    train_set = CacheDataset(train_paths, augment=train_cfg.augment, flip_prob=train_cfg.flip_prob,
+                             prior_eps=train_cfg.prior_eps)
+    val_set = (CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None)
+    shuffle_generator = torch.Generator()
+    train_loader = _make_loader(train_set, train_cfg.batch_size, True, train_cfg.num_workers, device,
+                                shuffle_generator)
+    val_loader = (_make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
+                  if val_set is not None else None)
+
+    total = train_cfg.epochs
+    notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
+    for epoch in range(start_epoch, total):
+        started = time.perf_counter()
+        # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
+        shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
+        train_loss, seen = _run_epoch(model, train_loader, optimizer, device, use_amp, channels_last,
+                                      f"epoch {epoch + 1}/{total}", train_cfg.progress_bar)
+        train_seconds = time.perf_counter() - started
+        val_loss = val_iou = math.nan
+        is_last = epoch + 1 == total
+        if val_loader is not None and ((epoch + 1) % train_cfg.val_every == 0 or is_last):
+            val_loss, val_iou = evaluate(model, val_loader, device, use_amp, channels_last,
+                                         train_cfg.iou_threshold, train_cfg.progress_bar)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_iou": val_iou,
+               "seconds": time.perf_counter() - started,
+               "samples_per_s": seen / train_seconds if train_seconds > 0 else math.nan,
+               "lr": float(optimizer.param_groups[0]["lr"])}
+        history.append(row)
+
+        # Without validation every epoch counts as "best" so that best.pt is the latest model.
+        improved = val_loader is None or (not math.isnan(val_iou) and val_iou > best_iou)
+        if improved:
+            if val_loader is not None:
+                best_iou = val_iou
+            best_epoch = epoch + 1
+            save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
+        _atomic_torch_save({
+            "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "epoch": epoch + 1,
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer_state": optimizer.state_dict(),
+            "best_val_iou": best_iou, "best_epoch": best_epoch, "history": history,
+            "rng": _rng_state(), "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+        }, last_path)
+        _write_history(history, out_dir / "history.csv", out_dir / "history.png")
+        notify(epoch + 1, total, f"epoch {epoch + 1}/{total} train_loss={train_loss:.4f} "
+                                 f"val_loss={val_loss:.4f} val_iou={val_iou:.4f} "
+                                 f"({row['samples_per_s']:.1f} samples/s)")
+
+    if best_path.exists():
+        model.load_state_dict(read_weights(best_path))
+    model.eval()
+    train_set.close()
+    if val_set is not None:
+        val_set.close()
+    return {"model": model, "history": history,
+            "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan, "best_epoch": best_epoch,
+            "epochs_completed": max(start_epoch, total),
+            "resumed_from_epoch": start_epoch if checkpoint is not None else None, "device": str(device),
+            "last_checkpoint": str(last_path), "best_checkpoint": str(best_path)}
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def iter_predictions(
+    model: PoseUNet,
+    paths: Sequence[PathLike],
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    num_workers: int = 0,
+    amp: bool = True,
+    prior_eps: float = 1e-4,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (global indices (B,) int64, probabilities (B,H,W) float32) batch by batch, in order.
+
+    device: defaults to the model's device; amp: bf16 autocast on CUDA only.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    use_amp = amp and device.type == "cuda"
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    dataset = CacheDataset(paths, prior_eps=prior_eps)
+    loader = _make_loader(dataset, batch_size, False, num_workers, device, None)
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                batch = batch_to_device(batch, device, channels_last)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    output = model(batch["image"], batch["posemap"], batch["prior"])
+                probability = model.probability(output)[:, 0]
+                yield batch["index"].cpu().numpy(), probability.float().cpu().numpy()
+    finally:
+        dataset.close()
+
+
+def predict(model: PoseUNet, paths: Sequence[PathLike], batch_size: int = 32,
+            device: torch.device | str | None = None, num_workers: int = 0) -> np.ndarray:
+    """Probabilities for every sample of `paths` (in order) -> (N,H,W) float32 in [0, 1]."""
+    layout = CacheDataset(paths)
+    result = np.empty((len(layout), *layout.crop_size), np.float32)
+    for indices, probabilities in iter_predictions(model, paths, batch_size, device, num_workers):
+        result[indices] = probabilities
+    return result

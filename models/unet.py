@@ -1,0 +1,290 @@
+"""PoseUNet: a pose-guided U-Net that predicts a correction ΔM to a prior person mask.
+
+Layout (milesial/Pytorch-UNet style, small named blocks), for an input of H×W (256×256):
+
+    image (B,3,H,W) ──Stem: conv k7 s2──► (B,c,H/2,W/2) ─┬─ concat posemap (B,P,H/2,W/2)
+                                                          ▼
+                                     DoubleConv ─► x0 (c, H/2) ─ Down ─► x1 (2c, H/4) ... x_depth
+                                                          ▲ skip        ▲ skip
+                                          Up ◄──────────────────────────┘ ... back to H/2
+    FullResHead: upsample ×2, concat the image, conv k3 ─► OutConv k1 ─► ΔM (B,1,H,W)
+
+Every conv is followed by a LeakyReLU except the output conv. The prior enters only at the head,
+as its log-odds (the paper's Eq. 4, M = ΔM + log M̂, written so that ΔM = 0 gives back the prior):
+
+* head="logit": output = ΔM + logit(prior), a mask logit; probability = sigmoid(output);
+  loss = BCE-with-logits + dice_weight · soft Dice.
+* head="paper": output = tanh((ΔM + logit(prior)) / 2) in [-1, 1] (tanh(logit(p)/2) = 2p - 1);
+  probability = (output + 1) / 2; loss = MSE against the target mapped to [-1, 1].
+
+With zero_init_last the output conv starts at zero, so an untrained network returns the prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEADS = ("logit", "paper")
+NORMS = ("batch", "group", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a PoseUNet; stored as plain types inside every checkpoint and model.pt.
+
+    base_channels: width of the first level; level i has base_channels * 2**i channels.
+    depth: number of Down (and Up) blocks below the half-resolution level.
+    pose_channels: channels of the pose map (1 = one Gaussian map as in the paper, 14 = per joint).
+    head: "logit" (sigmoid, BCE + Dice) or "paper" (tanh, MSE on masks in [-1, 1]).
+    norm: normalization after each 3×3 conv: "batch", "group" (GroupNorm) or "none".
+    group_norm_groups: groups for norm="group" (reduced to divide the channel count).
+    leaky_slope: negative slope of every LeakyReLU.
+    zero_init_last: start the output conv at zero, so that training starts from the prior.
+    dice_weight: weight of the soft Dice term of the logit head's loss.
+    dice_smooth: additive smoothing of the soft Dice ratio (keeps empty masks finite).
+    """
+
+    base_channels: int = 16
+    depth: int = 4
+    pose_channels: int = 1
+    head: str = "logit"
+    norm: str = "batch"
+    group_norm_groups: int = 8
+    leaky_slope: float = 0.2
+    zero_init_last: bool = True
+    dice_weight: float = 1.0
+    dice_smooth: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ModelConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        for name in ("base_channels", "depth", "pose_channels", "group_norm_groups"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if self.dice_weight < 0 or self.dice_smooth < 0 or self.leaky_slope < 0:
+            raise ValueError("ModelConfig.dice_weight, dice_smooth and leaky_slope must be >= 0")
+
+    @property
+    def size_multiple(self) -> int:
+        """Input H and W must be multiples of this (stem stride 2, then `depth` poolings)."""
+        return 2 ** (self.depth + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (safe for torch.load(weights_only=True) and JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of to_dict; unknown keys are an error (a config from another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+def _norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        groups = min(groups, channels)
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+class ConvAct(nn.Module):
+    """conv (k, stride) -> norm -> LeakyReLU. (B,in,H,W) -> (B,out,H/stride,W/stride)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        use_bias = cfg.norm == "none"  # a norm layer's shift makes the conv bias redundant
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=use_bias)
+        self.norm = _norm_layer(cfg.norm, out_ch, cfg.group_norm_groups)
+        self.act = nn.LeakyReLU(cfg.leaky_slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class DoubleConv(nn.Module):
+    """Two 3×3 ConvAct blocks. (B,in,H,W) -> (B,out,H,W)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.block = nn.Sequential(ConvAct(in_ch, out_ch, 3, 1, cfg), ConvAct(out_ch, out_ch, 3, 1, cfg))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class Down(nn.Module):
+    """2×2 max-pool then DoubleConv. (B,in,H,W) -> (B,out,H/2,W/2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.conv = DoubleConv(in_ch, out_ch, cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+class Up(nn.Module):
+    """Bilinear ×2 upsample, concat the skip, DoubleConv.
+
+    (B,in,H,W) + skip (B,skip,2H,2W) -> (B,out,2H,2W).
+    """
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.conv = DoubleConv(in_ch + skip_ch, out_ch, cfg)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class Stem(nn.Module):
+    """First layer: 7×7 stride-2 conv + LeakyReLU. (B,3,H,W) -> (B,out,H/2,W/2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 7, stride=2, padding=3)
+        self.act = nn.LeakyReLU(cfg.leaky_slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class FullResHead(nn.Module):
+    """Back to full resolution: upsample ×2, concat the image (sharp edges), one 3×3 ConvAct.
+
+    (B,in,H/2,W/2) + image (B,3,H,W) -> (B,out,H,W).
+    """
+
+    def __init__(self, in_ch: int, image_ch: int, out_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.conv = ConvAct(in_ch + image_ch, out_ch, 3, 1, cfg)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, image], dim=1))
+
+
+class OutConv(nn.Module):
+    """1×1 conv to one channel, no activation. (B,in,H,W) -> (B,1,H,W) = ΔM."""
+
+    def __init__(self, in_ch: int, zero_init: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, 1, 1)
+        if zero_init:
+            nn.init.zeros_(self.conv.weight)
+            nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """1 - soft Dice, averaged over instances. probability, target: (B,1,H,W) in [0,1] -> scalar."""
+    dims = tuple(range(1, probability.ndim))
+    intersection = (probability * target).sum(dims)
+    total = probability.sum(dims) + target.sum(dims)
+    return (1.0 - (2.0 * intersection + smooth) / (total + smooth)).mean()
+
+
+class PoseUNet(nn.Module):
+    """Pose-guided U-Net predicting a mask as a correction of a prior mask (see module docstring)."""
+
+    IMAGE_CHANNELS = 3
+
+    def __init__(self, cfg: ModelConfig | None = None, **overrides: Any) -> None:
+        """cfg: the architecture; keyword overrides (e.g. base_channels=4) build one from defaults."""
+        super().__init__()
+        if cfg is None:
+            cfg = ModelConfig(**overrides)
+        elif overrides:
+            cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides})
+        self.cfg = cfg
+        widths = [cfg.base_channels * 2**level for level in range(cfg.depth + 1)]
+        self.stem = Stem(self.IMAGE_CHANNELS, widths[0], cfg)
+        self.pose_merge = DoubleConv(widths[0] + cfg.pose_channels, widths[0], cfg)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], cfg) for i in range(cfg.depth))
+        self.ups = nn.ModuleList(
+            Up(widths[i + 1], widths[i], widths[i], cfg) for i in reversed(range(cfg.depth))
+        )
+        self.full_res = FullResHead(widths[0], self.IMAGE_CHANNELS, widths[0], cfg)
+        self.out_conv = OutConv(widths[0], zero_init=cfg.zero_init_last)
+
+    def _check_inputs(self, image: torch.Tensor, posemap: torch.Tensor, prior: torch.Tensor) -> None:
+        if image.ndim != 4 or image.shape[1] != self.IMAGE_CHANNELS:
+            raise ValueError(f"image must be (B,3,H,W), got {tuple(image.shape)}")
+        batch, _, height, width = image.shape
+        multiple = self.cfg.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(f"image H,W must be multiples of {multiple} for depth {self.cfg.depth}, "
+                             f"got {height}x{width}")
+        expected_pose = (batch, self.cfg.pose_channels, height // 2, width // 2)
+        if tuple(posemap.shape) != expected_pose:
+            raise ValueError(f"posemap must be {expected_pose}, got {tuple(posemap.shape)}")
+        if tuple(prior.shape) != (batch, 1, height, width):
+            raise ValueError(f"prior must be {(batch, 1, height, width)}, got {tuple(prior.shape)}")
+
+    def delta(self, image: torch.Tensor, posemap: torch.Tensor) -> torch.Tensor:
+        """ΔM: image (B,3,H,W), posemap (B,P,H/2,W/2) -> (B,1,H,W)."""
+        x = self.stem(image)
+        x = self.pose_merge(torch.cat([x, posemap.to(x.dtype)], dim=1))
+        skips = [x]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.out_conv(self.full_res(x, image))
+
+    def forward(self, image: torch.Tensor, posemap: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """Raw output (B,1,H,W): a logit (head="logit") or a mask in [-1, 1] (head="paper").
+
+        image: (B,3,H,W) normalized to [-1, 1]; posemap: (B,P,H/2,W/2) in [0, 1];
+        prior: (B,1,H,W) probability strictly inside (0, 1). The head is computed in float32
+        (also under autocast) so that ΔM = 0 reproduces the prior exactly.
+        """
+        self._check_inputs(image, posemap, prior)
+        log_odds = self.delta(image, posemap).float() + torch.logit(prior.float())
+        if self.cfg.head == "logit":
+            return log_odds
+        return torch.tanh(0.5 * log_odds)
+
+    def probability(self, output: torch.Tensor) -> torch.Tensor:
+        """Raw output (B,1,H,W) -> foreground probability (B,1,H,W) in [0, 1], float32."""
+        output = output.float()
+        if self.cfg.head == "logit":
+            return torch.sigmoid(output)
+        return ((output + 1.0) * 0.5).clamp(0.0, 1.0)
+
+    def loss(self, output: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """Training loss (scalar). output: raw (B,1,H,W); target_mask: (B,1,H,W) in {0, 1}."""
+        output = output.float()
+        target = target_mask.float()
+        if self.cfg.head == "logit":
+            bce = F.binary_cross_entropy_with_logits(output, target)
+            if self.cfg.dice_weight == 0:
+                return bce
+            dice = soft_dice_loss(torch.sigmoid(output), target, self.cfg.dice_smooth)
+            return bce + self.cfg.dice_weight * dice
+        return F.mse_loss(output, 2.0 * target - 1.0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

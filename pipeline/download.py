@@ -1,0 +1,157 @@
+"""Luigi tasks that provide COCO 2017 and PASCAL VOC 2012: an existing copy, or a verified download.
+
+``DownloadCOCO`` / ``DownloadVOC`` output the dataset folder's ``.complete`` manifest (JSON with the
+dataset ``root``, ``source`` and the archives' sizes and MD5s). Downstream tasks read the dataset
+root from the manifest's ``root`` key (or from the task's ``dataset_root()``). All the work is done by
+:func:`pipeline.fetch.prepare_dataset`; the tasks only read ``[DownloadConfig]`` and report progress.
+
+The folder parameter is called ``root`` (like ``COCOPersons.root``), not ``coco_root``: luigi's command
+line already has global flags ``--coco-root`` / ``--voc-root`` for the ``[coco]`` / ``[voc]`` config
+sections' ``root``, and a task parameter ``coco_root`` would add the same flag when the task is the
+root task (argparse refuses the clash).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import luigi
+
+from pipeline.fetch import (
+    MANIFEST_NAME,
+    ArchiveSpec,
+    DownloadOptions,
+    apply_mirror,
+    archive_name,
+    check_coco_layout,
+    check_voc_layout,
+    prepare_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+# Official archives. Sizes in bytes as served by the hosts; MD5s as published by torchvision.
+COCO_URLS = (
+    "http://images.cocodataset.org/zips/train2017.zip",
+    "http://images.cocodataset.org/zips/val2017.zip",
+    "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+)
+COCO_SIZES = {
+    "train2017.zip": 19_336_861_798,
+    "val2017.zip": 815_585_330,
+    "annotations_trainval2017.zip": 252_907_541,
+}
+COCO_MD5S = {
+    "train2017.zip": "cced6f7f71b7629ddf16f17bbcfab6b2",
+    "val2017.zip": "442b8da7639aecaf257c1dceb8ba8c80",
+    "annotations_trainval2017.zip": "f4bbac642086de4f52a3fdda2de5fa2c",
+}
+VOC_URLS = ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",)
+VOC_SIZES = {"VOCtrainval_11-May-2012.tar": 1_999_639_040}
+VOC_MD5S = {"VOCtrainval_11-May-2012.tar": "6cd6e144f989b92b3379bac3b3de84fd"}
+
+
+class DownloadConfig(luigi.Config):
+    """``[DownloadConfig]`` in luigi.cfg: where archives come from and how hard to try."""
+
+    mirror = luigi.Parameter(default="", description="base URL replacing scheme+host of every URL; '' = official")
+    raw_dir = luigi.Parameter(default="data/raw", description="default home of datasets (raw_dir/coco, raw_dir/voc)")
+    archive_dir = luigi.Parameter(default="", description="where archives are downloaded; '' = raw_dir/archives")
+    keep_archives = luigi.BoolParameter(default=True, description="keep archives after a verified extraction")
+    retries = luigi.IntParameter(default=5, description="extra attempts for transient failures")
+    backoff_s = luigi.FloatParameter(default=2.0, description="first wait between attempts, doubled each time")
+    max_backoff_s = luigi.FloatParameter(default=60.0, description="longest wait between attempts")
+    timeout_s = luigi.FloatParameter(default=60.0, description="socket timeout for connect and each read")
+    chunk_bytes = luigi.IntParameter(default=1 << 20, description="bytes per read/write/hash step")
+    progress = luigi.BoolParameter(default=True, description="tqdm progress bars on stderr")
+    coco_urls = luigi.ListParameter(default=COCO_URLS)
+    coco_sizes = luigi.DictParameter(default=COCO_SIZES, description="archive file name -> bytes")
+    coco_md5s = luigi.DictParameter(default=COCO_MD5S, description="archive file name -> hex MD5")
+    coco_splits = luigi.ListParameter(default=("train", "val"), description="splits the layout check requires")
+    voc_urls = luigi.ListParameter(default=VOC_URLS)
+    voc_sizes = luigi.DictParameter(default=VOC_SIZES, description="archive file name -> bytes")
+    voc_md5s = luigi.DictParameter(default=VOC_MD5S, description="archive file name -> hex MD5")
+
+    def options(self) -> DownloadOptions:
+        return DownloadOptions(retries=self.retries, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                               timeout_s=self.timeout_s, chunk_bytes=self.chunk_bytes, progress=self.progress)
+
+    def archive_folder(self) -> Path:
+        return Path(self.archive_dir) if self.archive_dir else Path(self.raw_dir) / "archives"
+
+    def specs(self, urls: Sequence[str], sizes: Mapping[str, int], md5s: Mapping[str, str]) -> list[ArchiveSpec]:
+        """Archive specs with the mirror applied; sizes and MD5s are looked up by archive file name."""
+        specs = []
+        for url in urls:
+            name = archive_name(url)
+            if name not in md5s:
+                logger.warning("no MD5 configured for %s: it will be checked by size only, if at all", name)
+            size = sizes.get(name)
+            specs.append(ArchiveSpec(apply_mirror(url, self.mirror), int(size) if size is not None else None,
+                                     md5s.get(name)))
+        return specs
+
+
+class _ReportsProgress:
+    """Mixin: forward ``prepare_dataset`` progress to the scheduler (callbacks exist only under a worker)."""
+
+    def report(self, percent: float, message: str) -> None:
+        set_progress = getattr(self, "set_progress_percentage", None)
+        set_status = getattr(self, "set_status_message", None)
+        if callable(set_progress):
+            set_progress(int(percent))
+        if callable(set_status):
+            set_status(message)
+
+
+class DownloadCOCO(_ReportsProgress, luigi.Task):
+    """COCO 2017 images + keypoint annotations in ``root`` (``raw_dir/coco`` by default)."""
+
+    root = luigi.Parameter(default="", description="existing or target COCO folder; '' = raw_dir/coco")
+
+    def dataset_root(self) -> Path:
+        return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / "coco"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
+
+    def run(self) -> None:
+        config = DownloadConfig()
+        prepare_dataset(
+            self.dataset_root(),
+            config.specs(config.coco_urls, config.coco_sizes, config.coco_md5s),
+            config.archive_folder(),
+            functools.partial(check_coco_layout, splits=tuple(config.coco_splits)),
+            dataset="coco",
+            options=config.options(),
+            keep_archives=config.keep_archives,
+            on_status=self.report,
+        )
+
+
+class DownloadVOC(_ReportsProgress, luigi.Task):
+    """PASCAL VOC 2012 trainval in ``root`` (the folder holding ``VOCdevkit/``; ``raw_dir/voc`` by default)."""
+
+    root = luigi.Parameter(default="", description="folder holding VOCdevkit/; '' = raw_dir/voc")
+
+    def dataset_root(self) -> Path:
+        return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / "voc"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
+
+    def run(self) -> None:
+        config = DownloadConfig()
+        prepare_dataset(
+            self.dataset_root(),
+            config.specs(config.voc_urls, config.voc_sizes, config.voc_md5s),
+            config.archive_folder(),
+            check_voc_layout,
+            dataset="voc",
+            options=config.options(),
+            keep_archives=config.keep_archives,
+            on_status=self.report,
+        )

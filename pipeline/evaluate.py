@@ -1,0 +1,116 @@
+"""Evaluate one method on one evaluation set; EvaluateAll writes the report comparing every method."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import luigi
+import numpy as np
+from tqdm import tqdm
+
+from models.evaluation import coco_mask_ap, score_instance
+from models.masks import encode_rle
+from models.metrics import summarize
+from pipeline import config
+from pipeline.cachebuild import read_records, record_mask
+from pipeline.core import PoseMaskTask, atomic_path, write_json
+from pipeline.data import BuildCache, dataset_root
+from pipeline.predict import prediction_task, read_predictions
+from pipeline.report import SCORE_FIELDS as SCORE_COLUMNS
+from pipeline.report import write_report
+
+
+class Evaluate(PoseMaskTask):
+    """Per-instance IoU (crop and full size), boundary F and COCO mask AP of one method on one set."""
+
+    dataset = luigi.Parameter(default="coco")
+    split = luigi.Parameter(default="val")
+    method = luigi.Parameter(default="grabcut")
+    configs = (config.evaluation,)
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"pred": prediction_task(self.method, self.dataset, self.split),
+                "cache": BuildCache(dataset=self.dataset, split=self.split)}  # fmt: skip
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"scores": self.target("scores.csv"), "results": self.target("results.json"),
+                "summary": self.target("summary.json")}  # fmt: skip
+
+    def run(self) -> None:
+        settings = config.evaluation()
+        cache_task = self.requires()["cache"]
+        records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
+        root = Path(cache_task.requires().root or dataset_root(self.dataset))
+        probs, attrs = read_predictions(self.input()["pred"]["pred"].path)
+        rows, results, gt_masks = [], [], []
+        with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
+            ids = h5["instance_id"][:]
+            for i in tqdm(range(len(ids)), desc=f"evaluate {self.method} {self.dataset}/{self.split}"):
+                record = records[int(ids[i])]
+                gt_full = record_mask(record, root)
+                scores, full = score_instance(probs[i], h5["mask"][i], h5["affine"][i], gt_full,
+                                              settings.threshold, settings.boundary_px)  # fmt: skip
+                rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **scores})
+                gt_masks.append((record["image_id"], record["instance_id"], gt_full))
+                results.append({"image_id": record["image_id"], "category_id": 1, "segmentation": encode_rle(full),
+                                "score": scores["score"], "instance_id": record["instance_id"]})  # fmt: skip
+                if i % 16 == 0:
+                    self.report_progress(i / len(ids), f"{i}/{len(ids)} scored")
+        ap = coco_mask_ap(gt_masks, results)
+        with atomic_path(self.output()["scores"].path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SCORE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        write_json(self.output()["results"].path, results)
+        write_json(self.output()["summary"].path, {
+            "dataset": self.dataset, "split": self.split, "method": self.method, "instances": len(rows),
+            "iou_crop": summarize([r["iou_crop"] for r in rows]), "iou_full": summarize([r["iou_full"] for r in rows]),
+            "boundary_f": summarize([r["boundary_f"] for r in rows]), "mask_ap": ap,
+            "ms_per_image": float(attrs.get("ms_per_image", float("nan"))), "device": attrs.get("device", ""),
+            "prediction": self.input()["pred"]["pred"].path,
+        })  # fmt: skip
+
+
+class EvaluateAll(PoseMaskTask):
+    """Every method on every evaluation set -> report/ (report.md, report.html, iou.csv, plots)."""
+
+    eval_sets = luigi.ListParameter(default=["coco/val", "ochuman/val", "voc/val"])
+    methods = luigi.ListParameter(default=["prior", "grabcut", "slic_grabcut", "unet-coco", "unet-coco+crf",
+                                           "unet-voc", "unet-voc+crf"])  # fmt: skip
+
+    def requires(self) -> dict[str, Evaluate]:
+        out = {}
+        for eval_set in self.eval_sets:
+            dataset, split = eval_set.split("/")
+            for method in self.methods:
+                out[f"{eval_set}:{method}"] = Evaluate(dataset=dataset, split=split, method=method)
+        return out
+
+    def output(self) -> luigi.LocalTarget:
+        return self.target("report")
+
+    def run(self) -> None:
+        target = Path(self.output().path)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            write_report(tmp, self.requires(), self.eval_sets, self.methods)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        print(f"\nposemask report: {target / 'report.html'}\n               {target / 'report.md'}")
+
+
+def summary_of(task: Evaluate) -> dict:
+    return json.loads(Path(task.output()["summary"].path).read_text())
+
+
+def mean_or_nan(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

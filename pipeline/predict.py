@@ -1,0 +1,239 @@
+"""Predictions: the network (PredictMasks), classical baselines (Baselines), dense CRF (TuneCRF, RefineCRF).
+
+Every prediction task writes ``pred.h5``: ``prob`` (N,S,S) float16 foreground probability in the
+cache's sample order, ``instance_id`` (N,), attrs ``method``, ``ms_per_image`` and ``device``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from pathlib import Path
+
+import h5py
+import luigi
+import numpy as np
+from tqdm import tqdm
+
+from models import baselines as classical
+from models.crf import CRFParams, grid_search, refine
+from models.train import iter_predictions, load_model, resolve_device
+from pipeline import config
+from pipeline.cachebuild import windows
+from pipeline.core import PoseMaskTask, atomic_path, write_json
+from pipeline.data import BuildCache
+from pipeline.train import FineTune, TrainModel
+
+MODELS: dict[str, type[PoseMaskTask]] = {"unet-coco": TrainModel, "unet-voc": FineTune}
+BASELINES = ("prior", "grabcut", "slic_grabcut")
+
+
+def write_predictions(target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, attrs: dict) -> None:
+    """Stream (S,S) probabilities into pred.h5 atomically (one sample per chunk)."""
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
+        ds = None
+        for i, prob in enumerate(probs):
+            if ds is None:
+                ds = h5.create_dataset("prob", (len(instance_ids), *prob.shape), np.float16,
+                                       chunks=(1, *prob.shape))  # fmt: skip
+            ds[i] = prob
+        h5.create_dataset("instance_id", data=np.asarray(instance_ids, np.int64))
+        for key, value in attrs.items():
+            h5.attrs[key] = value
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, dict]:
+    """(N,S,S) float32 probabilities and the file's attributes."""
+    with h5py.File(path, "r") as h5:
+        return h5["prob"][:].astype(np.float32), dict(h5.attrs)
+
+
+def cache_samples(path: str | Path, names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+    """Stream samples of a cache.h5 (only the datasets in `names`)."""
+    with h5py.File(path, "r") as h5:
+        for i in range(h5["image"].shape[0]):
+            yield {name: h5[name][i] for name in names}
+
+
+def cache_ids(path: str | Path) -> np.ndarray:
+    with h5py.File(path, "r") as h5:
+        return h5["instance_id"][:]
+
+
+class PredictMasks(PoseMaskTask):
+    """Network probabilities for every sample of a cache -> pred.h5 (batched, no grad)."""
+
+    model = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco")
+    dataset = luigi.Parameter(default="coco")
+    split = luigi.Parameter(default="val")
+    batch_size = luigi.IntParameter(default=16, significant=False)
+    device = luigi.Parameter(default="auto", significant=False)
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"model": MODELS[self.model](), "cache": BuildCache(dataset=self.dataset, split=self.split)}
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"pred": self.target("pred.h5")}
+
+    def run(self) -> None:
+        device = resolve_device(self.device)
+        net, _, meta = load_model(self.input()["model"]["model"].path, device)
+        cache_path = self.input()["cache"]["cache"].path
+        ids = cache_ids(cache_path)
+        start = time.perf_counter()
+        probs: list[np.ndarray] = []
+        batches = iter_predictions(net, [cache_path], self.batch_size, device)
+        for _, batch in tqdm(batches, desc=f"predict {self.model}"):
+            probs.extend(batch)
+            self.report_progress(len(probs) / max(len(ids), 1), f"{len(probs)}/{len(ids)} predicted")
+        ms = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
+        write_predictions(Path(self.output()["pred"].path), probs, ids,
+                          {"method": self.model, "ms_per_image": ms, "device": str(device)})  # fmt: skip
+
+
+def _baseline_one(sample: dict[str, np.ndarray], method: str, params: dict) -> np.ndarray:
+    """Pool worker: one cached sample -> (S,S) float32 probability of a classical method."""
+    if method == "prior":
+        return classical.prior_baseline(sample["prior"].astype(np.float32) / 255.0, **params)
+    if method == "grabcut":
+        return classical.grabcut_baseline(sample["image"], sample["joints"], **params)
+    return classical.slic_grabcut_baseline(sample["image"], sample["joints"], **params)
+
+
+def pooled_map(fn: Callable, items: Iterable, processes: int, window: int, total: int,
+               progress: Callable[[int, int], None], desc: str) -> Iterator:  # fmt: skip
+    """Ordered map over a fork pool in bounded windows, with a tqdm bar and a progress callback."""
+    done = 0
+    with mp.get_context("fork").Pool(processes) as pool, tqdm(total=total, desc=desc) as bar:
+        for chunk in windows(items, window):
+            yield from pool.map(fn, chunk)
+            done += len(chunk)
+            bar.update(len(chunk))
+            progress(done, total)
+
+
+class Baselines(PoseMaskTask):
+    """Classical masks from the pose: prior thresholded, GrabCut, SLIC + GrabCut -> pred.h5."""
+
+    dataset = luigi.Parameter(default="coco")
+    split = luigi.Parameter(default="val")
+    method = luigi.ChoiceParameter(choices=list(BASELINES), default="grabcut")
+    configs = (config.baselines,)
+
+    def requires(self) -> BuildCache:
+        return BuildCache(dataset=self.dataset, split=self.split)
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"pred": self.target("pred.h5")}
+
+    def run(self) -> None:
+        cache_path = self.input()["cache"].path
+        ids = cache_ids(cache_path)
+        params = dict(getattr(config.baselines(), self.method))
+        settings = config.cache()
+        fn = partial(_baseline_one, method=self.method, params=params)
+        start = time.perf_counter()
+        probs = list(pooled_map(fn, cache_samples(cache_path, ("image", "joints", "prior")), settings.processes,
+                                settings.window, len(ids),
+                                lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} {self.method}"),
+                                f"{self.method} {self.dataset}/{self.split}"))  # fmt: skip
+        # Wall time over the pool: per-image cost as a user running the stage sees it.
+        ms = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
+        write_predictions(Path(self.output()["pred"].path), probs, ids,
+                          {"method": self.method, "ms_per_image": ms, "device": "cpu"})  # fmt: skip
+
+
+class TuneCRF(PoseMaskTask):
+    """Coarse-to-fine grid search of the dense-CRF parameters on validation predictions -> crf.json.
+
+    The grid always includes "no refinement", so the chosen parameters never score below the raw
+    network on the samples they were tuned on.
+    """
+
+    model = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco")
+    dataset = luigi.Parameter(default="coco")
+    split = luigi.Parameter(default="val")
+    grid = luigi.DictParameter(default={"iterations": [5], "gaussian_sxy": [3], "bilateral_sxy": [40, 80],
+                                        "bilateral_srgb": [5, 13], "bilateral_compat": [4, 10]})  # fmt: skip
+    refine_factor = luigi.FloatParameter(default=1.5)
+    max_samples = luigi.IntParameter(default=64, description="validation samples the search runs on")
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
+                "cache": BuildCache(dataset=self.dataset, split=self.split)}  # fmt: skip
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"crf": self.target("crf.json")}
+
+    def run(self) -> None:
+        probs, _ = read_predictions(self.input()["pred"]["pred"].path)
+        with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
+            n = min(len(probs), self.max_samples)
+            images, masks = h5["image"][:n], h5["mask"][:n]
+        grid = {k: list(v) for k, v in self.grid.items()}
+        tried: list[tuple[dict, float]] = []
+
+        def seen(params: CRFParams, score: float) -> None:
+            tried.append((params.to_dict(), score))
+            self.report_progress(min(len(tried) / 40, 0.99), f"{len(tried)} CRF settings tried")
+
+        best, table = grid_search(list(images), list(probs[:n]), list(masks), grid, self.refine_factor,
+                                  on_candidate=seen)  # fmt: skip
+        raw = next(score for p, score in table if not p.enabled)
+        write_json(self.output()["crf"].path, {
+            "params": best.to_dict(), "score": max(s for _, s in table), "raw_score": raw, "samples": n,
+            "tuned_on": f"{self.model} {self.dataset}/{self.split}",
+            "table": [{"params": p.to_dict(), "mean_iou": s} for p, s in table],
+        })  # fmt: skip
+
+
+def _refine_one(item: tuple[np.ndarray, np.ndarray], params: dict) -> np.ndarray:
+    image, prob = item
+    return refine(image, prob, CRFParams.from_dict(params))
+
+
+class RefineCRF(PoseMaskTask):
+    """Dense-CRF refinement of a network's predictions with TuneCRF's parameters -> pred.h5."""
+
+    model = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco")
+    dataset = luigi.Parameter(default="coco")
+    split = luigi.Parameter(default="val")
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
+                "cache": BuildCache(dataset=self.dataset, split=self.split),
+                "crf": TuneCRF(model=self.model)}  # fmt: skip
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"pred": self.target("pred.h5")}
+
+    def run(self) -> None:
+        params = json.loads(Path(self.input()["crf"]["crf"].path).read_text())["params"]
+        probs, attrs = read_predictions(self.input()["pred"]["pred"].path)
+        cache_path = self.input()["cache"]["cache"].path
+        ids = cache_ids(cache_path)
+        images = (s["image"] for s in cache_samples(cache_path, ("image",)))
+        settings = config.cache()
+        start = time.perf_counter()
+        refined = list(pooled_map(partial(_refine_one, params=params), zip(images, probs, strict=True),
+                                  settings.processes, settings.window, len(ids),
+                                  lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} refined"),
+                                  f"crf {self.model} {self.dataset}/{self.split}"))  # fmt: skip
+        ms = float(attrs.get("ms_per_image", 0.0)) + 1000 * (time.perf_counter() - start) / max(len(ids), 1)
+        write_predictions(Path(self.output()["pred"].path), refined, ids,
+                          {"method": f"{self.model}+crf", "ms_per_image": ms, "device": attrs.get("device", "cpu"),
+                           "crf_params": json.dumps(params)})  # fmt: skip
+
+
+def prediction_task(method: str, dataset: str, split: str) -> PoseMaskTask:
+    """The task whose pred.h5 holds `method`'s probabilities (e.g. "grabcut", "unet-coco+crf")."""
+    if method in BASELINES:
+        return Baselines(dataset=dataset, split=split, method=method)
+    if method.endswith("+crf") and method[: -len("+crf")] in MODELS:
+        return RefineCRF(model=method[: -len("+crf")], dataset=dataset, split=split)
+    if method in MODELS:
+        return PredictMasks(model=method, dataset=dataset, split=split)
+    raise ValueError(f"unknown method {method!r}")

@@ -1,0 +1,150 @@
+"""The evaluation report: report.md, report.html, iou.csv, IoU box plots and overlay grids.
+
+Plain functions over finished Evaluate tasks' files (no task logic here).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import luigi.configuration
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from models.visualize import grid, overlay  # noqa: E402
+
+COLUMNS = ("method", "instances", "mean IoU (crop)", "median IoU (crop)", "mean IoU (full)", "median IoU (full)",
+           "boundary F", "mask AP", "AP50", "ms / image")  # fmt: skip
+OVERLAY_ROWS = 6
+SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
+
+
+def _load(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def table_rows(summaries: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for method, s in summaries.items():
+        rows.append([method, str(s["instances"]), _fmt(s["iou_crop"]["mean"]), _fmt(s["iou_crop"]["median"]),
+                     _fmt(s["iou_full"]["mean"]), _fmt(s["iou_full"]["median"]), _fmt(s["boundary_f"]["mean"]),
+                     _fmt(s["mask_ap"]["AP"]), _fmt(s["mask_ap"]["AP50"]), _fmt(s["ms_per_image"], 1)])  # fmt: skip
+    return rows
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def box_plot(scores: dict[str, list[float]], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(scores)), 4))
+    ax.boxplot(list(scores.values()), showmeans=True)
+    ax.set_xticks(range(1, len(scores) + 1), list(scores), rotation=30, ha="right")
+    ax.set_ylabel("IoU (full image)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, threshold: float, rows: int) -> None:
+    """Rows of instances; columns: image, ground truth, then each method's mask."""
+    tiles, labels = [], []
+    with h5py.File(cache_path, "r") as h5:
+        n = h5["image"].shape[0]
+        picks = np.linspace(0, n - 1, min(rows, n)).round().astype(int) if n else []
+        probs = {}
+        for method, pred_path in predictions.items():
+            with h5py.File(pred_path, "r") as p:
+                probs[method] = {int(i): p["prob"][int(i)].astype(np.float32) for i in picks}
+        for i in picks:
+            image, mask, joints = h5["image"][i], h5["mask"][i], h5["joints"][i]
+            tiles += [image, overlay(image, mask, joints, color=(0, 255, 0))]
+            labels += [f"#{int(h5['instance_id'][i])}", "ground truth"]
+            for method in predictions:
+                tiles.append(overlay(image, probs[method][int(i)] >= threshold))
+                labels.append(method)
+    picture = grid([cv2.resize(t, (160, 160)) for t in tiles], 2 + len(predictions), labels)
+    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+
+
+def config_text() -> str:
+    cfg = luigi.configuration.get_config()
+    lines = []
+    for section in cfg.sections():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in cfg.items(section)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
+    """Write every report file into the folder `out` from finished Evaluate tasks keyed "set:method"."""
+    threshold = luigi.configuration.get_config().getfloat("evaluation", "threshold", 0.5)
+    md = ["# posemask evaluation report", ""]
+    body = ["<h1>posemask evaluation report</h1>"]
+    counts_md = ["| set | persons kept | skipped (records) | cached | skipped (images) |", "|---|---|---|---|---|"]
+    all_rows = []
+    for eval_set in eval_sets:
+        summaries = {m: _load(tasks[f"{eval_set}:{m}"].output()["summary"].path) for m in methods}
+        scores: dict[str, list[float]] = {}
+        for m in methods:
+            with open(tasks[f"{eval_set}:{m}"].output()["scores"].path, newline="") as f:
+                for row in csv.DictReader(f):
+                    all_rows.append({"set": eval_set, "method": m, **row})
+                    scores.setdefault(m, []).append(float(row["iou_full"]))
+        rows = table_rows(summaries)
+        slug = eval_set.replace("/", "_")
+        box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
+        first = tasks[f"{eval_set}:{methods[0]}"]
+        cache_task = first.requires()["cache"]
+        overlay_grid(cache_task.output()["cache"].path,
+                     {m: tasks[f"{eval_set}:{m}"].input()["pred"]["pred"].path for m in methods},
+                     out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS)  # fmt: skip
+        persons = _load(cache_task.input()["summary"].path)
+        cached = _load(cache_task.output()["summary"].path)
+        counts_md.append(f"| {eval_set} | {persons['kept']} | {persons['skipped_total']} | {cached['cached']} | "
+                         f"{cached['skipped_total']} |")  # fmt: skip
+        md += [f"## {eval_set}", "", markdown_table(rows), "",
+               f"![IoU distribution](iou_{slug}.png)", "", f"![overlays](overlays_{slug}.png)", ""]  # fmt: skip
+        body += [f"<h2>{html.escape(eval_set)}</h2>", html_table(rows),
+                 f'<p><img src="iou_{slug}.png"></p><p><img src="overlays_{slug}.png"></p>']  # fmt: skip
+    md += ["## Dataset counts", "", *counts_md, ""]
+    md += ["IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
+           "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
+           "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
+           "by its instances (network: forward pass; +crf: forward pass plus refinement).", ""]  # fmt: skip
+    md += ["## Configuration", "", "```ini", config_text(), "```", ""]
+    body += ["<h2>Dataset counts</h2>", "<pre>" + html.escape("\n".join(counts_md)) + "</pre>",
+             "<h2>Configuration</h2>", "<pre>" + html.escape(config_text()) + "</pre>"]  # fmt: skip
+    (out / "report.md").write_text("\n".join(md))
+    style = ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>")  # fmt: skip
+    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>posemask report</title>"
+                                     f"{style}</head><body>{''.join(body)}</body></html>")  # fmt: skip
+    with open(out / "iou.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["set", "method", *SCORE_FIELDS])
+        writer.writeheader()
+        writer.writerows(all_rows)

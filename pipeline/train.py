@@ -1,0 +1,114 @@
+"""TrainModel (COCO) and FineTune (VOC): thin wrappers around models.train.train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import luigi
+
+from models.train import TrainConfig, read_weights, save_model, train
+from models.unet import ModelConfig, PoseUNet
+from pipeline import config
+from pipeline.core import PoseMaskTask, write_json
+from pipeline.data import BuildCache
+
+
+class TrainingTask(PoseMaskTask):
+    """Parameters shared by TrainModel and FineTune; each reads its own luigi.cfg section.
+
+    Paper defaults: batch 4, lr 1e-4, 30 epochs (the shipped luigi.cfg is a small demo config).
+    """
+
+    epochs = luigi.IntParameter(default=30)
+    batch_size = luigi.IntParameter(default=4)
+    lr = luigi.FloatParameter(default=1e-4)
+    weight_decay = luigi.FloatParameter(default=0.0)
+    seed = luigi.IntParameter(default=0)
+    augment = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING)
+    base_channels = luigi.IntParameter(default=16)
+    depth = luigi.IntParameter(default=4)
+    head = luigi.ChoiceParameter(choices=["logit", "paper"], default="logit")
+    norm = luigi.ChoiceParameter(choices=["batch", "group", "none"], default="batch")
+    select = luigi.ChoiceParameter(choices=["last", "best"], default="last",
+                                   description="weights kept in model.pt: the last epoch's, or the best on val")
+    num_workers = luigi.IntParameter(default=2, significant=False)
+    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    configs = (config.crop,)
+
+    train_split = "train"
+    val_split = "val"
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"model": self.target("model.pt"), "summary": self.target("train_summary.json")}
+
+    def model_config(self) -> ModelConfig:
+        pose_channels = 14 if config.crop().per_joint_posemap else 1
+        return ModelConfig(base_channels=self.base_channels, depth=self.depth, pose_channels=pose_channels,
+                           head=self.head, norm=self.norm)  # fmt: skip
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            seed=self.seed, num_workers=self.num_workers, device=self.device, augment=self.augment,
+        )  # fmt: skip
+
+    def caches(self) -> tuple[list[str], list[str]]:
+        req = self.input()
+        return [req["train"]["cache"].path], [req["val"]["cache"].path]
+
+    def init_weights(self) -> str | None:
+        return None
+
+    def run(self) -> None:
+        train_paths, val_paths = self.caches()
+        model_cfg = self.model_config()
+        result = train(
+            model_cfg, self.train_config(), train_paths, val_paths, self.work_dir(),
+            init_weights=self.init_weights(),
+            progress=lambda done, total, msg: self.report_progress(done / max(total, 1), msg),
+        )  # fmt: skip
+        chosen = result["best_checkpoint"] if self.select == "best" else result["last_checkpoint"]
+        model = PoseUNet(model_cfg)
+        model.load_state_dict(read_weights(Path(chosen)))
+        meta = {"task": self.task_family, "dataset": self.dataset, "signature": self.signature(),
+                "selected": self.select, "epochs_completed": result["epochs_completed"],
+                "best_val_iou": result["best_val_iou"], "best_epoch": result["best_epoch"]}  # fmt: skip
+        save_model(self.output()["model"].path, model, model_cfg, meta)
+        history = result["history"]
+        write_json(self.output()["summary"].path, {
+            **meta, "resumed_from_epoch": result["resumed_from_epoch"], "device": result["device"],
+            "train_caches": train_paths, "val_caches": val_paths, "history": history,
+            "last_val_iou": history[-1].get("val_iou") if history else None,
+        })  # fmt: skip
+
+
+class TrainModel(TrainingTask):
+    """Train the pose-guided U-Net on COCO train2017, validating on val2017 -> model.pt."""
+
+    dataset = luigi.Parameter(default="coco")
+
+    def requires(self) -> dict[str, BuildCache]:
+        return {"train": BuildCache(dataset=self.dataset, split=self.train_split),
+                "val": BuildCache(dataset=self.dataset, split=self.val_split)}  # fmt: skip
+
+
+class FineTune(TrainingTask):
+    """Fine-tune TrainModel's network on VOC (train list), monitoring on the VOC val list."""
+
+    dataset = luigi.Parameter(default="voc")
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"pretrained": TrainModel(), "train": BuildCache(dataset=self.dataset, split=self.train_split),
+                "val": BuildCache(dataset=self.dataset, split=self.val_split)}  # fmt: skip
+
+    def init_weights(self) -> str:
+        return self.input()["pretrained"]["model"].path
+
+    def model_config(self) -> ModelConfig:
+        # The architecture is the pretrained network's, whatever [FineTune] says.
+        return TrainModel().model_config()
+
+
+def read_summary(task: TrainingTask) -> dict:
+    return json.loads(Path(task.output()["summary"].path).read_text())

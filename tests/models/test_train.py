@@ -1,0 +1,254 @@
+"""Training loop, checkpoints/resume, model files, prediction; and the CacheDataset it reads.
+
+(The CacheDataset tests live here because models/dataset.py exists to feed train.py.)
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from models.dataset import CacheDataset, InMemoryBatch, flipped_joint_order, write_synthetic_cache
+from models.skeleton import JOINT_NAMES
+from models.train import (
+    TrainConfig,
+    _rng_state,
+    _set_rng_state,
+    instance_iou,
+    load_model,
+    predict,
+    save_model,
+    train,
+)
+from models.unet import ModelConfig, PoseUNet
+
+TINY = ModelConfig(base_channels=4, depth=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors on a shared 2-core box: more threads only add OpenMP contention (~50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _train_cfg(epochs: int, **overrides) -> TrainConfig:
+    settings = dict(epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu",
+                    augment=True, progress_bar=False)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("caches")
+    return {
+        "crop256": write_synthetic_cache(root / "crop256.h5", 4, seed=5),
+        # Training tests use 64x64 crops: the code paths are the same and 16x cheaper.
+        "train": write_synthetic_cache(root / "train.h5", 8, seed=1, size=64),
+        "val": write_synthetic_cache(root / "val.h5", 4, seed=2, size=64),
+        "joints14": write_synthetic_cache(root / "j14.h5", 2, seed=4, size=64, pose_channels=14),
+    }
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def test_dataset_items(caches: dict[str, Path]) -> None:
+    dataset = CacheDataset([caches["crop256"], caches["crop256"]])
+    assert len(dataset) == 8
+    item = dataset[5]  # second file, local index 1
+    assert item["image"].shape == (3, 256, 256) and item["image"].dtype == torch.float32
+    assert item["image"].min() >= -1.0 and item["image"].max() <= 1.0
+    assert item["posemap"].shape == (1, 128, 128) and 0 <= item["posemap"].min() <= item["posemap"].max() <= 1
+    assert item["mask"].shape == (1, 256, 256) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert item["prior"].min() > 0 and item["prior"].max() < 1
+    assert int(item["index"]) == 5
+    with h5py.File(caches["crop256"], "r") as h5:
+        np.testing.assert_array_equal(item["mask"][0].numpy(), h5["mask"][1])
+        np.testing.assert_allclose(item["prior"][0].numpy(), h5["prior"][1] / 255.0, atol=1e-6)
+    with pytest.raises(IndexError):
+        dataset[8]
+
+
+def test_flip_moves_every_array_together(caches: dict[str, Path]) -> None:
+    plain = CacheDataset(caches["crop256"])[0]
+    flipped = CacheDataset(caches["crop256"], augment=True, flip_prob=1.0)[0]
+    for key in ("image", "posemap", "prior", "mask"):
+        torch.testing.assert_close(flipped[key], plain[key].flip(-1), atol=0, rtol=0)
+
+
+def test_flip_swaps_left_right_joint_channels(caches: dict[str, Path]) -> None:
+    order = flipped_joint_order()
+    assert JOINT_NAMES[order[JOINT_NAMES.index("l_wrist")]] == "r_wrist"
+    assert JOINT_NAMES[order[JOINT_NAMES.index("head")]] == "head"
+    plain = CacheDataset(caches["joints14"])[1]
+    flipped = CacheDataset(caches["joints14"], augment=True, flip_prob=1.0)[1]
+    assert plain["posemap"].shape == (14, 32, 32)
+    torch.testing.assert_close(flipped["posemap"], plain["posemap"].flip(-1)[order], atol=0, rtol=0)
+
+
+def test_dataset_rejects_bad_files(tmp_path: Path, caches: dict[str, Path]) -> None:
+    not_h5 = tmp_path / "junk.h5"
+    not_h5.write_bytes(b"not an hdf5 file")
+    with pytest.raises(ValueError, match="junk.h5"):
+        CacheDataset([not_h5])
+    missing = tmp_path / "missing.h5"
+    with h5py.File(missing, "w") as h5:
+        h5.create_dataset("image", data=np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"missing\.h5 lacks datasets"):
+        CacheDataset([missing])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        CacheDataset([tmp_path / "nowhere.h5"])
+    with pytest.raises(ValueError, match="different crop sizes"):
+        CacheDataset([caches["crop256"], caches["joints14"]])
+
+
+def test_dataloader_workers_match_main_process(caches: dict[str, Path]) -> None:
+    dataset = CacheDataset(caches["val"])
+    dataset[0]  # opens handles in this process: workers must not reuse them
+    in_process = [b["mask"] for b in torch.utils.data.DataLoader(dataset, batch_size=2)]
+    forked = [b["mask"] for b in torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2)]
+    for a, b in zip(in_process, forked, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_in_memory_batch(caches: dict[str, Path]) -> None:
+    batch = InMemoryBatch.from_dataset(CacheDataset(caches["train"]), batch_size=3, start=2)
+    assert batch.image.shape == (3, 3, 64, 64)
+    assert batch.index.tolist() == [2, 3, 4]
+    moved = batch.to("cpu", channels_last=True)
+    assert moved.image.is_contiguous(memory_format=torch.channels_last)
+    assert set(moved.as_dict()) == {"image", "posemap", "prior", "mask", "index"}
+
+
+# ----------------------------------------------------------------------------- metrics, RNG
+
+
+def test_instance_iou() -> None:
+    target = torch.zeros(3, 1, 4, 4)
+    target[0, 0, :2] = 1  # 8 px
+    target[1, 0, 0] = 1  # 4 px
+    probability = torch.zeros(3, 1, 4, 4)
+    probability[0, 0, :1] = 0.9  # 4 of 8 -> 0.5
+    probability[1, 0, 0] = 0.5  # at the threshold: not foreground -> 0
+    iou = instance_iou(probability, target, threshold=0.5)  # instance 2: both empty -> 1
+    torch.testing.assert_close(iou, torch.tensor([0.5, 0.0, 1.0]))
+
+
+def test_rng_state_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    np.random.normal()  # make numpy cache a gaussian
+    state = _rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.normal(size=3), random.random())
+    _set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    torch.testing.assert_close(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.normal(size=3), expected[1])
+    assert random.random() == expected[2]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_train_writes_loadable_checkpoints_and_history(caches: dict[str, Path], tmp_path: Path) -> None:
+    calls: list[tuple[int, int, str]] = []
+    result = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path,
+                   progress=lambda done, total, msg: calls.append((done, total, msg)))
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 2
+    assert last["model_config"] == TINY.to_dict()
+    assert last["train_config"]["epochs"] == 2
+    assert len(last["history"]) == 2
+    assert {"torch", "numpy", "python"} <= set(last["rng"])
+    assert last["optimizer_state"]["state"], "Adam moments must be saved"
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert best["meta"]["epoch"] == result["best_epoch"]
+    assert best["meta"]["val_iou"] == pytest.approx(result["best_val_iou"])
+    assert 0.0 <= result["best_val_iou"] <= 1.0
+    with open(tmp_path / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_iou", "seconds", "samples_per_s", "lr"}
+    assert float(rows[1]["samples_per_s"]) > 0 and float(rows[1]["lr"]) == pytest.approx(1e-2)
+    assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+    assert [c[:2] for c in calls] == [(0, 2), (1, 2), (2, 2)]
+    assert not list((tmp_path / "checkpoints").glob("*.tmp")), "temporary files left behind"
+
+
+def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path) -> None:
+    straight = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path / "straight")
+    train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+    torch.manual_seed(12345)  # scramble the global RNG: resume must restore it from the checkpoint
+    resumed = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+    assert resumed["resumed_from_epoch"] == 1
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in a["model_state"].items():
+        torch.testing.assert_close(b["model_state"][key], value, atol=1e-6, rtol=0, msg=key)
+    initial = PoseUNet(TINY).state_dict()
+    assert any(not torch.equal(initial[k], v) for k, v in a["model_state"].items()), "training did nothing"
+    assert [r["train_loss"] for r in straight["history"]] == pytest.approx(
+        [r["train_loss"] for r in resumed["history"]], abs=1e-6)
+
+
+def test_finished_run_is_a_no_op_and_config_mismatch_is_refused(caches: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    paper = ModelConfig(base_channels=4, depth=2, head="paper")
+    train(paper, _train_cfg(1, augment=False), [caches["train"]], None, tmp_path)
+    before = (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns
+    again = train(paper, _train_cfg(1, augment=False), [caches["train"]], None, tmp_path)
+    assert again["epochs_completed"] == 1 and len(again["history"]) == 1
+    assert (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="last.pt was made with model config"):
+        train(TINY, _train_cfg(2), [caches["train"]], None, tmp_path)
+
+
+def test_model_file_round_trip_predict_and_init_weights(caches: dict[str, Path], tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = PoseUNet(ModelConfig(base_channels=4, depth=2, zero_init_last=False))
+    save_model(tmp_path / "model.pt", model, model.cfg, {"trained_on": ["coco"], "epochs": 3})
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert raw["model_config"] == model.cfg.to_dict()
+    loaded, cfg, meta = load_model(tmp_path / "model.pt", "cpu")
+    assert cfg == model.cfg and meta == {"trained_on": ["coco"], "epochs": 3}
+    assert not loaded.training
+
+    probabilities = predict(loaded, [caches["val"], caches["train"]], batch_size=3, device="cpu")
+    assert probabilities.shape == (12, 64, 64) and probabilities.dtype == np.float32
+    dataset = CacheDataset([caches["val"], caches["train"]])
+    with torch.no_grad():
+        item = dataset[5]
+        expected = loaded.probability(loaded(item["image"][None], item["posemap"][None], item["prior"][None]))
+    np.testing.assert_allclose(probabilities[5], expected[0, 0].numpy(), atol=1e-5)
+
+    # Fine-tuning starts from exactly these weights: one epoch at a negligible lr keeps them.
+    cfg_ft = ModelConfig(base_channels=4, depth=2, zero_init_last=False)
+    result = train(cfg_ft, _train_cfg(1, lr=1e-12, augment=False), [caches["train"]], None,
+                   tmp_path / "ft", init_weights=tmp_path / "model.pt")
+    for key, value in model.state_dict().items():
+        if "running" in key or "num_batches" in key:
+            continue  # BatchNorm statistics move with every forward pass in train mode
+        torch.testing.assert_close(result["model"].state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
+    with pytest.raises(ValueError, match="init_weights"):
+        train(ModelConfig(base_channels=8, depth=2), _train_cfg(1), [caches["train"]], None,
+              tmp_path / "ft2", init_weights=tmp_path / "model.pt")
+    with pytest.raises(TypeError, match="meta"):
+        save_model(tmp_path / "bad.pt", model, model.cfg, {"path": tmp_path})
+
+
+def test_untrained_model_predicts_the_prior(caches: dict[str, Path]) -> None:
+    probabilities = predict(PoseUNet(TINY), caches["crop256"], batch_size=4, device="cpu")
+    with h5py.File(caches["crop256"], "r") as h5:
+        prior = h5["prior"][:] / 255.0
+    np.testing.assert_allclose(probabilities, prior, atol=1e-6)
