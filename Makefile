@@ -16,9 +16,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 ## demo: install, run the whole DAG on data/sample/ offline, print where the report is
 demo: $(STAMP)
-	LUIGI_CONFIG_PATH=luigi.cfg $(BIN)/luigi --module pipeline EvaluateAll --local-scheduler
-	LUIGI_CONFIG_PATH=luigi.cfg $(BIN)/luigi --module pipeline GenerateMasks --local-scheduler \
+	$(BIN)/luigi --module pipeline EvaluateAll --local-scheduler
+	$(BIN)/luigi --module pipeline GenerateMasks --local-scheduler \
 		--input-dir data/sample/photos --output-dir data/work/demo-masks
+	@$(BIN)/python -c "from pipeline import EvaluateAll; print('\nposemask report:', EvaluateAll().output().path + '/report.html')"
+	@echo "posemask masks:  data/work/demo-masks/"
 
 ## test: install with test extras, ruff, pytest
 test: $(STAMP)
@@ -29,4 +31,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/cache_build.py
+	for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(BIN)/python $$b || exit 1; done

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.dataset import CacheDataset, InMemoryBatch, write_synthetic_cache  # noqa: E402
-from models.train import TrainConfig, batch_to_device, train_step  # noqa: E402
+from models.train import batch_to_device, train_step  # noqa: E402
 from models.unet import ModelConfig, PoseUNet, count_parameters  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
     if on_cuda:
         torch.backends.cudnn.benchmark = True
     batch_size = args.batch_size or (32 if on_cuda else 8)
-    steps = args.steps or (50 if on_cuda else 4)
+    steps = args.steps or (50 if on_cuda else 8)
     torch.manual_seed(0)
     model = PoseUNet(model_cfg).to(device)
     if channels_last:
@@ -121,17 +121,20 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="cache.h5 to read (default: a synthetic one)")
     parser.add_argument("--samples", type=int, default=64, help="samples in the synthetic cache")
     parser.add_argument("--batch-size", type=int, default=0, help="default 8 on CPU, 32 on CUDA")
-    parser.add_argument("--steps", type=int, default=0, help="timed steps; default 4 on CPU, 50 on CUDA")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps; default 8 on CPU, 50 on CUDA")
     parser.add_argument("--repeats", type=int, default=2, help="alternating measurements, best kept")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
-    parser.add_argument("--num-workers", type=int, default=TrainConfig().num_workers)
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader workers; 0 is fastest on a shared 2-core CPU, use more with a GPU")
     parser.add_argument("--base-channels", type=int, default=8,
                         help=f"default 8 keeps the CPU run short; the training default is "
                              f"{ModelConfig().base_channels}")
     parser.add_argument("--depth", type=int, default=ModelConfig().depth)
     parser.add_argument("--head", default=ModelConfig().head, choices=["logit", "paper"])
     parser.add_argument("--devices", default="all", help="'all' (cpu + cuda if present), 'cpu' or 'cuda'")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (0 = torch default). 1 is ~2-4x faster on a shared 2-core "
+                             "box, where extra OpenMP threads fight the DataLoader workers")
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     args = parser.parse_args()
 

@@ -239,8 +239,9 @@ def load_model(path: PathLike, device: torch.device | str = "cpu") -> tuple[Pose
     return model.to(device).eval(), model_cfg, data["meta"]
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: PathLike) -> dict[str, torch.Tensor]:
     """Model weights from a model file (save_model, best.pt) or a training checkpoint (last.pt)."""
+    path = Path(path)
     data = _load(path)
     if data["format"] == MODEL_FORMAT:
         return data["state_dict"]

@@ -2,10 +2,11 @@
 
 from pipeline.data import BuildCache, COCOPersons, VOCPersons
 from pipeline.evaluate import Evaluate, EvaluateAll
+from pipeline.generate import GenerateMasks, MaskShard
 from pipeline.predict import Baselines, PredictMasks, RefineCRF, TuneCRF
 from pipeline.train import FineTune, TrainModel
 
 __all__ = [
     "BuildCache", "COCOPersons", "VOCPersons", "TrainModel", "FineTune", "PredictMasks", "Baselines",
-    "TuneCRF", "RefineCRF", "Evaluate", "EvaluateAll",
+    "TuneCRF", "RefineCRF", "Evaluate", "EvaluateAll", "GenerateMasks", "MaskShard",
 ]

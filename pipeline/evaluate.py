@@ -81,7 +81,7 @@ class EvaluateAll(PoseMaskTask):
 
     eval_sets = luigi.ListParameter(default=["coco/val", "ochuman/val", "voc/val"])
     methods = luigi.ListParameter(default=["prior", "grabcut", "slic_grabcut", "unet-coco", "unet-coco+crf",
-                                           "unet-voc", "unet-voc+crf"])  # fmt: skip
+                                           "unet-coco-paper", "unet-voc", "unet-voc+crf"])  # fmt: skip
 
     def requires(self) -> dict[str, Evaluate]:
         out = {}

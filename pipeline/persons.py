@@ -9,8 +9,10 @@ dropped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,74 +73,252 @@ class Tally:
         }
 
 
+class MalformedJSONError(ValueError):
+    """A JSON file that does not parse, or lacks the structure a COCO annotation file needs."""
+
+
+JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+JSON_DELIMITERS = frozenset(" \t\n\r,]}:")
+_DECODER = json.JSONDecoder()
+
+
+class JSONObjectStream:
+    """Reads a JSON file whose top level is an object, holding one array item at a time.
+
+    ``items(stream_keys)`` yields ``(key, index, item)`` for every item of the top-level arrays
+    named in `stream_keys` and ``(key, None, value)`` for every other top-level value, in file
+    order. Each value is parsed by the C decoder (``json.JSONDecoder.raw_decode``) from a text
+    buffer refilled `chunk_chars` at a time, so memory holds one item plus one buffer, not the file.
+    Errors raise MalformedJSONError naming the file.
+    """
+
+    def __init__(self, path: Path, chunk_chars: int = 1 << 20) -> None:
+        self.path, self.chunk_chars = Path(path), chunk_chars
+        self.buf, self.pos, self.eof = "", 0, False
+        self._file = None
+        #: the stream keys whose value was an array (possibly empty), as read so far
+        self.arrays: set[str] = set()
+
+    def _error(self, reason: str) -> MalformedJSONError:
+        return MalformedJSONError(f"malformed annotation JSON in {self.path}: {reason}")
+
+    def _fill(self, chars: int) -> bool:
+        """Append up to `chars` characters to the buffer (dropping what was consumed); False at EOF."""
+        chunk = self._file.read(chars)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos :] + chunk
+        self.pos = 0
+        return True
+
+    def _peek(self) -> str:
+        """The next non-whitespace character ('' at the end of the file), not consumed."""
+        while True:
+            self.pos = JSON_WHITESPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or not self._fill(self.chunk_chars):
+                return self.buf[self.pos] if self.pos < len(self.buf) else ""
+
+    def _expect(self, chars: str, where: str) -> str:
+        c = self._peek()
+        if c == "" or c not in chars:
+            raise self._error(f"expected {' or '.join(repr(x) for x in chars)} {where}, found {c or 'end of file'!r}")
+        self.pos += 1
+        return c
+
+    def _value(self) -> object:
+        """Decode the next JSON value; a value cut by the buffer's end is retried with more text."""
+        grow = self.chunk_chars
+        while True:
+            self._peek()
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                if self._fill(grow):
+                    grow *= 2  # an item longer than the buffer: read more at each retry
+                    continue
+                raise self._error(str(e)) from None
+            # A number cut by the buffer's end ("6." of "6.75") still decodes: a scalar counts only
+            # when a delimiter follows it (or the file ends).
+            cut = end == len(self.buf) or self.buf[end] not in JSON_DELIMITERS
+            if cut and not isinstance(value, dict | list | str) and not self.eof and self._fill(grow):
+                grow *= 2
+                continue
+            self.pos = end
+            return value
+
+    def items(self, stream_keys: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[str, int | None, object]]:
+        try:
+            self._file = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed in finally
+        except FileNotFoundError:
+            raise FileNotFoundError(f"annotation file not found: {self.path}") from None
+        try:
+            self.buf, self.pos, self.eof = "", 0, False
+            if self._peek() != "{":
+                raise self._error("the top level is not a JSON object")
+            self.pos += 1
+            if self._peek() == "}":
+                self.pos += 1
+            else:
+                while True:
+                    key = self._value()
+                    if not isinstance(key, str):
+                        raise self._error(f"object key {key!r} is not a string")
+                    self._expect(":", f"after key {key!r}")
+                    if key in stream_keys and self._peek() == "[":
+                        self.pos += 1
+                        self.arrays.add(key)
+                        index = 0
+                        if self._peek() == "]":
+                            self.pos += 1
+                        else:
+                            while True:
+                                yield key, index, self._value()
+                                index += 1
+                                if self._expect(",]", f"between items of {key!r}") == "]":
+                                    break
+                    else:
+                        yield key, None, self._value()
+                    if self._expect(",}", "between top-level keys") == "}":
+                        break
+            if self._peek() != "":
+                raise self._error("text after the top-level object")
+        except UnicodeDecodeError as e:
+            raise self._error(str(e)) from None
+        finally:
+            self._file.close()
+            self.buf, self._file = "", None
+
+
 def load_annotation_json(path: Path) -> dict:
-    """Read a COCO-format annotation file, with a clear error naming it when it is malformed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"malformed annotation JSON in {path}: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"malformed annotation JSON in {path}: no 'images' list")
+    """Read a whole (small) COCO-format annotation file, with a clear error naming it when it is malformed."""
+    data = {key: value for key, _, value in JSONObjectStream(path).items()}
+    if not isinstance(data.get("images"), list):
+        raise MalformedJSONError(f"malformed annotation JSON in {path}: no 'images' list")
     if not isinstance(data.get("annotations"), list):
-        raise ValueError(f"malformed annotation JSON in {path}: no 'annotations' list")
+        raise MalformedJSONError(f"malformed annotation JSON in {path}: no 'annotations' list")
     return data
 
 
-def _person_category_ids(data: dict) -> set[int]:
-    cats = data.get("categories") or [{"id": 1, "name": "person"}]
-    return {int(c["id"]) for c in cats if c.get("name") == "person"} or {1}
+def _person_category_ids(categories: object) -> set[int]:
+    cats = categories if isinstance(categories, list) and categories else [{"id": 1, "name": "person"}]
+    ids = set()
+    for c in cats:
+        if isinstance(c, dict) and c.get("name") == "person":
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                ids.add(int(c["id"]))
+    return ids or {1}
+
+
+def _as_id(value: object) -> int | None:
+    """An annotation's integer id (image_id, category_id), or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+@dataclass
+class COCOIndex:
+    """What pass 1 keeps of a COCO annotation file: a compact image table and per-image counts.
+
+    images: image id -> (file_name, height, width) as found (validated per record later).
+    persons_per_image: (category id, image id) -> non-crowd annotations with keypoints (only
+    collected for single_person_only; categories come after annotations in COCO's files).
+    """
+
+    images: dict[int, tuple[object, object, object]]
+    person_ids: set[int]
+    persons_per_image: Counter
+
+
+def index_coco_annotations(ann_path: Path, tally: Tally, count_persons: bool, chunk_chars: int = 1 << 20) -> COCOIndex:
+    """Pass 1 over a COCO annotation file: images, person category ids and (optionally) persons per image."""
+    images: dict[int, tuple[object, object, object]] = {}
+    categories: object = None
+    counts: Counter = Counter()
+    stream = JSONObjectStream(ann_path, chunk_chars)
+    for key, index, item in stream.items({"images", "annotations"}):
+        if key == "images" and index is not None:
+            image_id = _as_id(item.get("id")) if isinstance(item, dict) else None
+            if image_id is None:
+                tally.skip("malformed_image_record", str(ann_path), item, "image entry without a usable id")
+                continue
+            images[image_id] = (item.get("file_name", ""), item.get("height"), item.get("width"))
+        elif key == "annotations" and index is not None and count_persons and isinstance(item, dict):
+            countable = not item.get("iscrowd", 0) and _as_id(item.get("num_keypoints")) not in (None, 0)
+            if countable:
+                counts[(_as_id(item.get("category_id")), _as_id(item.get("image_id")))] += 1
+        elif key == "categories":
+            categories = item
+    for key in ("images", "annotations"):
+        if key not in stream.arrays:
+            raise MalformedJSONError(f"malformed annotation JSON in {ann_path}: no {key!r} list")
+    return COCOIndex(images, _person_category_ids(categories), counts)
 
 
 def coco_person_records(
-    root: Path, annotation_file: str, image_dir: str, dataset: str, split: str, filt: PersonFilter, tally: Tally
+    root: Path,
+    annotation_file: str,
+    image_dir: str,
+    dataset: str,
+    split: str,
+    filt: PersonFilter,
+    tally: Tally,
+    chunk_chars: int = 1 << 20,
 ) -> Iterator[dict]:
-    """Yield the kept person records of a COCO-format dataset; count every skip in `tally`."""
+    """Yield the kept person records of a COCO-format dataset; count every skip in `tally`.
+
+    Two streaming passes over the annotation file (JSONObjectStream): the first keeps a compact
+    image table, the second turns annotations into records one at a time, in the file's
+    annotation order. Memory: the image table (~100 bytes per image) and one annotation, never the
+    parsed file. `chunk_chars`: characters read per buffer refill.
+    """
     ann_path = resolve_inside(root, annotation_file)
-    data = load_annotation_json(ann_path)
-    person_ids = _person_category_ids(data)
-    images: dict[int, dict] = {}
-    for im in data["images"]:
-        try:
-            images[int(im["id"])] = im
-        except (KeyError, TypeError, ValueError):
-            tally.skip("malformed_image_record", str(ann_path), im, "image entry without a usable id")
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        if not isinstance(ann, dict) or ann.get("category_id") not in person_ids:
-            continue
-        by_image.setdefault(ann.get("image_id"), []).append(ann)
-    del data  # the per-image index is all that is needed from here on
+    index = index_coco_annotations(ann_path, tally, filt.single_person_only, chunk_chars)
     image_root = resolve_inside(root, image_dir)
-    for image_id, anns in by_image.items():
-        im = images.get(image_id)
+    root_resolved = root.resolve()
+    # image id -> (relative path, None) or (None, (reason, file, detail)); resolved once per image
+    resolved: dict[int, tuple[str | None, tuple[str, str, str] | None]] = {}
+    for key, position, ann in JSONObjectStream(ann_path, chunk_chars).items({"images", "annotations"}):
+        # images are streamed (never held as one list) and skipped: pass 1 indexed them
+        if key != "annotations" or position is None or not isinstance(ann, dict):
+            continue
+        if _as_id(ann.get("category_id")) not in index.person_ids:
+            continue
+        image_id = _as_id(ann.get("image_id"))
+        im = index.images.get(image_id) if image_id is not None else None
         if im is None:
-            for ann in anns:
-                tally.skip("unknown_image_id", str(ann_path), ann.get("id"), f"image_id {image_id} not in images")
+            detail = f"image_id {ann.get('image_id')} not in images"
+            tally.skip("unknown_image_id", str(ann_path), ann.get("id"), detail)
             continue
-        file_name = str(im.get("file_name", ""))
-        try:
-            path = resolve_inside(image_root, file_name)
-        except ValueError as e:
-            for ann in anns:
-                tally.skip("unsafe_path", file_name, ann.get("id"), str(e))
+        if image_id not in resolved:
+            resolved[image_id] = _resolve_image(image_root, root_resolved, str(im[0]))
+        rel_path, problem = resolved[image_id]
+        if problem is not None:
+            tally.skip(problem[0], problem[1], ann.get("id"), problem[2])
             continue
-        if not path.is_file():
-            for ann in anns:
-                tally.skip("missing_image", str(path), ann.get("id"), "image file not found")
+        if filt.single_person_only and sum(index.persons_per_image[(c, image_id)] for c in index.person_ids) > 1:
+            tally.filtered("multi_person_image")
             continue
-        countable = [a for a in anns if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
-        if filt.single_person_only and len(countable) > 1:
-            for _ in anns:
-                tally.filtered("multi_person_image")
-            continue
-        for ann in anns:
-            record = _coco_record(ann, im, path.relative_to(root.resolve()), dataset, split, filt, tally)
-            if record is not None:
-                tally.kept += 1
-                yield record
+        image = {"id": image_id, "file_name": im[0], "height": im[1], "width": im[2]}
+        record = _coco_record(ann, image, Path(rel_path), dataset, split, filt, tally)
+        if record is not None:
+            tally.kept += 1
+            yield record
+
+
+def _resolve_image(image_root: Path, root: Path, file_name: str) -> tuple[str | None, tuple[str, str, str] | None]:
+    """(POSIX path relative to the dataset root, None), or (None, (skip reason, file, detail))."""
+    try:
+        path = resolve_inside(image_root, file_name)
+    except ValueError as e:
+        return None, ("unsafe_path", file_name, str(e))
+    if not path.is_file():
+        return None, ("missing_image", str(path), "image file not found")
+    return path.relative_to(root).as_posix(), None
 
 
 def _coco_record(

@@ -27,7 +27,13 @@ from pipeline.core import PoseMaskTask, atomic_path, write_json
 from pipeline.data import BuildCache
 from pipeline.train import FineTune, TrainModel
 
-MODELS: dict[str, type[PoseMaskTask]] = {"unet-coco": TrainModel, "unet-voc": FineTune}
+# Network methods -> the task that trains them. "unet-coco-paper" is the paper's tanh/MSE head,
+# trained with [TrainModel]'s other settings, so the report can say which head wins.
+MODELS: dict[str, Callable[[], PoseMaskTask]] = {
+    "unet-coco": TrainModel,
+    "unet-coco-paper": lambda: TrainModel(head="paper"),
+    "unet-voc": FineTune,
+}
 BASELINES = ("prior", "grabcut", "slic_grabcut")
 
 

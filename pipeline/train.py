@@ -34,6 +34,7 @@ class TrainingTask(PoseMaskTask):
                                    description="weights kept in model.pt: the last epoch's, or the best on val")
     num_workers = luigi.IntParameter(default=2, significant=False)
     device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
+    num_threads = luigi.IntParameter(default=0, significant=False, description="torch CPU threads; 0 = default")
     configs = (config.crop,)
 
     train_split = "train"
@@ -51,6 +52,7 @@ class TrainingTask(PoseMaskTask):
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
             seed=self.seed, num_workers=self.num_workers, device=self.device, augment=self.augment,
+            num_threads=self.num_threads,
         )  # fmt: skip
 
     def caches(self) -> tuple[list[str], list[str]]:

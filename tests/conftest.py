@@ -9,6 +9,7 @@ from pathlib import Path
 import luigi
 import luigi.configuration
 import pytest
+import torch
 from luigi.task_register import Register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +17,9 @@ SAMPLE = REPO / "data" / "sample"
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Test models are tiny: one intra-op thread beats two on a 2-core machine that also runs the
+# process pools of the stages under test.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

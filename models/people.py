@@ -1,0 +1,161 @@
+"""Several people in one photo: find them, segment each through its own crop, merge into labels.
+
+Pure numpy/torch (no luigi). Each person gets the same treatment as a cached sample
+(models.sample.person_sample -> PoseUNet -> optional dense CRF at crop size -> paste back), so
+a mask made here for a person equals the one PredictMasks + Evaluate make for that person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.crf import CRFParams, refine
+from models.crop import paste_back
+from models.dataset import UINT8_MAX, normalize_image, prior_to_probability
+from models.detect import keypoint_box
+from models.sample import CropConfig, person_sample
+from models.unet import PoseUNet
+
+# Label maps are uint8 up to this many people, uint16 beyond (PNG holds both).
+MAX_UINT8_PEOPLE = 255
+
+
+@dataclass
+class Person:
+    """One person to segment: keypoints (17,3) COCO x, y, v in image pixels; bbox (4,) xywh;
+    annotation_id: the person's id in a keypoints file, when it came from one."""
+
+    keypoints: np.ndarray
+    bbox: np.ndarray
+    annotation_id: int | None = None
+
+
+@dataclass
+class PersonMask:
+    """One person's result: prob (H,W) float32 full-size probability (0 outside the crop),
+    mask (H,W) bool (prob >= threshold), score = mean crop probability inside the predicted mask."""
+
+    person: Person
+    prob: np.ndarray
+    mask: np.ndarray
+    score: float
+
+
+def present_keypoints(keypoints: np.ndarray) -> int:
+    """Number of keypoints with v > 0 in a (17,3) array."""
+    return int((np.asarray(keypoints)[:, 2] > 0).sum())
+
+
+def clean_keypoints(keypoints: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """(17,3) float32 copy with keypoints outside the image set missing (as BuildCache does)."""
+    kps = np.asarray(keypoints, np.float32).reshape(-1, 3).copy()
+    h, w = image_hw
+    outside = (kps[:, 2] > 0) & ((kps[:, 0] < 0) | (kps[:, 1] < 0) | (kps[:, 0] >= w) | (kps[:, 1] >= h))
+    kps[outside] = 0.0
+    return kps
+
+
+def person_from_keypoints(
+    keypoints: np.ndarray, bbox: Sequence[float] | None, image_hw: tuple[int, int], pad: float, pad_top: float,
+    annotation_id: int | None = None,
+) -> Person | None:
+    """A Person from file keypoints; the box is the keypoints' padded extent when none is given.
+
+    pad / pad_top: as models.detect.keypoint_box. None when no keypoint is present.
+    """
+    kps = clean_keypoints(keypoints, image_hw)
+    if present_keypoints(kps) == 0:
+        return None
+    box = np.asarray(bbox, np.float32) if bbox is not None else keypoint_box(kps, pad, pad_top)
+    return Person(kps, box, annotation_id)
+
+
+def estimate_people(
+    image_rgb: np.ndarray,
+    detect: Callable[[np.ndarray], np.ndarray],
+    estimate: Callable[[np.ndarray, Sequence[float]], np.ndarray | None],
+    min_keypoints: int,
+) -> list[Person]:
+    """People without given keypoints: detect boxes, then estimate one pose per box.
+
+    detect: image (H,W,3) -> (K,5) [x, y, w, h, score]; estimate: (image, box xywh) -> (17,3)
+    keypoints in image pixels or None. Persons with fewer than `min_keypoints` are dropped.
+    """
+    people = []
+    for box in detect(image_rgb):
+        keypoints = estimate(image_rgb, box[:4])
+        if keypoints is None:
+            continue
+        keypoints = clean_keypoints(keypoints, image_rgb.shape[:2])
+        if present_keypoints(keypoints) >= min_keypoints:
+            people.append(Person(keypoints, np.asarray(box[:4], np.float32)))
+    return people
+
+
+@torch.inference_mode()
+def crop_probabilities(net: PoseUNet, samples: Sequence[dict[str, np.ndarray]], device: torch.device | str,
+                       prior_eps: float = 1e-4) -> np.ndarray:  # fmt: skip
+    """Network probabilities of person_sample dicts (one batch) -> (B,S,S) float32.
+
+    The inputs are normalised exactly as models.dataset.CacheDataset does for training.
+    """
+    images = torch.stack([normalize_image(s["image"]) for s in samples])
+    posemaps = []
+    for s in samples:
+        pose = torch.from_numpy(s["posemap"]).float().div_(UINT8_MAX)
+        posemaps.append(pose.unsqueeze(0) if pose.ndim == 2 else pose)
+    priors = torch.stack([prior_to_probability(s["prior"], prior_eps) for s in samples])
+    device = torch.device(device)
+    output = net(images.to(device), torch.stack(posemaps).to(device), priors.to(device))
+    return net.probability(output)[:, 0].float().cpu().numpy()
+
+
+def segment_people(
+    net: PoseUNet,
+    image_rgb: np.ndarray,
+    people: Sequence[Person],
+    crop_cfg: CropConfig,
+    threshold: float,
+    crf: CRFParams | None = None,
+    device: torch.device | str = "cpu",
+) -> list[PersonMask]:
+    """Masks of every person of one image.
+
+    image_rgb: (H,W,3) uint8. Each person is cropped (person_sample, no mask), predicted, refined
+    by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), and pasted back.
+    Returns one PersonMask per person, in order.
+    """
+    if not people:
+        return []
+    h, w = image_rgb.shape[:2]
+    samples = [person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in people]
+    probs = crop_probabilities(net, samples, device)
+    out = []
+    for person, sample, prob in zip(people, samples, probs, strict=True):
+        if crf is not None and crf.enabled:
+            prob = refine(sample["image"], prob, crf)
+        predicted = prob >= threshold
+        score = float(prob[predicted].mean()) if predicted.any() else 0.0
+        full = paste_back(prob, sample["affine"], (h, w))
+        out.append(PersonMask(person, full, full >= threshold, score))
+    return out
+
+
+def instance_labels(probs: Sequence[np.ndarray], threshold: float) -> np.ndarray:
+    """Instance label map from per-person full-size probabilities.
+
+    probs: sequence of (H,W) float. Returns (H,W) uint8 (uint16 past 255 people): 0 background,
+    k + 1 for person k. A pixel belongs to the person with the highest probability among those
+    whose probability reaches `threshold` (ties: the lower index).
+    """
+    if not len(probs):
+        raise ValueError("instance_labels: no probabilities")
+    stack = np.stack([np.asarray(p, np.float32) for p in probs])
+    dtype = np.uint8 if len(probs) <= MAX_UINT8_PEOPLE else np.uint16
+    best = stack.argmax(axis=0)
+    covered = stack.max(axis=0) >= threshold
+    return np.where(covered, best + 1, 0).astype(dtype)

@@ -1,0 +1,69 @@
+"""models.people: per-person masks through crops, instance labels, people from detector + estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.people import Person, estimate_people, instance_labels, person_from_keypoints, segment_people
+from models.sample import CropConfig
+from models.unet import ModelConfig, PoseUNet
+
+
+def standing_person(cx: float, top: float, height: float) -> np.ndarray:
+    """(17,3) COCO keypoints of an upright person."""
+    ys = top + height * np.array([0.05, 0.03, 0.03, 0.05, 0.05, 0.2, 0.2, 0.35, 0.35, 0.5, 0.5,
+                                  0.55, 0.55, 0.75, 0.75, 0.95, 0.95])  # fmt: skip
+    dx = height * np.array([0, 0.02, -0.02, 0.04, -0.04, 0.1, -0.1, 0.12, -0.12, 0.13, -0.13,
+                            0.07, -0.07, 0.07, -0.07, 0.07, -0.07])  # fmt: skip
+    return np.stack([cx + dx, ys, np.full(17, 2.0)], 1).astype(np.float32)
+
+
+def test_instance_labels_give_overlaps_to_the_more_likely_person():
+    a = np.array([[0.9, 0.6, 0.1, 0.0]], np.float32)
+    b = np.array([[0.2, 0.7, 0.3, 0.8]], np.float32)
+    labels = instance_labels([a, b], 0.5)
+    assert labels.dtype == np.uint8
+    assert labels.tolist() == [[1, 2, 0, 2]]
+    with pytest.raises(ValueError):
+        instance_labels([], 0.5)
+
+
+def test_person_from_keypoints_drops_outside_points_and_boxes_the_rest():
+    kps = standing_person(50, 10, 80)
+    kps[0] = [500, 5, 2]  # outside a 100x100 image
+    person = person_from_keypoints(kps, None, (100, 100), 0.05, 0.12, annotation_id=7)
+    assert person.keypoints[0].tolist() == [0, 0, 0] and person.annotation_id == 7
+    x, y, w, h = person.bbox
+    assert x < kps[1:, 0].min() and y < kps[1:, 1].min() and x + w > kps[1:, 0].max()
+    assert person_from_keypoints(np.zeros((17, 3)), None, (100, 100), 0.05, 0.12) is None
+
+
+def test_estimate_people_keeps_people_with_enough_keypoints():
+    image = np.zeros((100, 120, 3), np.uint8)
+    boxes = np.array([[10, 10, 30, 80, 0.9], [60, 10, 30, 80, 0.8]], np.float32)
+    full, sparse = standing_person(25, 10, 80), standing_person(75, 10, 80)
+    sparse[3:, 2] = 0
+    sparse[3:, :2] = 0
+    poses = {10.0: full, 60.0: sparse}
+    people = estimate_people(image, lambda img: boxes, lambda img, box: poses[float(box[0])], min_keypoints=4)
+    assert len(people) == 1 and people[0].bbox.tolist() == [10, 10, 30, 80]
+
+
+def test_segment_people_pastes_each_person_back_where_they_stand():
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()  # zero-init head: the output is the prior
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), np.uint8)
+    left, right = standing_person(50, 10, 100), standing_person(150, 10, 100)
+    people = [Person(left, np.array([30, 10, 40, 100], np.float32)),
+              Person(right, np.array([130, 10, 40, 100], np.float32))]  # fmt: skip
+    masks = segment_people(net, image, people, CropConfig(size=64), threshold=0.5)
+    assert len(masks) == 2
+    for m, cx in zip(masks, (50, 150), strict=True):
+        assert m.prob.shape == (120, 200) and m.mask.dtype == bool and 0 < m.score <= 1
+        ys, xs = np.nonzero(m.mask)
+        assert len(xs) > 100 and abs(xs.mean() - cx) < 10
+    labels = instance_labels([m.prob for m in masks], 0.5)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert (labels[:, :100] != 2).all() and (labels[:, 100:] != 1).all()
