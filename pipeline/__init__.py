@@ -1,12 +1,14 @@
 """posemask's Luigi tasks. ``luigi --module pipeline <Task>`` finds every task here."""
 
-from pipeline.data import BuildCache, COCOPersons, VOCPersons
+from pipeline.data import BuildCache, CacheShard, COCOPersons, VOCPersons
+from pipeline.download import DownloadCOCO, DownloadVOC
 from pipeline.evaluate import Evaluate, EvaluateAll
 from pipeline.generate import GenerateMasks, MaskShard
 from pipeline.predict import Baselines, PredictMasks, RefineCRF, TuneCRF
 from pipeline.train import FineTune, TrainModel
 
 __all__ = [
-    "BuildCache", "COCOPersons", "VOCPersons", "TrainModel", "FineTune", "PredictMasks", "Baselines",
-    "TuneCRF", "RefineCRF", "Evaluate", "EvaluateAll", "GenerateMasks", "MaskShard",
-]
+    "DownloadCOCO", "DownloadVOC", "COCOPersons", "VOCPersons", "BuildCache", "CacheShard",
+    "TrainModel", "FineTune", "PredictMasks", "Baselines", "TuneCRF", "RefineCRF",
+    "Evaluate", "EvaluateAll", "GenerateMasks", "MaskShard",
+]  # fmt: skip

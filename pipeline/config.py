@@ -101,6 +101,7 @@ class baselines(luigi.Config):  # noqa: N801
     grabcut = luigi.DictParameter(default={"fg_thickness": 7, "bg_thickness": 60, "iterations": 5})
     slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60,
                                                 "iterations": 5})  # fmt: skip
+    posefree = luigi.DictParameter(default={"model_selection": 0})
 
 
 class evaluation(luigi.Config):  # noqa: N801

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from pathlib import Path
 
 import h5py
 import luigi
-import numpy as np
 from tqdm import tqdm
 
 from models.evaluation import coco_mask_ap, score_instance
@@ -80,7 +78,7 @@ class EvaluateAll(PoseMaskTask):
     """Every method on every evaluation set -> report/ (report.md, report.html, iou.csv, plots)."""
 
     eval_sets = luigi.ListParameter(default=["coco/val", "ochuman/val", "voc/val"])
-    methods = luigi.ListParameter(default=["prior", "grabcut", "slic_grabcut", "unet-coco", "unet-coco+crf",
+    methods = luigi.ListParameter(default=["prior", "grabcut", "slic_grabcut", "posefree", "unet-coco", "unet-coco+crf",
                                            "unet-coco-paper", "unet-voc", "unet-voc+crf"])  # fmt: skip
 
     def requires(self) -> dict[str, Evaluate]:
@@ -107,10 +105,3 @@ class EvaluateAll(PoseMaskTask):
             raise
         print(f"\nposemask report: {target / 'report.html'}\n               {target / 'report.md'}")
 
-
-def summary_of(task: Evaluate) -> dict:
-    return json.loads(Path(task.output()["summary"].path).read_text())
-
-
-def mean_or_nan(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")

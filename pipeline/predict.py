@@ -34,7 +34,7 @@ MODELS: dict[str, Callable[[], PoseMaskTask]] = {
     "unet-coco-paper": lambda: TrainModel(head="paper"),
     "unet-voc": FineTune,
 }
-BASELINES = ("prior", "grabcut", "slic_grabcut")
+BASELINES = ("prior", "grabcut", "slic_grabcut", "posefree")
 
 
 def write_predictions(target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, attrs: dict) -> None:
@@ -106,6 +106,10 @@ def _baseline_one(sample: dict[str, np.ndarray], method: str, params: dict) -> n
         return classical.prior_baseline(sample["prior"].astype(np.float32) / 255.0, **params)
     if method == "grabcut":
         return classical.grabcut_baseline(sample["image"], sample["joints"], **params)
+    if method == "posefree":
+        from models.posefree import posefree_baseline  # mediapipe loads only where it is used
+
+        return posefree_baseline(sample["image"], **params)
     return classical.slic_grabcut_baseline(sample["image"], sample["joints"], **params)
 
 
@@ -122,7 +126,8 @@ def pooled_map(fn: Callable, items: Iterable, processes: int, window: int, total
 
 
 class Baselines(PoseMaskTask):
-    """Classical masks from the pose: prior thresholded, GrabCut, SLIC + GrabCut -> pred.h5."""
+    """Masks without the network: prior thresholded, GrabCut, SLIC + GrabCut (all seeded by the pose),
+    and a pose-free segmenter (MediaPipe selfie segmentation) -> pred.h5."""
 
     dataset = luigi.Parameter(default="coco")
     split = luigi.Parameter(default="val")
@@ -141,11 +146,16 @@ class Baselines(PoseMaskTask):
         params = dict(getattr(config.baselines(), self.method))
         settings = config.cache()
         fn = partial(_baseline_one, method=self.method, params=params)
+        samples = cache_samples(cache_path, ("image", "joints", "prior"))
+        desc = f"{self.method} {self.dataset}/{self.split}"
+        progress = lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} {self.method}")  # noqa: E731
         start = time.perf_counter()
-        probs = list(pooled_map(fn, cache_samples(cache_path, ("image", "joints", "prior")), settings.processes,
-                                settings.window, len(ids),
-                                lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} {self.method}"),
-                                f"{self.method} {self.dataset}/{self.split}"))  # fmt: skip
+        if self.method == "posefree":
+            # MediaPipe runs its own threads: a forked child of a process that already used it
+            # (VOCPersons in the same worker) can deadlock, so the segmenter runs in-process.
+            probs = [fn(sample) for sample in tqdm(samples, total=len(ids), desc=desc)]
+        else:
+            probs = list(pooled_map(fn, samples, settings.processes, settings.window, len(ids), progress, desc))
         # Wall time over the pool: per-image cost as a user running the stage sees it.
         ms = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
         write_predictions(Path(self.output()["pred"].path), probs, ids,

@@ -100,6 +100,43 @@ def config_text() -> str:
     return "\n".join(lines)
 
 
+def training_section(methods, out: Path) -> tuple[list[str], list[str]]:
+    """Markdown and HTML lines describing each trained network (and its loss/IoU curves)."""
+    import shutil
+
+    from pipeline.predict import MODELS
+
+    md, body = ["## Training", ""], ["<h2>Training</h2>"]
+    md += ["| network | task | epochs | device | head | last val IoU | best val IoU (epoch) | model |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name in [m for m in MODELS if m in methods]:
+        task = MODELS[name]()
+        summary = _load(task.output()["summary"].path)
+        curves = Path(task.work_dir()) / "history.png"
+        if curves.exists():
+            shutil.copy(curves, out / f"history_{name}.png")
+        md.append(f"| {name} | {task.task_family} | {summary['epochs_completed']} | {summary['device']} | "
+                  f"{task.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
+                  f"({summary['best_epoch']}) | `{task.output()['model'].path}` |")  # fmt: skip
+    md.append("")
+    md += [f"![{m} training curves](history_{m}.png)" for m in MODELS if (out / f"history_{m}.png").exists()]
+    body += ["<pre>" + html.escape("\n".join(md[2:])) + "</pre>"]
+    body += [f'<p><img src="history_{m}.png"></p>' for m in MODELS if (out / f"history_{m}.png").exists()]
+    return md + [""], body
+
+
+def head_verdict(per_set: dict[str, dict[str, dict]]) -> str:
+    """One sentence on the paper head (tanh, MSE) against the logit head (sigmoid, BCE + Dice)."""
+    parts = []
+    for eval_set, summaries in per_set.items():
+        if "unet-coco" in summaries and "unet-coco-paper" in summaries:
+            logit = summaries["unet-coco"]["iou_full"]["mean"]
+            paper = summaries["unet-coco-paper"]["iou_full"]["mean"]
+            winner = "logit" if logit >= paper else "paper"
+            parts.append(f"{eval_set}: {winner} head (logit {logit:.3f}, paper {paper:.3f})")
+    return ("Which head wins, by mean IoU (full): " + "; ".join(parts) + ".") if parts else ""
+
+
 def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
     """Write every report file into the folder `out` from finished Evaluate tasks keyed "set:method"."""
     threshold = luigi.configuration.get_config().getfloat("evaluation", "threshold", 0.5)
@@ -107,8 +144,10 @@ def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
     body = ["<h1>posemask evaluation report</h1>"]
     counts_md = ["| set | persons kept | skipped (records) | cached | skipped (images) |", "|---|---|---|---|---|"]
     all_rows = []
+    per_set: dict[str, dict[str, dict]] = {}
     for eval_set in eval_sets:
         summaries = {m: _load(tasks[f"{eval_set}:{m}"].output()["summary"].path) for m in methods}
+        per_set[eval_set] = summaries
         scores: dict[str, list[float]] = {}
         for m in methods:
             with open(tasks[f"{eval_set}:{m}"].output()["scores"].path, newline="") as f:
@@ -131,8 +170,19 @@ def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
                f"![IoU distribution](iou_{slug}.png)", "", f"![overlays](overlays_{slug}.png)", ""]  # fmt: skip
         body += [f"<h2>{html.escape(eval_set)}</h2>", html_table(rows),
                  f'<p><img src="iou_{slug}.png"></p><p><img src="overlays_{slug}.png"></p>']  # fmt: skip
+    verdict = head_verdict(per_set)
+    if verdict:
+        md += [verdict, ""]
+        body += [f"<p>{html.escape(verdict)}</p>"]
+    train_md, train_body = training_section(methods, out)
+    md += train_md
+    body += train_body
     md += ["## Dataset counts", "", *counts_md, ""]
-    md += ["IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
+    md += ["Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by",
+           "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is",
+           "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on",
+           "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.", "",
+           "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
            "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
            "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
            "by its instances (network: forward pass; +crf: forward pass plus refinement).", ""]  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import luigi
@@ -11,7 +10,7 @@ from models.train import TrainConfig, read_weights, save_model, train
 from models.unet import ModelConfig, PoseUNet
 from pipeline import config
 from pipeline.core import PoseMaskTask, write_json
-from pipeline.data import BuildCache
+from pipeline.data import BuildCache, cache_paths
 
 
 class TrainingTask(PoseMaskTask):
@@ -57,7 +56,7 @@ class TrainingTask(PoseMaskTask):
 
     def caches(self) -> tuple[list[str], list[str]]:
         req = self.input()
-        return [req["train"]["cache"].path], [req["val"]["cache"].path]
+        return cache_paths(req["train"]), cache_paths(req["val"])
 
     def init_weights(self) -> str | None:
         return None
@@ -111,6 +110,3 @@ class FineTune(TrainingTask):
         # The architecture is the pretrained network's, whatever [FineTune] says.
         return TrainModel().model_config()
 
-
-def read_summary(task: TrainingTask) -> dict:
-    return json.loads(Path(task.output()["summary"].path).read_text())

@@ -15,7 +15,8 @@ from pipeline import EvaluateAll
 from pipeline.evaluate import Evaluate
 from tests.conftest import SAMPLE, build, restore_luigi_config, set_luigi_config
 
-METHODS = ["prior", "grabcut", "slic_grabcut", "unet-coco", "unet-coco+crf", "unet-voc", "unet-voc+crf"]
+METHODS = ["prior", "grabcut", "slic_grabcut", "posefree", "unet-coco", "unet-coco+crf", "unet-coco-paper", "unet-voc",
+           "unet-voc+crf"]
 EVAL_SETS = ["coco/val", "voc/val"]
 
 
