@@ -116,7 +116,7 @@ def training_section(methods, out: Path) -> tuple[list[str], list[str]]:
         if curves.exists():
             shutil.copy(curves, out / f"history_{name}.png")
         md.append(f"| {name} | {task.task_family} | {summary['epochs_completed']} | {summary['device']} | "
-                  f"{task.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
+                  f"{task.model_config().head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
                   f"({summary['best_epoch']}) | `{task.output()['model'].path}` |")  # fmt: skip
     md.append("")
     md += [f"![{m} training curves](history_{m}.png)" for m in MODELS if (out / f"history_{m}.png").exists()]

@@ -98,6 +98,12 @@ class FineTune(TrainingTask):
     """Fine-tune TrainModel's network on VOC (train list), monitoring on the VOC val list."""
 
     dataset = luigi.Parameter(default="voc")
+    # The architecture is the pretrained network's: these inherited parameters are ignored here,
+    # so they must not name (or hash) FineTune's output folder.
+    base_channels = luigi.IntParameter(default=16, significant=False, description="ignored: [TrainModel]'s")
+    depth = luigi.IntParameter(default=4, significant=False, description="ignored: [TrainModel]'s")
+    head = luigi.Parameter(default="logit", significant=False, description="ignored: [TrainModel]'s")
+    norm = luigi.Parameter(default="batch", significant=False, description="ignored: [TrainModel]'s")
 
     def requires(self) -> dict[str, luigi.Task]:
         return {"pretrained": TrainModel(), "train": BuildCache(dataset=self.dataset, split=self.train_split),
