@@ -15,10 +15,10 @@ from models.evaluation import coco_mask_ap, score_instance
 from models.masks import encode_rle
 from models.metrics import summarize
 from pipeline import config
-from pipeline.cachebuild import read_records, record_mask
+from pipeline.cachebuild import read_records, record_ignore, record_mask
 from pipeline.core import PoseMaskTask, atomic_path, write_json
 from pipeline.data import BuildCache, dataset_root
-from pipeline.predict import prediction_task, read_predictions
+from pipeline.predict import prediction_attrs, prediction_task, stream_predictions
 from pipeline.report import SCORE_FIELDS as SCORE_COLUMNS
 from pipeline.report import write_report
 
@@ -44,17 +44,20 @@ class Evaluate(PoseMaskTask):
         cache_task = self.requires()["cache"]
         records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
         root = Path(cache_task.requires().root or dataset_root(self.dataset))
-        probs, attrs = read_predictions(self.input()["pred"]["pred"].path)
+        pred_path = self.input()["pred"]["pred"].path
+        attrs = prediction_attrs(pred_path)
         rows, results, gt_masks = [], [], []
         with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
             ids = h5["instance_id"][:]
+            probs = stream_predictions(pred_path)
             for i in tqdm(range(len(ids)), desc=f"evaluate {self.method} {self.dataset}/{self.split}"):
                 record = records[int(ids[i])]
                 gt_full = record_mask(record, root)
-                scores, full = score_instance(probs[i], h5["mask"][i], h5["affine"][i], gt_full,
-                                              settings.threshold, settings.boundary_px)  # fmt: skip
+                scores, full = score_instance(next(probs), h5["mask"][i], h5["affine"][i], gt_full,
+                                              settings.threshold, settings.boundary_px,
+                                              record_ignore(record, root))  # fmt: skip
                 rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **scores})
-                gt_masks.append((record["image_id"], record["instance_id"], gt_full))
+                gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
                 results.append({"image_id": record["image_id"], "category_id": 1, "segmentation": encode_rle(full),
                                 "score": scores["score"], "instance_id": record["instance_id"]})  # fmt: skip
                 if i % 16 == 0:

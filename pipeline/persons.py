@@ -190,16 +190,6 @@ class JSONObjectStream:
             self.buf, self._file = "", None
 
 
-def load_annotation_json(path: Path) -> dict:
-    """Read a whole (small) COCO-format annotation file, with a clear error naming it when it is malformed."""
-    data = {key: value for key, _, value in JSONObjectStream(path).items()}
-    if not isinstance(data.get("images"), list):
-        raise MalformedJSONError(f"malformed annotation JSON in {path}: no 'images' list")
-    if not isinstance(data.get("annotations"), list):
-        raise MalformedJSONError(f"malformed annotation JSON in {path}: no 'annotations' list")
-    return data
-
-
 def _person_category_ids(categories: object) -> set[int]:
     cats = categories if isinstance(categories, list) and categories else [{"id": 1, "name": "person"}]
     ids = set()
@@ -331,6 +321,7 @@ def _coco_record(
         tally.filtered("iscrowd")
         return None
     try:
+        instance_id = int(ann["id"])
         height, width = int(im["height"]), int(im["width"])
         kps = np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
         bbox = [float(v) for v in ann["bbox"]]
@@ -358,7 +349,7 @@ def _coco_record(
         "split": split,
         "image": rel_path.as_posix(),
         "image_id": int(im["id"]),
-        "instance_id": int(ann_id),
+        "instance_id": instance_id,
         "height": height,
         "width": width,
         "bbox": bbox,
@@ -436,7 +427,14 @@ def voc_person_records(
             continue
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
-        numeric_id = int(image_id.replace("_", ""))  # 2011_000003 -> 2011000003: ids stay integers
+        if instances[0][1].shape != (h, w):
+            tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {(h, w)}")
+            continue
+        try:
+            numeric_id = int(image_id.replace("_", ""))  # 2011_000003 -> 2011000003: ids stay integers
+        except ValueError:
+            tally.skip("malformed_record", str(list_file), image_id, "VOC image ids are digits and underscores")
+            continue
         for inst, mask in instances:
             rec_id = f"{image_id}#{inst}"
             ys, xs = np.nonzero(mask)

@@ -19,10 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from models import baselines as classical
-from models.crf import CRFParams, grid_search, refine
+from models.crf import CRFParams, grid_search, mean_iou, refine
 from models.train import iter_predictions, load_model, resolve_device
 from pipeline import config
-from pipeline.cachebuild import windows
+from pipeline.cachebuild import bounded_imap
 from pipeline.core import PoseMaskTask, atomic_path, write_json
 from pipeline.data import BuildCache
 from pipeline.train import FineTune, TrainModel
@@ -37,24 +37,35 @@ MODELS: dict[str, Callable[[], PoseMaskTask]] = {
 BASELINES = ("prior", "grabcut", "slic_grabcut", "posefree")
 
 
-def write_predictions(target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, attrs: dict) -> None:
-    """Stream (S,S) probabilities into pred.h5 atomically (one sample per chunk)."""
+def write_predictions(target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, crop_size: int,
+                      attrs: dict) -> None:  # fmt: skip
+    """Stream (S,S) probabilities into pred.h5 atomically (one sample per chunk; an empty split is fine)."""
     with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
-        ds = None
+        chunks = (1, crop_size, crop_size) if len(instance_ids) else None  # HDF5 refuses chunks of an empty set
+        ds = h5.create_dataset("prob", (len(instance_ids), crop_size, crop_size), np.float16, chunks=chunks)
+        written = 0
         for i, prob in enumerate(probs):
-            if ds is None:
-                ds = h5.create_dataset("prob", (len(instance_ids), *prob.shape), np.float16,
-                                       chunks=(1, *prob.shape))  # fmt: skip
             ds[i] = prob
+            written = i + 1
+        if written != len(instance_ids):
+            raise RuntimeError(f"{written} predictions for {len(instance_ids)} samples")
         h5.create_dataset("instance_id", data=np.asarray(instance_ids, np.int64))
         for key, value in attrs.items():
             h5.attrs[key] = value
 
 
-def read_predictions(path: str | Path) -> tuple[np.ndarray, dict]:
-    """(N,S,S) float32 probabilities and the file's attributes."""
+def prediction_attrs(path: str | Path) -> dict:
+    """The attributes of a pred.h5 (method, ms_per_image, device, ...)."""
     with h5py.File(path, "r") as h5:
-        return h5["prob"][:].astype(np.float32), dict(h5.attrs)
+        return dict(h5.attrs)
+
+
+def stream_predictions(path: str | Path, stop: int | None = None) -> Iterator[np.ndarray]:
+    """(S,S) float32 probabilities of a pred.h5, one sample at a time (memory stays flat)."""
+    with h5py.File(path, "r") as h5:
+        prob = h5["prob"]
+        for i in range(prob.shape[0] if stop is None else min(stop, prob.shape[0])):
+            yield prob[i].astype(np.float32)
 
 
 def cache_samples(path: str | Path, names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
@@ -64,9 +75,10 @@ def cache_samples(path: str | Path, names: tuple[str, ...]) -> Iterator[dict[str
             yield {name: h5[name][i] for name in names}
 
 
-def cache_ids(path: str | Path) -> np.ndarray:
+def cache_ids(path: str | Path) -> tuple[np.ndarray, int]:
+    """Instance ids (N,) of a cache.h5 and its crop size S."""
     with h5py.File(path, "r") as h5:
-        return h5["instance_id"][:]
+        return h5["instance_id"][:], int(h5["image"].shape[1])
 
 
 class PredictMasks(PoseMaskTask):
@@ -88,16 +100,22 @@ class PredictMasks(PoseMaskTask):
         device = resolve_device(self.device)
         net, _, meta = load_model(self.input()["model"]["model"].path, device)
         cache_path = self.input()["cache"]["cache"].path
-        ids = cache_ids(cache_path)
+        ids, size = cache_ids(cache_path)
         start = time.perf_counter()
-        probs: list[np.ndarray] = []
-        batches = iter_predictions(net, [cache_path], self.batch_size, device)
-        for _, batch in tqdm(batches, desc=f"predict {self.model}"):
-            probs.extend(batch)
-            self.report_progress(len(probs) / max(len(ids), 1), f"{len(probs)}/{len(ids)} predicted")
-        ms = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
-        write_predictions(Path(self.output()["pred"].path), probs, ids,
-                          {"method": self.model, "ms_per_image": ms, "device": str(device)})  # fmt: skip
+
+        attrs = {"method": self.model, "device": str(device)}
+
+        def probabilities() -> Iterator[np.ndarray]:
+            done = 0
+            for _, batch in tqdm(iter_predictions(net, [cache_path], self.batch_size, device),
+                                 desc=f"predict {self.model}"):  # fmt: skip
+                yield from batch
+                done += len(batch)
+                self.report_progress(done / max(len(ids), 1), f"{done}/{len(ids)} predicted")
+            # write_predictions stores attrs after the last sample, so the timing lands in the file
+            attrs["ms_per_image"] = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
+
+        write_predictions(Path(self.output()["pred"].path), probabilities(), ids, size, attrs)
 
 
 def _baseline_one(sample: dict[str, np.ndarray], method: str, params: dict) -> np.ndarray:
@@ -115,14 +133,20 @@ def _baseline_one(sample: dict[str, np.ndarray], method: str, params: dict) -> n
 
 def pooled_map(fn: Callable, items: Iterable, processes: int, window: int, total: int,
                progress: Callable[[int, int], None], desc: str) -> Iterator:  # fmt: skip
-    """Ordered map over a fork pool in bounded windows, with a tqdm bar and a progress callback."""
-    done = 0
+    """Ordered map over a fork pool with at most `window` items in flight, a tqdm bar and a progress callback."""
     with mp.get_context("fork").Pool(processes) as pool, tqdm(total=total, desc=desc) as bar:
-        for chunk in windows(items, window):
-            yield from pool.map(fn, chunk)
-            done += len(chunk)
-            bar.update(len(chunk))
-            progress(done, total)
+        for done, result in enumerate(bounded_imap(pool, fn, items, window), start=1):
+            yield result
+            bar.update(1)
+            if done % 8 == 0 or done == total:
+                progress(done, total)
+
+
+def timed(items: Iterable[np.ndarray], attrs: dict, count: int, base_ms: float = 0.0) -> Iterator[np.ndarray]:
+    """Pass items through; when exhausted, set attrs["ms_per_image"] (write_predictions stores attrs last)."""
+    start = time.perf_counter()
+    yield from items
+    attrs["ms_per_image"] = base_ms + 1000 * (time.perf_counter() - start) / max(count, 1)
 
 
 class Baselines(PoseMaskTask):
@@ -142,24 +166,22 @@ class Baselines(PoseMaskTask):
 
     def run(self) -> None:
         cache_path = self.input()["cache"].path
-        ids = cache_ids(cache_path)
+        ids, size = cache_ids(cache_path)
         params = dict(getattr(config.baselines(), self.method))
         settings = config.cache()
         fn = partial(_baseline_one, method=self.method, params=params)
         samples = cache_samples(cache_path, ("image", "joints", "prior"))
         desc = f"{self.method} {self.dataset}/{self.split}"
         progress = lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} {self.method}")  # noqa: E731
-        start = time.perf_counter()
         if self.method == "posefree":
             # MediaPipe runs its own threads: a forked child of a process that already used it
             # (VOCPersons in the same worker) can deadlock, so the segmenter runs in-process.
-            probs = [fn(sample) for sample in tqdm(samples, total=len(ids), desc=desc)]
+            probs = (fn(sample) for sample in tqdm(samples, total=len(ids), desc=desc))
         else:
-            probs = list(pooled_map(fn, samples, settings.processes, settings.window, len(ids), progress, desc))
+            probs = pooled_map(fn, samples, settings.processes, settings.window, len(ids), progress, desc)
         # Wall time over the pool: per-image cost as a user running the stage sees it.
-        ms = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
-        write_predictions(Path(self.output()["pred"].path), probs, ids,
-                          {"method": self.method, "ms_per_image": ms, "device": "cpu"})  # fmt: skip
+        attrs = {"method": self.method, "device": "cpu"}
+        write_predictions(Path(self.output()["pred"].path), timed(probs, attrs, len(ids)), ids, size, attrs)
 
 
 class TuneCRF(PoseMaskTask):
@@ -176,6 +198,7 @@ class TuneCRF(PoseMaskTask):
                                         "bilateral_srgb": [5, 13], "bilateral_compat": [4, 10]})  # fmt: skip
     refine_factor = luigi.FloatParameter(default=1.5)
     max_samples = luigi.IntParameter(default=64, description="validation samples the search runs on")
+    configs = (config.evaluation,)
 
     def requires(self) -> dict[str, luigi.Task]:
         return {"pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
@@ -185,10 +208,14 @@ class TuneCRF(PoseMaskTask):
         return {"crf": self.target("crf.json")}
 
     def run(self) -> None:
-        probs, _ = read_predictions(self.input()["pred"]["pred"].path)
+        probs = list(stream_predictions(self.input()["pred"]["pred"].path, stop=self.max_samples))
+        n = len(probs)
         with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
-            n = min(len(probs), self.max_samples)
             images, masks = h5["image"][:n], h5["mask"][:n]
+        if n == 0:  # nothing to tune on: refinement stays off
+            write_json(self.output()["crf"].path, {"params": CRFParams(enabled=False).to_dict(), "score": None,
+                                                   "raw_score": None, "samples": 0, "table": []})  # fmt: skip
+            return
         grid = {k: list(v) for k, v in self.grid.items()}
         tried: list[tuple[dict, float]] = []
 
@@ -196,7 +223,8 @@ class TuneCRF(PoseMaskTask):
             tried.append((params.to_dict(), score))
             self.report_progress(min(len(tried) / 40, 0.99), f"{len(tried)} CRF settings tried")
 
-        best, table = grid_search(list(images), list(probs[:n]), list(masks), grid, self.refine_factor,
+        metric = partial(mean_iou, threshold=config.evaluation().threshold)
+        best, table = grid_search(list(images), probs, list(masks), grid, self.refine_factor, metric=metric,
                                   on_candidate=seen)  # fmt: skip
         raw = next(score for p, score in table if not p.enabled)
         write_json(self.output()["crf"].path, {
@@ -228,20 +256,22 @@ class RefineCRF(PoseMaskTask):
 
     def run(self) -> None:
         params = json.loads(Path(self.input()["crf"]["crf"].path).read_text())["params"]
-        probs, attrs = read_predictions(self.input()["pred"]["pred"].path)
+        pred_path = self.input()["pred"]["pred"].path
+        upstream = prediction_attrs(pred_path)
         cache_path = self.input()["cache"]["cache"].path
-        ids = cache_ids(cache_path)
+        ids, size = cache_ids(cache_path)
         images = (s["image"] for s in cache_samples(cache_path, ("image",)))
         settings = config.cache()
-        start = time.perf_counter()
-        refined = list(pooled_map(partial(_refine_one, params=params), zip(images, probs, strict=True),
-                                  settings.processes, settings.window, len(ids),
-                                  lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} refined"),
-                                  f"crf {self.model} {self.dataset}/{self.split}"))  # fmt: skip
-        ms = float(attrs.get("ms_per_image", 0.0)) + 1000 * (time.perf_counter() - start) / max(len(ids), 1)
-        write_predictions(Path(self.output()["pred"].path), refined, ids,
-                          {"method": f"{self.model}+crf", "ms_per_image": ms, "device": attrs.get("device", "cpu"),
-                           "crf_params": json.dumps(params)})  # fmt: skip
+        pairs = zip(images, stream_predictions(pred_path), strict=True)
+        refined = pooled_map(partial(_refine_one, params=params), pairs,
+                             settings.processes, settings.window, len(ids),
+                             lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} refined"),
+                             f"crf {self.model} {self.dataset}/{self.split}")  # fmt: skip
+        attrs = {"method": f"{self.model}+crf", "device": upstream.get("device", "cpu"),
+                 "crf_params": json.dumps(params)}
+        # ms per image = the network's forward pass plus the refinement
+        write_predictions(Path(self.output()["pred"].path),
+                          timed(refined, attrs, len(ids), float(upstream.get("ms_per_image", 0.0))), ids, size, attrs)
 
 
 def prediction_task(method: str, dataset: str, split: str) -> PoseMaskTask:

@@ -161,3 +161,19 @@ def test_build_cache_voc_with_estimated_keypoints(luigi_config, tmp_path):
     n = check_cache(Path(task.output()["cache"].path), tmp_path / "voc.png")
     assert n == persons["kept"] >= 1
     assert isinstance(task.requires(), VOCPersons)
+
+
+def test_annotation_without_a_usable_id_is_skipped_not_fatal(luigi_config, sample, tmp_path):
+    root = tmp_path / "coco"
+    shutil.copytree(sample / "coco" / "val2017", root / "val2017")
+    data = json.loads((sample / "coco/annotations/person_keypoints_val2017.json").read_text())
+    kept = [a for a in data["annotations"] if not a["iscrowd"] and a["num_keypoints"] >= 8 and a["area"] >= 4096]
+    del kept[0]["id"]
+    kept[1]["id"] = "abc"
+    (root / "annotations").mkdir()
+    (root / "annotations/person_keypoints_val2017.json").write_text(json.dumps(data))
+    tally = Tally()
+    records = list(coco_person_records(root, "annotations/person_keypoints_val2017.json", "val2017", "coco", "val",
+                                       PersonFilter(), tally))  # fmt: skip
+    assert tally.skipped["malformed_record"] == 2
+    assert len(records) == len(kept) - 2
