@@ -80,8 +80,8 @@ class CRFParams:
 
 NO_REFINEMENT = CRFParams(enabled=False)
 
-# Default coarse grid of `grid_search` (keys are CRFParams field names). luigi.cfg [TuneCRF]
-# mirrors it; change both together. The smoothness kernel stays at the usual DeepLab values;
+# Default coarse grid of `grid_search` (keys are CRFParams field names); TuneCRF's default too
+# (luigi.cfg [TuneCRF] grid overrides it). The smoothness kernel stays at the usual DeepLab values;
 # only the appearance kernel is searched: 27 coarse + at most 26 fine candidates (+ "no
 # refinement"), i.e. ~54 x n_samples x ~0.1 s at 256x256 (50 samples: ~5 min on one core).
 # Every extra searched parameter multiplies the fine stage by 3.

@@ -17,7 +17,7 @@ from models.metrics import summarize
 from pipeline import config
 from pipeline.cachebuild import read_records, record_ignore, record_mask
 from pipeline.core import PoseMaskTask, atomic_path, write_json
-from pipeline.data import BuildCache, dataset_root
+from pipeline.data import BuildCache
 from pipeline.predict import prediction_attrs, prediction_task, stream_predictions
 from pipeline.report import SCORE_FIELDS as SCORE_COLUMNS
 from pipeline.report import write_report
@@ -43,7 +43,7 @@ class Evaluate(PoseMaskTask):
         settings = config.evaluation()
         cache_task = self.requires()["cache"]
         records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
-        root = Path(cache_task.requires().root or dataset_root(self.dataset))
+        root = cache_task.dataset_root()
         pred_path = self.input()["pred"]["pred"].path
         attrs = prediction_attrs(pred_path)
         rows, results, gt_masks = [], [], []

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models import baselines as classical
-from models.crf import CRFParams, grid_search, mean_iou, refine
+from models.crf import DEFAULT_COARSE_GRID, DEFAULT_REFINE_FACTOR, CRFParams, grid_search, mean_iou, refine
 from models.train import iter_predictions, load_model, resolve_device
 from pipeline import config
 from pipeline.cachebuild import bounded_imap
@@ -194,9 +194,8 @@ class TuneCRF(PoseMaskTask):
     model = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco")
     dataset = luigi.Parameter(default="coco")
     split = luigi.Parameter(default="val")
-    grid = luigi.DictParameter(default={"iterations": [5], "gaussian_sxy": [3], "bilateral_sxy": [40, 80],
-                                        "bilateral_srgb": [5, 13], "bilateral_compat": [4, 10]})  # fmt: skip
-    refine_factor = luigi.FloatParameter(default=1.5)
+    grid = luigi.DictParameter(default=DEFAULT_COARSE_GRID, description="coarse grid: CRFParams field -> values")
+    refine_factor = luigi.FloatParameter(default=DEFAULT_REFINE_FACTOR)
     max_samples = luigi.IntParameter(default=64, description="validation samples the search runs on")
     configs = (config.evaluation,)
 
