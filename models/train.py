@@ -428,58 +428,61 @@ def train(
 
     train_set = CacheDataset(train_paths, augment=train_cfg.augment, flip_prob=train_cfg.flip_prob,
                              prior_eps=train_cfg.prior_eps)
-    val_set = (CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None)
-    shuffle_generator = torch.Generator()
-    train_loader = _make_loader(train_set, train_cfg.batch_size, True, train_cfg.num_workers, device,
-                                shuffle_generator)
-    val_loader = (_make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
-                  if val_set is not None else None)
+    val_set: CacheDataset | None = None
+    try:  # the h5 handles are closed on errors (and KeyboardInterrupt) too
+        val_set = (CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None)
+        shuffle_generator = torch.Generator()
+        train_loader = _make_loader(train_set, train_cfg.batch_size, True, train_cfg.num_workers, device,
+                                    shuffle_generator)
+        val_loader = (_make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
+                      if val_set is not None else None)
 
-    total = train_cfg.epochs
-    notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
-    for epoch in range(start_epoch, total):
-        started = time.perf_counter()
-        # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
-        shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
-        train_loss, seen = _run_epoch(model, train_loader, optimizer, device, use_amp, channels_last,
-                                      f"epoch {epoch + 1}/{total}", train_cfg.progress_bar)
-        train_seconds = time.perf_counter() - started
-        val_loss = val_iou = math.nan
-        is_last = epoch + 1 == total
-        if val_loader is not None and ((epoch + 1) % train_cfg.val_every == 0 or is_last):
-            val_loss, val_iou = evaluate(model, val_loader, device, use_amp, channels_last,
-                                         train_cfg.iou_threshold, train_cfg.progress_bar)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_iou": val_iou,
-               "seconds": time.perf_counter() - started,
-               "samples_per_s": seen / train_seconds if train_seconds > 0 else math.nan,
-               "lr": float(optimizer.param_groups[0]["lr"])}
-        history.append(row)
+        total = train_cfg.epochs
+        notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
+        for epoch in range(start_epoch, total):
+            started = time.perf_counter()
+            # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
+            shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
+            train_loss, seen = _run_epoch(model, train_loader, optimizer, device, use_amp, channels_last,
+                                          f"epoch {epoch + 1}/{total}", train_cfg.progress_bar)
+            train_seconds = time.perf_counter() - started
+            val_loss = val_iou = math.nan
+            is_last = epoch + 1 == total
+            if val_loader is not None and ((epoch + 1) % train_cfg.val_every == 0 or is_last):
+                val_loss, val_iou = evaluate(model, val_loader, device, use_amp, channels_last,
+                                             train_cfg.iou_threshold, train_cfg.progress_bar)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_iou": val_iou,
+                   "seconds": time.perf_counter() - started,
+                   "samples_per_s": seen / train_seconds if train_seconds > 0 else math.nan,
+                   "lr": float(optimizer.param_groups[0]["lr"])}
+            history.append(row)
 
-        # Without validation every epoch counts as "best" so that best.pt is the latest model.
-        improved = val_loader is None or (not math.isnan(val_iou) and val_iou > best_iou)
-        if improved:
-            if val_loader is not None:
-                best_iou = val_iou
-            best_epoch = epoch + 1
-            save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
-        _atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "epoch": epoch + 1,
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer_state": optimizer.state_dict(),
-            "best_val_iou": best_iou, "best_epoch": best_epoch, "history": history,
-            "rng": _rng_state(), "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
-        }, last_path)
-        _write_history(history, out_dir / "history.csv", out_dir / "history.png")
-        notify(epoch + 1, total, f"epoch {epoch + 1}/{total} train_loss={train_loss:.4f} "
-                                 f"val_loss={val_loss:.4f} val_iou={val_iou:.4f} "
-                                 f"({row['samples_per_s']:.1f} samples/s)")
+            # Without validation every epoch counts as "best" so that best.pt is the latest model.
+            improved = val_loader is None or (not math.isnan(val_iou) and val_iou > best_iou)
+            if improved:
+                if val_loader is not None:
+                    best_iou = val_iou
+                best_epoch = epoch + 1
+                save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
+            _atomic_torch_save({
+                "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "epoch": epoch + 1,
+                "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer_state": optimizer.state_dict(),
+                "best_val_iou": best_iou, "best_epoch": best_epoch, "history": history,
+                "rng": _rng_state(), "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+            }, last_path)
+            _write_history(history, out_dir / "history.csv", out_dir / "history.png")
+            notify(epoch + 1, total, f"epoch {epoch + 1}/{total} train_loss={train_loss:.4f} "
+                                     f"val_loss={val_loss:.4f} val_iou={val_iou:.4f} "
+                                     f"({row['samples_per_s']:.1f} samples/s)")
 
-    if best_path.exists():
-        model.load_state_dict(read_weights(best_path))
-    model.eval()
-    train_set.close()
-    if val_set is not None:
-        val_set.close()
+        if best_path.exists():
+            model.load_state_dict(read_weights(best_path))
+        model.eval()
+    finally:
+        train_set.close()
+        if val_set is not None:
+            val_set.close()
     return {"model": model, "history": history,
             "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan, "best_epoch": best_epoch,
             "epochs_completed": max(start_epoch, total),

@@ -1,9 +1,14 @@
 """Luigi tasks that provide COCO 2017 and PASCAL VOC 2012: an existing copy, or a verified download.
 
-``DownloadCOCO`` / ``DownloadVOC`` output the dataset folder's ``.complete`` manifest (JSON with the
-dataset ``root``, ``source`` and the archives' sizes and MD5s). Downstream tasks read the dataset
-root from the manifest's ``root`` key (or from the task's ``dataset_root()``). All the work is done by
-:func:`pipeline.fetch.prepare_dataset`; the tasks only read ``[DownloadConfig]`` and report progress.
+``DownloadCOCO`` / ``DownloadVOC`` output a marker under the work folder,
+``<[work] root>/<TaskFamily>/<root name>-<hash>/complete.json``, where the hash covers the resolved
+dataset root and the layout check's settings (``coco_splits``). The marker is JSON with the dataset
+``root``, ``source`` and, after a download, the archives' sizes and MD5s. Nothing is written into an
+existing copy (it may be read-only or shared); a download also leaves ``<root>/.complete`` as a record.
+``complete()`` re-checks the layout (cheap: a few ``stat`` calls), so a copy that lost a folder is no
+longer complete. Downstream tasks read the dataset root from the marker's ``root`` key (or from the
+task's ``dataset_root()``). All the work is done by :func:`pipeline.fetch.prepare_dataset`; the tasks
+only read ``[DownloadConfig]``, write the marker and report progress.
 
 The folder parameter is called ``root`` (like ``COCOPersons.root``), not ``coco_root``: luigi's command
 line already has global flags ``--coco-root`` / ``--voc-root`` for the ``[coco]`` / ``[voc]`` config
@@ -14,14 +19,16 @@ root task (argparse refuses the clash).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import luigi
 
+from pipeline.core import work, write_json
 from pipeline.fetch import (
-    MANIFEST_NAME,
     ArchiveSpec,
     DownloadOptions,
     apply_mirror,
@@ -116,16 +123,37 @@ class _DownloadTask(_ReportsProgress, luigi.Task):
     def dataset_root(self) -> Path:
         return Path(self.root) if self.root else Path(DownloadConfig().raw_dir) / self.dataset
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.dataset_root() / MANIFEST_NAME))
+    def layout_settings(self, config: DownloadConfig) -> dict[str, object]:
+        """Settings of the layout check: part of the marker's identity (a change means check again)."""
+        return {}
 
-    def layout_check(self, config: DownloadConfig):
+    def layout_check(self, config: DownloadConfig) -> Callable[[Path], list[str]]:
         raise NotImplementedError
+
+    def marker_path(self) -> Path:
+        """``<[work] root>/<TaskFamily>/<root name>-<sha1 of resolved root + layout settings>/complete.json``."""
+        root = self.dataset_root().resolve()
+        identity = {"root": str(root), "dataset": self.dataset, "layout": self.layout_settings(DownloadConfig())}
+        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        return Path(work().root) / self.task_family / f"{root.name or self.dataset}-{digest}" / "complete.json"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.marker_path()))
+
+    def complete(self) -> bool:
+        """The marker exists and the folder still passes the layout check (a deleted folder counts)."""
+        if not super().complete():
+            return False
+        problems = self.layout_check(DownloadConfig())(self.dataset_root())
+        if problems:
+            logger.warning("%s: marker present but the layout is broken, run again: %s",
+                           self.dataset_root(), "; ".join(problems))
+        return not problems
 
     def run(self) -> None:
         config = DownloadConfig()
         urls, sizes, md5s = (getattr(config, f"{self.dataset}_{key}") for key in ("urls", "sizes", "md5s"))
-        prepare_dataset(
+        manifest = prepare_dataset(
             self.dataset_root(),
             config.specs(urls, sizes, md5s),
             config.archive_folder(),
@@ -135,6 +163,7 @@ class _DownloadTask(_ReportsProgress, luigi.Task):
             keep_archives=config.keep_archives,
             on_status=self.report,
         )
+        write_json(self.marker_path(), {**manifest, "layout": self.layout_settings(config)})
 
 
 class DownloadCOCO(_DownloadTask):
@@ -143,7 +172,10 @@ class DownloadCOCO(_DownloadTask):
     root = luigi.Parameter(default="", description="existing or target COCO folder; '' = raw_dir/coco")
     dataset = "coco"
 
-    def layout_check(self, config: DownloadConfig):
+    def layout_settings(self, config: DownloadConfig) -> dict[str, object]:
+        return {"splits": list(config.coco_splits)}
+
+    def layout_check(self, config: DownloadConfig) -> Callable[[Path], list[str]]:
         return functools.partial(check_coco_layout, splits=tuple(config.coco_splits))
 
 
@@ -153,5 +185,5 @@ class DownloadVOC(_DownloadTask):
     root = luigi.Parameter(default="", description="folder holding VOCdevkit/; '' = raw_dir/voc")
     dataset = "voc"
 
-    def layout_check(self, config: DownloadConfig):
+    def layout_check(self, config: DownloadConfig) -> Callable[[Path], list[str]]:
         return check_voc_layout

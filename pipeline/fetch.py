@@ -8,9 +8,9 @@
   moves it into place only when every member was checked and written, so that a failure leaves
   no partial target. Links, devices, fifos, absolute names and ``..`` are refused.
 * :func:`check_coco_layout` / :func:`check_voc_layout` say whether a folder already holds a
-  usable copy (so that an existing copy is used as is), :func:`write_manifest` records what a
-  dataset folder holds in a ``.complete`` JSON file, and :func:`prepare_dataset` strings them
-  together for the Luigi tasks in ``pipeline.download``.
+  usable copy (so that an existing copy is used as is, read-only), :func:`write_manifest` records
+  what a downloaded dataset folder holds in a ``.complete`` JSON file, and :func:`prepare_dataset`
+  strings them together for the Luigi tasks in ``pipeline.download``.
 """
 
 from __future__ import annotations
@@ -685,6 +685,36 @@ def check_voc_layout(root: Path, split_files: Sequence[str] = ("train.txt", "val
     return problems
 
 
+def manifest_record(
+    folder: Path,
+    files: Sequence[Path],
+    *,
+    source: str = DOWNLOADED,
+    known_md5: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    chunk_bytes: int = 1 << 20,
+) -> dict[str, Any]:
+    """What :func:`write_manifest` writes: dataset ``root``, ``source``, ``created`` and the ``files``.
+
+    Each file is listed with its name, resolved path, size and MD5 (from ``known_md5[file name]``
+    when given, else computed). Nothing is written.
+    """
+    known_md5 = dict(known_md5 or {})
+    listed = []
+    for path in files:
+        path = Path(path)
+        md5 = known_md5.get(path.name) or file_digest(path, "md5", chunk_bytes)
+        listed.append({"name": path.name, "path": str(path.resolve()), "size": path.stat().st_size,
+                       "md5": md5.lower()})
+    return {
+        "root": str(Path(folder).resolve()),
+        "source": source,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": listed,
+        **dict(extra or {}),
+    }
+
+
 def write_manifest(
     folder: Path,
     files: Sequence[Path],
@@ -705,20 +735,8 @@ def write_manifest(
         Path of the manifest.
     """
     folder = Path(folder)
-    known_md5 = dict(known_md5 or {})
-    listed = []
-    for path in files:
-        path = Path(path)
-        md5 = known_md5.get(path.name) or file_digest(path, "md5", chunk_bytes)
-        listed.append({"name": path.name, "path": str(path.resolve()), "size": path.stat().st_size,
-                       "md5": md5.lower()})
-    manifest = {
-        "root": str(folder.resolve()),
-        "source": source,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "files": listed,
-        **dict(extra or {}),
-    }
+    manifest = manifest_record(folder, files, source=source, known_md5=known_md5, extra=extra,
+                               chunk_bytes=chunk_bytes)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     tmp = folder / f"{name}.tmp-{os.getpid()}"
@@ -801,22 +819,24 @@ def prepare_dataset(
     options: DownloadOptions = DownloadOptions(),  # noqa: B008 (frozen dataclass: immutable default)
     keep_archives: bool = True,
     on_status: StatusCallback | None = None,
-) -> Path:
-    """Make ``root`` a complete dataset copy and write its ``.complete`` manifest; return the manifest.
+) -> dict[str, Any]:
+    """Make ``root`` a complete dataset copy; return its manifest record (see :func:`manifest_record`).
 
-    If ``check_layout(root)`` finds nothing wrong, the copy is used as is (manifest source
-    "existing copy, not downloaded", no network access). Otherwise every archive is downloaded
-    into ``archive_dir`` (resumed / skipped when already there and verified), extracted safely into
-    ``root`` (an ``.extracted-<archive>.json`` marker per archive lets a rerun skip those already
-    done), the layout is checked again (:class:`LayoutError` listing the problems) and the manifest
-    records the archives' sizes and MD5s. ``keep_archives=False`` deletes the archives afterwards.
+    If ``check_layout(root)`` finds nothing wrong, the copy is used as is: source "existing copy,
+    not downloaded", no network access and nothing written (the folder may be read-only or shared).
+    Otherwise every archive is downloaded into ``archive_dir`` (resumed / skipped when already there
+    and verified), extracted safely into ``root`` (an ``.extracted-<archive>.json`` marker per archive
+    lets a rerun skip those already done), the layout is checked again (:class:`LayoutError` listing
+    the problems) and ``root/.complete`` records the archives' sizes and MD5s; the returned record
+    is that manifest plus its path under ``"manifest"``. ``keep_archives=False`` deletes the archives
+    afterwards.
     """
     root = Path(root)
     archive_dir = Path(archive_dir)
     problems = check_layout(root)
     if not problems:
         logger.info("%s: valid %s layout found; using the existing copy", root, dataset)
-        return write_manifest(root, [], source=EXISTING_COPY, extra={"dataset": dataset})
+        return manifest_record(root, [], source=EXISTING_COPY, extra={"dataset": dataset})
     logger.info("%s: %s needed: %s", root, "download", "; ".join(problems))
 
     progress = _Progress(archives, on_status)
@@ -845,9 +865,10 @@ def prepare_dataset(
         raise LayoutError(f"{root}: {dataset} archives extracted, but the layout is still wrong: "
                           + "; ".join(problems))
     known_md5 = {spec.name: spec.md5 for spec in archives if spec.md5}
-    manifest = write_manifest(root, paths, source=DOWNLOADED, known_md5=known_md5,
-                              extra={"dataset": dataset, "urls": [spec.url for spec in archives]},
-                              chunk_bytes=options.chunk_bytes)
+    manifest_path = write_manifest(root, paths, source=DOWNLOADED, known_md5=known_md5,
+                                   extra={"dataset": dataset, "urls": [spec.url for spec in archives]},
+                                   chunk_bytes=options.chunk_bytes)
+    manifest = {**json.loads(manifest_path.read_text(encoding="utf-8")), "manifest": str(manifest_path)}
     if not keep_archives:
         for path in paths:
             path.unlink()

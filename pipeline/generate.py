@@ -11,9 +11,10 @@ Output layout under ``output_dir`` (mirrors ``input_dir``; names keep the image'
     summary.json               the latest night's summary (also .posemask/summary-<digest>.json)
     .posemask/hashes.json      content hashes cached by (path, size, mtime)
 
-A shard's folder name holds a hash of its (path, content hash, keypoints id) list and of the model
-id, so a new or changed image makes exactly its shard incomplete; that shard consults earlier
-manifests and recomputes only the images whose content, keypoints or model changed. While a shard
+A shard's folder name holds a hash of its (path, content hash, keypoints id) list, of the model
+id and of ``max_pixels``, so a new or changed image makes exactly its shard incomplete; that shard
+consults earlier manifests and recomputes only the images whose content, keypoints or model changed
+(and those skipped for an unexpected error or as too large, which are tried again). While a shard
 runs, every finished image is appended to ``journal.jsonl`` (after its masks are renamed into
 place), so a killed shard resumes where it stopped; ``manifest.jsonl`` is renamed into place last.
 Invariant: every manifest row with outcome "done" lists mask files that exist, and every image of
@@ -70,6 +71,8 @@ from pipeline.predict import MODELS, TuneCRF
 STATE_DIR = ".posemask"
 SHARDS_DIR = "shards"
 SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
+# Skip reasons that are worth another try when a shard runs again (see MaskShard.reusable).
+RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
 
 
 class pose(luigi.Config):  # noqa: N801 - luigi.cfg section name
@@ -244,6 +247,11 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         digest = _short_hash([shard_names, plan.refused, plan.keypoint_problems])
         return luigi.LocalTarget(str(Path(self.output_dir) / STATE_DIR / f"summary-{digest}.json"))
 
+    def complete(self) -> bool:
+        """The summary marker and every shard's manifest exist (a later run may have pruned the shards
+        of an earlier configuration, e.g. after another ``max_pixels`` and back)."""
+        return super().complete() and all(shard.complete() for shard in self.requires())
+
     def run(self) -> None:
         plan = self.plan()
         out = Path(self.output_dir)
@@ -350,8 +358,13 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return self.model_requirement()
 
     def shard_name(self) -> str:
+        """``<model tag>-<index>of<count>-<digest>``; the digest covers the items and ``max_pixels``.
+
+        ``max_pixels`` is in the digest, not in the model tag, so a new limit re-runs the shards but
+        their earlier rows stay reusable (see :meth:`reusable`).
+        """
         tag = hashlib.sha1(self.model_id.encode()).hexdigest()[:8]
-        digest = _short_hash([self.model_id, [list(item) for item in self.items]])
+        digest = _short_hash([self.model_id, [list(item) for item in self.items], self.max_pixels])
         return f"{tag}-{self.shard_index:04d}of{self.shard_count:04d}-{digest}"
 
     def output(self) -> luigi.LocalTarget:
@@ -387,11 +400,19 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return found
 
     def reusable(self, earlier: Earlier | None, content_hash: str, keypoints_id: str) -> bool:
+        """Whether an image's earlier row stands: same content, model and keypoints, and nothing to retry.
+
+        Rows skipped for an unexpected "error" (maybe transient, e.g. out of memory) and for
+        "decompression_bomb" (the limit may have been raised; the header check is cheap) are redone,
+        and so are rows of images with more pixels than the current ``max_pixels``.
+        """
         if earlier is None:
             return False
         row = earlier.row
         if (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) != (
             content_hash, self.model_id, keypoints_id):  # fmt: skip
+            return False
+        if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
             return False
         out = Path(self.output_dir)
         return row.get("outcome") != "done" or all((out / f).is_file() for f in row.get("files", []))
@@ -455,7 +476,8 @@ class MaskShard(MaskSettings, PoseMaskTask):
         started = time.perf_counter()
         results: list[dict] = []
         try:
-            check_image_header(path, self.max_pixels)
+            width, height = check_image_header(path, self.max_pixels)
+            row["pixels"] = width * height
             data = path.read_bytes()
             row["size"], row["content_hash"] = len(data), bytes_hash(data)
             image = decode_image_bytes(data)

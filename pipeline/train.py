@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import luigi
@@ -11,6 +12,8 @@ from models.unet import ModelConfig, PoseUNet
 from pipeline import config
 from pipeline.core import PoseMaskTask, write_json
 from pipeline.data import BuildCache, cache_paths
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingTask(PoseMaskTask):
@@ -69,11 +72,17 @@ class TrainingTask(PoseMaskTask):
             init_weights=self.init_weights(),
             progress=lambda done, total, msg: self.report_progress(done / max(total, 1), msg),
         )  # fmt: skip
-        chosen = result["best_checkpoint"] if self.select == "best" else result["last_checkpoint"]
+        selected = self.select
+        if selected == "best" and not Path(result["best_checkpoint"]).is_file():
+            # No epoch had a finite validation IoU (e.g. an empty val cache): nothing to call best.
+            logger.warning("%s: no best.pt (no finite validation IoU); keeping the last epoch's weights",
+                           self.task_family)
+            selected = "last"
+        chosen = result["best_checkpoint"] if selected == "best" else result["last_checkpoint"]
         model = PoseUNet(model_cfg)
         model.load_state_dict(read_weights(Path(chosen)))
         meta = {"task": self.task_family, "dataset": self.dataset, "signature": self.signature(),
-                "selected": self.select, "epochs_completed": result["epochs_completed"],
+                "selected": selected, "epochs_completed": result["epochs_completed"],
                 "best_val_iou": result["best_val_iou"], "best_epoch": result["best_epoch"]}  # fmt: skip
         save_model(self.output()["model"].path, model, model_cfg, meta)
         history = result["history"]

@@ -186,6 +186,28 @@ def test_train_writes_loadable_checkpoints_and_history(caches: dict[str, Path], 
     assert not list((tmp_path / "checkpoints").glob("*.tmp")), "temporary files left behind"
 
 
+def test_failed_training_closes_the_cache_files(caches: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train as train_module
+
+    open_at_close: list[bool] = []
+    real_close = CacheDataset.close
+
+    def spy_close(self: CacheDataset) -> None:
+        open_at_close.append(self._files is not None)
+        real_close(self)
+
+    def fails_after_reading(model, loader, *args, **kwargs):
+        next(iter(loader))  # the train cache's h5 handles are open now
+        raise RuntimeError("simulated failure mid-epoch")
+
+    monkeypatch.setattr(CacheDataset, "close", spy_close)
+    monkeypatch.setattr(train_module, "_run_epoch", fails_after_reading)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path)
+    assert open_at_close == [True, False]  # train (open, closed now) and val (never opened) both closed
+
+
 def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path) -> None:
     straight = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path / "straight")
     train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path / "resumed")

@@ -116,17 +116,21 @@ def config(server: Server, tmp_path: Path) -> Iterator[dict[str, str]]:
         "voc_sizes": json.dumps({name: len(ARCHIVES[name]) for name in VOC_MD5S}),
         "voc_md5s": json.dumps({name: _md5(ARCHIVES[name]) for name in VOC_MD5S}),
     }
+    settings = {("DownloadConfig", key): value for key, value in values.items()}
+    settings[("work", "root")] = str(tmp_path / "work")  # the task markers
     parser = luigi.configuration.get_config()
-    saved = {key: parser.get("DownloadConfig", key) if parser.has_option("DownloadConfig", key) else None
-             for key in values}
-    for key, value in values.items():
-        parser.set("DownloadConfig", key, value)
+    saved = {}
+    for (section, key), value in settings.items():
+        if not parser.has_section(section):
+            parser.add_section(section)
+        saved[(section, key)] = parser.get(section, key) if parser.has_option(section, key) else None
+        parser.set(section, key, value)
     yield values
-    for key, value in saved.items():
+    for (section, key), value in saved.items():
         if value is None:
-            parser.remove_option("DownloadConfig", key)
+            parser.remove_option(section, key)
         else:
-            parser.set("DownloadConfig", key, value)
+            parser.set(section, key, value)
 
 
 def _build(*tasks: luigi.Task) -> bool:
@@ -141,6 +145,8 @@ def test_download_coco_and_voc_through_the_mirror(server: Server, config: dict[s
     assert check_coco_layout(tmp_path / "coco") == [] and check_voc_layout(tmp_path / "voc") == []
     manifest = json.loads(Path(coco.output().path).read_text())
     assert manifest["source"] == "downloaded" and manifest["root"] == str((tmp_path / "coco").resolve())
+    assert Path(coco.output().path).is_relative_to(tmp_path / "work" / "DownloadCOCO")
+    assert json.loads((tmp_path / "coco" / MANIFEST_NAME).read_text())["files"] == manifest["files"]
     assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == \
         {name: (len(ARCHIVES[name]), _md5(ARCHIVES[name])) for name in COCO_MD5S}
     assert all(url.startswith(server.base) for url in manifest["urls"])
@@ -154,18 +160,55 @@ def test_download_coco_and_voc_through_the_mirror(server: Server, config: dict[s
 
 def test_existing_copy_is_used_without_touching_the_network(server: Server, config: dict[str, str],
                                                            tmp_path: Path) -> None:
-    root = tmp_path / "my_coco"
+    root = _existing_coco(tmp_path / "my_coco")
+    before = _tree(root)
+    task = DownloadCOCO(root=str(root))
+    assert _build(task)
+    assert server.hits == []
+    # Nothing is written into the copy (it may be read-only or shared): the marker is in the work folder.
+    assert _tree(root) == before
+    manifest = json.loads(Path(task.output().path).read_text())
+    assert manifest["source"] == EXISTING_COPY and manifest["files"] == []
+    assert manifest["root"] == str(root.resolve()) and manifest["layout"] == {"splits": ["train", "val"]}
+    assert Path(task.output().path).is_relative_to(tmp_path / "work" / "DownloadCOCO")
+    assert not (tmp_path / "raw").exists()
+    assert task.complete()
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every path under ``root`` with its modification time (ns)."""
+    return {str(path.relative_to(root)): path.stat().st_mtime_ns for path in root.rglob("*")}
+
+
+def _existing_coco(root: Path) -> Path:
     shutil.copytree(SAMPLE / "coco" / "annotations", root / "annotations")
     for split in ("train", "val"):
         (root / f"{split}2017").mkdir()
         image = sorted((SAMPLE / "coco" / f"{split}2017").glob("*.jpg"))[0]
         shutil.copy(image, root / f"{split}2017" / image.name)
+    return root
+
+
+def test_completion_rechecks_the_layout_and_the_splits(server: Server, config: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    root = _existing_coco(tmp_path / "my_coco")
+    assert _build(DownloadCOCO(root=str(root)))
+    assert DownloadCOCO(root=str(root)).complete()
+    # another split list is another marker: not complete until checked
+    parser = luigi.configuration.get_config()
+    parser.set("DownloadConfig", "coco_splits", '["val"]')
+    try:
+        val_only = DownloadCOCO(root=str(root))
+        assert val_only.output().path != DownloadCOCO(root=str(tmp_path / "other")).output().path
+        assert not val_only.complete()
+        assert _build(val_only) and val_only.complete()
+    finally:
+        parser.remove_option("DownloadConfig", "coco_splits")
+    # a copy that lost an image folder is no longer complete, although its marker is still there
     task = DownloadCOCO(root=str(root))
-    assert _build(task)
+    shutil.rmtree(root / "val2017")
+    assert Path(task.output().path).exists() and not task.complete()
     assert server.hits == []
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
-    assert manifest["source"] == EXISTING_COPY and manifest["files"] == []
-    assert not (tmp_path / "raw").exists()
 
 
 def test_wrong_archive_fails_the_task_and_is_kept_aside(server: Server, config: dict[str, str],
@@ -181,8 +224,11 @@ def test_wrong_archive_fails_the_task_and_is_kept_aside(server: Server, config: 
 
 
 def test_default_roots_follow_raw_dir(config: dict[str, str], tmp_path: Path) -> None:
-    assert Path(DownloadCOCO().output().path) == tmp_path / "raw" / "coco" / MANIFEST_NAME
-    assert Path(DownloadVOC().output().path) == tmp_path / "raw" / "voc" / MANIFEST_NAME
+    assert DownloadCOCO().dataset_root() == tmp_path / "raw" / "coco"
+    assert DownloadVOC().dataset_root() == tmp_path / "raw" / "voc"
+    # the marker depends on the resolved folder, not on how it was spelled
+    assert DownloadCOCO().output().path == DownloadCOCO(root=str(tmp_path / "raw" / "coco")).output().path
+    assert Path(DownloadVOC().output().path).parent.parent == tmp_path / "work" / "DownloadVOC"
     assert DownloadConfig().archive_folder() == tmp_path / "raw" / "archives"
 
 
@@ -211,8 +257,11 @@ def test_official_archive_table() -> None:
 def test_command_line_with_an_existing_copy(server: Server, config: dict[str, str], tmp_path: Path) -> None:
     """``luigi DownloadVOC --root PATH`` parses next to every other registered task and config flag."""
     shutil.copytree(SAMPLE / "voc", tmp_path / "voc")
+    before = _tree(tmp_path / "voc")
     ok = luigi.run(["--module", "pipeline.download", "DownloadVOC", "--root", str(tmp_path / "voc"),
                     "--local-scheduler", "--no-lock", "--log-level", "WARNING"])
     assert ok is True
-    assert json.loads((tmp_path / "voc" / MANIFEST_NAME).read_text())["source"] == EXISTING_COPY
+    task = DownloadVOC(root=str(tmp_path / "voc"))
+    assert json.loads(Path(task.output().path).read_text())["source"] == EXISTING_COPY
+    assert _tree(tmp_path / "voc") == before
     assert server.hits == []

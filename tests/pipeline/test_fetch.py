@@ -596,9 +596,12 @@ def test_prepare_dataset_downloads_then_reruns_resume_extraction(server: FakeSer
     root, archives = tmp_path / "coco", tmp_path / "archives"
     statuses: list[tuple[float, str]] = []
     options = DownloadOptions(**FAST)
-    manifest_path = prepare_dataset(root, specs, archives, check_coco_layout, dataset="coco", options=options,
-                                    on_status=lambda pct, msg: statuses.append((pct, msg)))
+    record = prepare_dataset(root, specs, archives, check_coco_layout, dataset="coco", options=options,
+                             on_status=lambda pct, msg: statuses.append((pct, msg)))
+    manifest_path = Path(record["manifest"])
+    assert manifest_path == root / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
+    assert record == {**manifest, "manifest": str(manifest_path)}
     assert manifest["source"] == "downloaded" and manifest["dataset"] == "coco"
     assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == \
         {name: (len(data), _md5(data)) for name, data in zips.items()}
@@ -633,9 +636,11 @@ def test_prepare_dataset_uses_existing_copy_without_network(server: FakeServer, 
         for file in source.iterdir():
             (dest / file.name).write_bytes(file.read_bytes())
     specs = [ArchiveSpec(server.url("/voc.tar"), 1, "0" * 32)]
-    manifest = prepare_dataset(root, specs, tmp_path / "archives", check_voc_layout, dataset="voc",
-                               options=DownloadOptions(**FAST))
-    assert json.loads(manifest.read_text())["source"] == EXISTING_COPY
+    before = sorted(str(path) for path in root.rglob("*"))
+    record = prepare_dataset(root, specs, tmp_path / "archives", check_voc_layout, dataset="voc",
+                             options=DownloadOptions(**FAST))
+    assert record["source"] == EXISTING_COPY and record["root"] == str(root.resolve()) and record["files"] == []
+    assert sorted(str(path) for path in root.rglob("*")) == before  # nothing written into the copy
     assert server.hits == [] and not (tmp_path / "archives").exists()
 
 

@@ -199,6 +199,40 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
     assert not list((out / "shards").glob("*/journal.jsonl"))
 
 
+def test_errors_and_the_pixel_limit_are_retried(tmp_path, luigi_config, tiny_model, monkeypatch):
+    photos = copy_photos(tmp_path / "photos", PHOTOS[:2])
+    keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
+    out = tmp_path / "masks"
+    params = {"input_dir": str(photos), "output_dir": str(out), "model": str(tiny_model),
+              "keypoints": str(keypoints), "shard_size": 10}  # fmt: skip
+    real_write = MaskShard.write_masks
+
+    def out_of_memory_once(self, rel, masks, threshold):
+        if rel == PHOTOS[0]:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_write(self, rel, masks, threshold)
+
+    monkeypatch.setattr(MaskShard, "write_masks", out_of_memory_once)
+    ok, first = generate(**params)
+    assert ok and first["skipped"] == {"error": 1} and first["done"] == 1
+    monkeypatch.setattr(MaskShard, "write_masks", real_write)
+
+    shutil.copy(VAL_IMAGES / PHOTOS[2], photos / PHOTOS[2])  # changes the (only) shard
+    ok, second = generate(**params)
+    assert ok and second["skipped"] == {} and second["done"] == 3
+    rows = {r["path"]: r for r in check_consistent(out)}
+    assert {p for p, r in rows.items() if r["run"] == "processed"} == {PHOTOS[0], PHOTOS[2]}
+    assert list(out.glob(f"{PHOTOS[0]}.person*.png"))
+
+    # a lower limit refuses the photos done before; raising it again does them again
+    ok, third = generate(**params, max_pixels=1000)
+    assert ok and third["skipped"] == {"decompression_bomb": 3} and third["done"] == 0
+    assert check_consistent(out) and not list(out.rglob("*.png"))
+    ok, fourth = generate(**params)
+    assert ok and fourth["done"] == 3 and fourth["processed"] == 3
+    check_consistent(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
