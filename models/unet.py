@@ -22,12 +22,14 @@ With zero_init_last the output conv starts at zero, so an untrained network retu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.plain import from_plain_dict
 
 HEADS = ("logit", "paper")
 NORMS = ("batch", "group", "none")
@@ -84,11 +86,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of to_dict; unknown keys are an error (a config from another version)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return from_plain_dict(cls, data)
 
 
 def _norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
