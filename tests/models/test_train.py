@@ -31,15 +31,6 @@ from models.unet import ModelConfig, PoseUNet
 TINY = ModelConfig(base_channels=4, depth=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors on a shared 2-core box: more threads only add OpenMP contention (~50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _train_cfg(epochs: int, **overrides) -> TrainConfig:
     settings = dict(epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu",
                     augment=True, progress_bar=False)

@@ -10,15 +10,6 @@ from models.unet import ModelConfig, PoseUNet, count_parameters, soft_dice_loss
 SIZE = 64  # multiple of 2**(depth+1) for the tiny configs below
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors on a shared 2-core box: more threads only add OpenMP contention (~50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(batch: int, pose_channels: int, size: int = SIZE, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, size, size, generator=gen) * 2 - 1

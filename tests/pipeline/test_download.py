@@ -9,7 +9,6 @@ import json
 import shutil
 import tarfile
 import threading
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,19 +17,12 @@ import pytest
 
 from pipeline.download import COCO_MD5S, COCO_URLS, VOC_MD5S, VOC_URLS, DownloadCOCO, DownloadConfig, DownloadVOC
 from pipeline.fetch import EXISTING_COPY, MANIFEST_NAME, archive_name, check_coco_layout, check_voc_layout
+from tests.pipeline.archives import zip_bytes as _zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
 
-
-
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _tiny_coco() -> dict[str, bytes]:

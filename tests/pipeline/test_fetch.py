@@ -37,6 +37,7 @@ from pipeline.fetch import (
     safe_extract,
     write_manifest,
 )
+from tests.pipeline.archives import zip_bytes as _zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 FAST = {"retries": 3, "backoff_s": 0.001, "max_backoff_s": 0.01, "timeout_s": 5.0, "chunk_bytes": 4096,
@@ -375,14 +376,6 @@ def test_parse_content_range() -> None:
 # --------------------------------------------------------------------------------------------
 # safe_extract()
 # --------------------------------------------------------------------------------------------
-
-
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _tar_bytes(members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w") -> bytes:
