@@ -175,18 +175,6 @@ def bounded_imap(pool, fn: Callable, items: Iterable, max_in_flight: int) -> Ite
         yield pending.popleft().get()
 
 
-def windows(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of at most `size` items (bounded memory)."""
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 class CacheWriter:
     """Appends samples to an open h5py.File in the cache layout (one sample per chunk)."""
 

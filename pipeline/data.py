@@ -239,7 +239,7 @@ class CacheShard(PoseMaskTask):
             if done % 64 == 0 or done == total:
                 self.report_progress(done / max(total, 1), f"{label}: {done}/{total} persons")
 
-        root = Path(self.requires().root or dataset_root(self.dataset))
+        root = BuildCache(dataset=self.dataset, split=self.split).dataset_root()
         summary = build_cache_file(records_path, root, Path(self.output()["cache"].path), cfg,
                                    **cache_build_settings(), start=start, stop=stop, progress=progress,
                                    attrs={"dataset": self.dataset, "split": self.split, "shard": self.shard,
