@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-work
+.PHONY: demo test lint bench clean-work shipped-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,3 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(BIN)/python $$b || exit 1; done
+
+## shipped-model: retrain the model that ships in the package (models/weights/posemask_unet/)
+shipped-model: $(STAMP)
+	$(BIN)/python scripts/ship_model.py

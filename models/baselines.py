@@ -192,3 +192,58 @@ def slic_grabcut_baseline(
     gc_mask = _skeleton_seed_mask(joints, shape, skeleton_thickness, bg_thickness)
     gc_mask[seed_superpixels[labels] & (gc_mask != cv2.GC_FGD)] = cv2.GC_PR_FGD
     return grabcut_from_mask(image_rgb, gc_mask, iterations)
+
+
+def grabcut_person(
+    image_rgb: np.ndarray,
+    box_xywh: np.ndarray,
+    prob: np.ndarray | None = None,
+    margin: float = 0.15,
+    max_side: int = 256,
+    iterations: int = 5,
+    threshold: float = 0.5,
+    sure_foreground: float = 0.9,
+) -> np.ndarray:
+    """One person's mask by GrabCut inside its box, seeded by the box alone or by a probability map.
+
+    Without `prob` (a detected person whose pose could not be estimated), GrabCut starts as from a
+    rectangle: inside the box probable foreground, outside definite background. With `prob`
+    (H, W) float (the network's full-size probability), it refines that mask: prob >= threshold is
+    probable foreground, prob >= `sure_foreground` definite foreground, the rest of the box
+    probable background, and outside the box enlarged by `margin` definite background; the colour
+    models then move the mask's edges onto the person's real boundary, which the network's
+    pose-shaped output tends to draw too thin.
+    Only the box enlarged by `margin` is processed, scaled so its longer side is at most
+    `max_side` pixels (GrabCut's cost grows with the pixel count).
+    image_rgb: (H, W, 3) uint8; box_xywh: (4,) pixels. Returns (H, W) bool, False outside the region.
+    """
+    height, width = image_rgb.shape[:2]
+    out = np.zeros((height, width), bool)
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    if not (np.isfinite([x, y, w, h]).all() and w >= 2 and h >= 2):
+        return out
+    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
+    x1, y1 = min(width, int(np.ceil(x + w + margin * w))), min(height, int(np.ceil(y + h + margin * h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return out
+    seeds = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
+    bx1, by1 = min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0
+    if prob is None:
+        seeds[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
+    else:
+        region_prob = prob[y0:y1, x0:x1]
+        seeds[by0:by1, bx0:bx1] = cv2.GC_PR_BGD
+        seeds[region_prob >= threshold] = cv2.GC_PR_FGD
+        seeds[region_prob >= sure_foreground] = cv2.GC_FGD
+    scale = min(1.0, max_side / max(x1 - x0, y1 - y0))
+    region = image_rgb[y0:y1, x0:x1]
+    if scale < 1:
+        size = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        seeds = cv2.resize(seeds, size, interpolation=cv2.INTER_NEAREST)
+    fg = grabcut_from_mask(region, seeds, iterations).astype(np.uint8)
+    if scale < 1:
+        fg = cv2.resize(fg, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    out[y0:y1, x0:x1] = fg.astype(bool)
+    return out

@@ -1,7 +1,16 @@
 """Person boxes for images that come without annotations (offline, CPU).
 
-Methods (all run from models that ship with opencv-contrib or the mediapipe wheel):
+Methods (all run offline, from models that ship inside this package, opencv-contrib or the
+mediapipe wheel):
 
+- "yolox" (default): YOLOX-nano (Megvii, Apache-2.0; weights/yolox_nano/ with its LICENSE and
+  NOTICE), a general COCO-80 detector run with cv2.dnn. The image is letterboxed into a square of
+  `yolox_input_size` (scale = min(S/h, S/w), image at the top-left, the rest filled with 114),
+  BGR, values 0-255, no normalisation. Its output is one row per anchor-free cell of the strides
+  8, 16, 32, row-major per stride: (x, y, log w, log h, objectness, 80 class scores), decoded as
+  centre = (raw + cell) * stride, size = exp(raw) * stride, score = objectness * person score,
+  then mapped back by the letterbox scale and suppressed (NMS). It finds people of every size and
+  pose in crowded photos, which BlazePose's face-anchored detector does not.
 - "blazepose": MediaPipe's BlazePose person detector (pose_detection.tflite, the first stage of
   MediaPipe Pose) run through a mediapipe graph that returns *all* its detections, not just the
   one person the Pose solution keeps. It finds each person's face box plus two alignment points,
@@ -32,10 +41,17 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.assets import YOLOX_MODEL, require
 from models.pose import PoseEstimator, check_image_rgb, import_mediapipe_quietly, quiet_native_stderr
 
-METHODS: tuple[str, ...] = ("blazepose", "blazepose_landmarks", "hog")
-DEFAULT_METHOD = "blazepose_landmarks"
+METHODS: tuple[str, ...] = ("yolox", "blazepose", "blazepose_landmarks", "hog")
+DEFAULT_METHOD = "yolox"
+
+YOLOX_STRIDES: tuple[int, ...] = (8, 16, 32)
+# Letterbox fill and the COCO-80 index of "person": fixed by how YOLOX was trained.
+YOLOX_PAD_VALUE = 114
+YOLOX_PERSON_CLASS = 0
+_YOLOX_BOX_COLUMNS = 5  # x, y, log w, log h, objectness; class scores follow
 
 # One mediapipe node: the BlazePose detection subgraph (registered in the mediapipe wheel; its model
 # pose_detection.tflite ships in mediapipe/modules/pose_detection) with every detection as output.
@@ -56,6 +72,11 @@ _HIP_CENTRE, _BODY_RADIUS_POINT = 0, 1
 class DetectorConfig:
     """Tunables of every method (each field documents its default).
 
+    yolox_input_size: side of the square the image is letterboxed into (a multiple of 32; the
+        shipped export is 416).
+    yolox_min_score: person detections below this objectness x class score are dropped.
+    yolox_nms_iou: YOLOX boxes overlapping a higher-scoring box by more than this IoU are dropped.
+    min_box_height: boxes shorter than this many pixels are dropped (too small for a mask).
     blazepose_min_score: detections below this score are dropped (the model itself keeps >= 0.5).
     tile_grids: grid sizes the image is cut into for the BlazePose detector; 1 = the whole image,
         2 = 2x2 tiles, ... Small people are only found in the finer grids.
@@ -76,6 +97,10 @@ class DetectorConfig:
         (pixels), pyramid scale step, SVM margin threshold and minimum kept SVM score.
     """
 
+    yolox_input_size: int = 416
+    yolox_min_score: float = 0.3
+    yolox_nms_iou: float = 0.45
+    min_box_height: float = 0.0
     blazepose_min_score: float = 0.5
     tile_grids: tuple[int, ...] = (1,)
     tile_overlap: float = 0.25
@@ -179,6 +204,55 @@ def keypoint_box(keypoints: np.ndarray, pad: float, pad_top: float) -> np.ndarra
     return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
 
 
+def letterbox(image_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """YOLOX's input: (H, W, 3) uint8 -> ((size, size, 3) uint8 padded with 114, scale).
+
+    The image is resized by scale = min(size / H, size / W) and placed at the top-left corner, so
+    a box in the letterbox divided by `scale` is a box in the image.
+    """
+    height, width = image_bgr.shape[:2]
+    scale = min(size / height, size / width)
+    new_w, new_h = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    padded = np.full((size, size, 3), YOLOX_PAD_VALUE, np.uint8)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    padded[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=interpolation)
+    return padded, scale
+
+
+def yolox_grid(size: int, strides: Sequence[int] = YOLOX_STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """Cell indices (N, 2) [col, row] and their strides (N, 1) in YOLOX's output order.
+
+    N = sum((size // s) ** 2): 3549 for size 416 (52^2 + 26^2 + 13^2).
+    """
+    cells, cell_strides = [], []
+    for stride in strides:
+        n = size // stride
+        cols, rows = np.meshgrid(np.arange(n), np.arange(n))
+        cells.append(np.stack([cols, rows], axis=-1).reshape(-1, 2))
+        cell_strides.append(np.full((n * n, 1), stride))
+    return np.concatenate(cells).astype(np.float32), np.concatenate(cell_strides).astype(np.float32)
+
+
+def decode_yolox(raw: np.ndarray, size: int, scale: float, min_score: float,
+                 class_id: int = YOLOX_PERSON_CLASS) -> np.ndarray:  # fmt: skip
+    """YOLOX output rows -> (K, 5) float32 [x, y, w, h, score] boxes of one class, in image pixels.
+
+    raw: (N, 5 + classes) as the network returns it (objectness and class scores already through
+    a sigmoid). Boxes are not suppressed here. Rows that are not finite are dropped.
+    """
+    raw = np.asarray(raw, np.float32).reshape(-1, raw.shape[-1])
+    cells, strides = yolox_grid(size)
+    if len(raw) != len(cells):
+        raise ValueError(f"YOLOX output has {len(raw)} rows; {len(cells)} expected for a {size}px input")
+    score = raw[:, 4] * raw[:, _YOLOX_BOX_COLUMNS + class_id]
+    keep = np.isfinite(raw).all(axis=1) & (score >= min_score)
+    raw, cells, strides, score = raw[keep], cells[keep], strides[keep], score[keep]
+    centre = (raw[:, :2] + cells) * strides
+    extent = np.exp(np.minimum(raw[:, 2:4], np.log(size))) * strides  # no box beyond ~size * stride
+    boxes = np.concatenate([centre - extent / 2, extent], axis=1) / scale
+    return np.concatenate([boxes, score[:, None]], axis=1).astype(np.float32)
+
+
 class PersonDetector:
     """Person boxes by one of METHODS. Not fork-safe: create one per process.
 
@@ -194,7 +268,10 @@ class PersonDetector:
             raise ValueError(f"tile_grids must be a non-empty list of ints >= 1, got {self.config.tile_grids}")
         if not 0.0 <= self.config.tile_overlap < 1.0:
             raise ValueError(f"tile_overlap must be in [0, 1), got {self.config.tile_overlap}")
+        if self.config.yolox_input_size < 32 or self.config.yolox_input_size % 32:
+            raise ValueError(f"yolox_input_size must be a multiple of 32, got {self.config.yolox_input_size}")
         self._graph: Any = None
+        self._yolox: Any = None
         self._hog: cv2.HOGDescriptor | None = None
         self._pose: PoseEstimator | None = None
         self._owner_pid = os.getpid()
@@ -204,12 +281,26 @@ class PersonDetector:
         check_image_rgb(image_rgb)
         if os.getpid() != self._owner_pid:
             raise RuntimeError("PersonDetector was created in another process; create one per process")
-        if self.method == "hog":
-            return self._detect_hog(image_rgb)
-        boxes = self._detect_blazepose(image_rgb)
-        if self.method == "blazepose_landmarks":
-            boxes = self._refine_with_landmarks(image_rgb, boxes)
-        return boxes
+        if self.method == "yolox":
+            boxes = self._detect_yolox(image_rgb)
+        elif self.method == "hog":
+            boxes = self._detect_hog(image_rgb)
+        else:
+            boxes = self._detect_blazepose(image_rgb)
+            if self.method == "blazepose_landmarks":
+                boxes = self._refine_with_landmarks(image_rgb, boxes)
+        return boxes[boxes[:, 3] >= self.config.min_box_height]
+
+    def _detect_yolox(self, image_rgb: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if self._yolox is None:
+            self._yolox = cv2.dnn.readNetFromONNX(str(require(YOLOX_MODEL)))
+        size = cfg.yolox_input_size
+        padded, scale = letterbox(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), size)
+        self._yolox.setInput(cv2.dnn.blobFromImage(padded, 1.0, (size, size), swapRB=False))
+        raw = self._yolox.forward()
+        boxes = decode_yolox(raw[0], size, scale, cfg.yolox_min_score)
+        return non_max_suppression(clip_boxes(boxes, image_rgb.shape[:2]), cfg.yolox_nms_iou)
 
     def _detect_hog(self, image_rgb: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -316,6 +407,7 @@ class PersonDetector:
         if self._graph is not None and os.getpid() == self._owner_pid:
             self._graph.close()
         self._graph = None
+        self._yolox = None
         self._hog = None
         if self._pose is not None:
             self._pose.close()

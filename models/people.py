@@ -3,6 +3,11 @@
 Pure numpy/torch (no luigi). Each person gets the same treatment as a cached sample
 (models.sample.person_sample -> PoseUNet -> optional dense CRF at crop size -> paste back), so
 a mask made here for a person equals the one PredictMasks + Evaluate make for that person.
+
+A detected person whose pose cannot be estimated (or has fewer than `min_keypoints` joints) is
+kept as a "box" person when asked: its mask comes from GrabCut initialised with the detector's
+box (models.baselines.grabcut_person), and its `source` says so in every output. With `grabcut`,
+the network's masks are refined the same way, GrabCut seeded by the network's probability.
 """
 
 from __future__ import annotations
@@ -13,25 +18,34 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.baselines import grabcut_person
 from models.crf import CRFParams, refine
 from models.crop import paste_back
 from models.dataset import UINT8_MAX, normalize_image, prior_to_probability
 from models.detect import keypoint_box
+from models.pose import COCO17_NAMES
 from models.sample import CropConfig, person_sample
 from models.unet import PoseUNet
 
 # Label maps are uint8 up to this many people, uint16 beyond (PNG holds both).
 MAX_UINT8_PEOPLE = 255
+# Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
+SOURCE_KEYPOINTS = "keypoints"
+SOURCE_BOX = "box"
 
 
 @dataclass
 class Person:
     """One person to segment: keypoints (17,3) COCO x, y, v in image pixels; bbox (4,) xywh;
-    annotation_id: the person's id in a keypoints file, when it came from one."""
+    annotation_id: the person's id in a keypoints file, when it came from one; source:
+    SOURCE_KEYPOINTS (the network) or SOURCE_BOX (no usable pose: GrabCut from the box);
+    detection_score: the detector's score when the person was detected."""
 
     keypoints: np.ndarray
     bbox: np.ndarray
     annotation_id: int | None = None
+    source: str = SOURCE_KEYPOINTS
+    detection_score: float | None = None
 
 
 @dataclass
@@ -79,20 +93,25 @@ def estimate_people(
     detect: Callable[[np.ndarray], np.ndarray],
     estimate: Callable[[np.ndarray, Sequence[float]], np.ndarray | None],
     min_keypoints: int,
+    box_fallback: bool = False,
 ) -> list[Person]:
     """People without given keypoints: detect boxes, then estimate one pose per box.
 
     detect: image (H,W,3) -> (K,5) [x, y, w, h, score]; estimate: (image, box xywh) -> (17,3)
-    keypoints in image pixels or None. Persons with fewer than `min_keypoints` are dropped.
+    keypoints in image pixels or None. A person with fewer than `min_keypoints` is dropped, or
+    kept as a SOURCE_BOX person (no keypoints) when `box_fallback` is set.
     """
     people = []
     for box in detect(image_rgb):
-        keypoints = estimate(image_rgb, box[:4])
-        if keypoints is None:
-            continue
-        keypoints = clean_keypoints(keypoints, image_rgb.shape[:2])
-        if present_keypoints(keypoints) >= min_keypoints:
-            people.append(Person(keypoints, np.asarray(box[:4], np.float32)))
+        bbox, score = np.asarray(box[:4], np.float32), float(box[4])
+        keypoints = estimate(image_rgb, bbox)
+        if keypoints is not None:
+            keypoints = clean_keypoints(keypoints, image_rgb.shape[:2])
+        if keypoints is not None and present_keypoints(keypoints) >= min_keypoints:
+            people.append(Person(keypoints, bbox, detection_score=score))
+        elif box_fallback:
+            no_joints = np.zeros((len(COCO17_NAMES), 3), np.float32)
+            people.append(Person(no_joints, bbox, source=SOURCE_BOX, detection_score=score))
     return people
 
 
@@ -122,25 +141,39 @@ def segment_people(
     threshold: float,
     crf: CRFParams | None = None,
     device: torch.device | str = "cpu",
+    grabcut: bool = False,
 ) -> list[PersonMask]:
     """Masks of every person of one image.
 
     image_rgb: (H,W,3) uint8. Each person is cropped (person_sample, no mask), predicted, refined
-    by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), and pasted back.
+    by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
+    `grabcut`, refined by GrabCut in its box seeded by that probability (models.baselines.grabcut_person;
+    the probability is then kept inside GrabCut's mask, raised to `threshold`, and 0 outside).
+    SOURCE_BOX people get GrabCut's mask from their box, with probability `threshold` inside it
+    (so a pose-guided neighbour wins the pixels both claim) and the detector's score as score.
     Returns one PersonMask per person, in order.
     """
-    if not people:
-        return []
     h, w = image_rgb.shape[:2]
-    samples = [person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in people]
-    probs = crop_probabilities(net, samples, device)
+    posed = [p for p in people if p.source == SOURCE_KEYPOINTS]
+    samples = [person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in posed]
+    probs = iter(crop_probabilities(net, samples, device) if samples else [])
+    sample_of = iter(samples)
     out = []
-    for person, sample, prob in zip(people, samples, probs, strict=True):
+    for person in people:
+        if person.source == SOURCE_BOX:
+            mask = grabcut_person(image_rgb, person.bbox)
+            score = person.detection_score if person.detection_score is not None else 0.0
+            out.append(PersonMask(person, mask.astype(np.float32) * threshold, mask, score))
+            continue
+        sample, prob = next(sample_of), next(probs)
         if crf is not None and crf.enabled:
             prob = refine(sample["image"], prob, crf)
         predicted = prob >= threshold
         score = float(prob[predicted].mean()) if predicted.any() else 0.0
         full = paste_back(prob, sample["affine"], (h, w))
+        if grabcut:
+            mask = grabcut_person(image_rgb, person.bbox, full, threshold=threshold)
+            full = np.where(mask, np.maximum(full, threshold), 0.0).astype(np.float32)
         out.append(PersonMask(person, full, full >= threshold, score))
     return out
 

@@ -1,5 +1,11 @@
 """posemask's Luigi tasks. ``luigi --module pipeline <Task>`` finds every task here."""
 
+from pipeline.settings import install_defaults
+
+install_defaults()  # the packaged defaults.cfg under every luigi.cfg, before any section is read
+
+# ruff: noqa: E402 - the tasks import after the defaults are in place
+
 from pipeline.data import BuildCache, CacheShard, COCOPersons, VOCPersons
 from pipeline.download import DownloadCOCO, DownloadVOC
 from pipeline.evaluate import Evaluate, EvaluateAll

@@ -1,15 +1,23 @@
 """The `posemask` command: person masks for a folder of photos, for people who don't know Luigi.
 
 ``posemask masks photos/ masks/`` runs the GenerateMasks task (pipeline/generate.py) through
-Luigi, with a local scheduler unless --scheduler-url names a luigid.
+Luigi, with a local scheduler unless --scheduler-url names a luigid. It works installed, from any
+folder and offline: the model, the person detector and the default settings ship in the package,
+and work files go under OUTPUT (unless a config file sets [work] root).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from models.assets import SHIPPED_NAME
+from pipeline.generate import STATE_DIR
+from pipeline.nightly import METHODS, POSEMASK
 
 EXIT_OK = 0
 EXIT_SKIPPED = 1
@@ -21,8 +29,13 @@ posemask: a mask for every person in every photo of a folder, using the pose-gui
 
 The folder is searched recursively for .jpg .jpeg .png .webp .bmp files (symlinks and paths that
 leave it are refused). Each person gets their own mask; keypoints come from --keypoints, from a
-photo.json beside each photo.jpg, or from the built-in pose estimator (MediaPipe). Run it again
-after adding photos: only new or changed photos are processed.
+photo.json beside each photo.jpg, or from the built-in detector (YOLOX-nano) and pose estimator
+(MediaPipe Pose). A detected person whose pose cannot be estimated still gets a mask (GrabCut from
+the box; "mask_source": "box" in results.json). Run it again after adding photos: only new or
+changed photos are processed. Everything runs offline from files inside the package.
+
+settings: the package's defaults (pipeline/defaults.cfg), overridden by luigi.cfg in the current
+folder, then $LUIGI_CONFIG_PATH, then --config FILE.
 
 commands:
   masks INPUT OUTPUT   make the masks of every photo under INPUT, written under OUTPUT
@@ -40,6 +53,7 @@ examples:
   posemask masks photos/ masks/
   posemask masks photos/ masks/ --keypoints person_keypoints_val2017.json --crf
   posemask masks photos/ masks/ --model runs/model.pt --workers 2
+  posemask masks photos/ masks-selfie/ --method selfie      # a whole-photo peer, to compare
   luigid --port 8082 &   # then, on every machine sharing the folders:
   posemask masks /shared/photos /shared/masks --scheduler-url http://host:8082 --workers 2
 
@@ -54,6 +68,7 @@ exit codes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posemask", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"posemask {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     masks = commands.add_parser("masks", help="masks for every photo of a folder", description=DESCRIPTION,
                                 epilog=MASKS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -63,33 +78,89 @@ def build_parser() -> argparse.ArgumentParser:
                        help="COCO annotations or results JSON with the people's keypoints, matched by file "
                             "name (or image id = file stem); default: photo.json beside each photo, else "
                             "the built-in pose estimator")  # fmt: skip
-    masks.add_argument("--model", default="unet-coco", metavar="MODEL",
-                       help="unet-coco (trained on COCO; trained first if missing), unet-voc (fine-tuned on "
-                            "VOC) or the path of a model.pt (default: %(default)s)")  # fmt: skip
-    masks.add_argument("--crf", action="store_true", help="refine the masks with the dense CRF (slower)")
+    masks.add_argument("--model", default=None, metavar="MODEL",
+                       help=f"{SHIPPED_NAME} (the model inside the package, the default), unet-coco / unet-voc "
+                            "(trained by the DAG in the work folder: luigi --module pipeline TrainModel) or "
+                            "the path of a model.pt")  # fmt: skip
+    masks.add_argument("--method", default=None, choices=METHODS,
+                       help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare "
+                            "with (deeplab needs: pip install 'posemask[peers]')")  # fmt: skip
+    masks.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None,
+                       help="refine the masks with the dense CRF (slower; default: [GenerateMasks] crf)")
+    masks.add_argument("--grabcut", action=argparse.BooleanOptionalAction, default=None,
+                       help="refine each mask by GrabCut in the person's box (default: [GenerateMasks] grabcut)")
+    masks.add_argument("--config", default="", metavar="FILE",
+                       help="a luigi.cfg whose settings override the defaults and ./luigi.cfg")
     masks.add_argument("--workers", type=int, default=1, metavar="N", help="parallel shards (default: 1)")
     masks.add_argument("--shard-size", type=int, default=None, metavar="N",
                        help="at most N photos per shard (default: luigi.cfg [GenerateMasks] shard_size)")
     masks.add_argument("--scheduler-url", default="", metavar="URL",
                        help="central luigid scheduler, e.g. http://host:8082 (default: a local scheduler)")
-    masks.add_argument("--quiet", action="store_true", help="print only the summary")
+    masks.add_argument("--quiet", action="store_true", help="no progress bars or log lines: print only the summary")
     return parser
+
+
+def package_version() -> str:
+    try:
+        return version("posemask")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Errors a user can fix before anything runs (argparse exits with EXIT_USAGE)."""
-    from pipeline.predict import MODELS
-
     if not Path(args.input_dir).is_dir():
         parser.error(f"INPUT {args.input_dir!r} is not a folder")
     if args.keypoints and not Path(args.keypoints).is_file():
         parser.error(f"--keypoints {args.keypoints!r} is not a file")
-    if args.model not in MODELS and not Path(args.model).is_file():
-        parser.error(f"--model {args.model!r} is neither one of {sorted(MODELS)} nor a model file")
+    if args.config and not Path(args.config).is_file():
+        parser.error(f"--config {args.config!r} is not a file")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     if args.shard_size is not None and args.shard_size < 1:
         parser.error("--shard-size must be >= 1")
+
+
+def check_model(model: str, parser: argparse.ArgumentParser) -> None:
+    """A named model must be trained already: posemask never trains or downloads on its own."""
+    from pipeline.core import work
+    from pipeline.predict import MODELS
+
+    if model == SHIPPED_NAME:
+        return
+    if model in MODELS:
+        if not MODELS[model]().complete():
+            parser.error(f"--model {model!r} is not trained in the work folder {work().root!r}. Train it first, in "
+                         "the posemask repository: `luigi --module pipeline TrainModel` (unet-coco) or "
+                         "`luigi --module pipeline FineTune` (unet-voc); then run posemask from there, or give "
+                         f"--model path/to/model.pt. Without --model the packaged model {SHIPPED_NAME!r} is used.")
+        return
+    if not Path(model).is_file():
+        parser.error(f"--model {model!r} is neither {SHIPPED_NAME!r}, one of {sorted(MODELS)} nor a model file")
+
+
+# The work folder this module chose for an earlier call (a later call in the same process, with
+# another OUTPUT, chooses again rather than taking it for a user's setting).
+_work_root_set_here: str | None = None
+
+
+def configure(args: argparse.Namespace) -> None:
+    """Settings for this run: packaged defaults, ./luigi.cfg, $LUIGI_CONFIG_PATH, --config; work
+    files under OUTPUT unless a config file names a work folder; --quiet silences progress bars."""
+    import luigi.configuration
+
+    from pipeline.settings import is_set, load_settings
+
+    global _work_root_set_here
+    load_settings(args.config or None)
+    cfg = luigi.configuration.get_config()
+    if not is_set("work", "root") or cfg.get("work", "root") == _work_root_set_here:
+        if not cfg.has_section("work"):
+            cfg.add_section("work")
+        _work_root_set_here = str(Path(args.output_dir) / STATE_DIR / "work")
+        cfg.set("work", "root", _work_root_set_here)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* (also in forked workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,20 +169,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         check_usage(args, parser)
-    except SystemExit as exit_:  # argparse: 0 for --help, 2 for usage errors
+        configure(args)
+        from pipeline.generate import GenerateMasks, format_summary
+
+        params = {"input_dir": args.input_dir, "output_dir": args.output_dir, "keypoints": args.keypoints,
+                  "print_summary": False}  # fmt: skip
+        for name in ("model", "method", "crf", "grabcut", "shard_size"):
+            if getattr(args, name) is not None:
+                params[name] = getattr(args, name)
+        task = GenerateMasks(**params)
+        if task.method == POSEMASK:
+            check_model(task.model, parser)
+    except SystemExit as exit_:  # argparse: 0 for --help and --version, 2 for usage errors
         return int(exit_.code or 0)
 
     import luigi
 
-    from pipeline.generate import GenerateMasks, format_summary
-
-    params = {"input_dir": args.input_dir, "output_dir": args.output_dir, "model": args.model,
-              "keypoints": args.keypoints, "crf": args.crf, "print_summary": False}  # fmt: skip
-    if args.shard_size is not None:
-        params["shard_size"] = args.shard_size
     scheduler = {"scheduler_url": args.scheduler_url} if args.scheduler_url else {"local_scheduler": True}
     try:
-        task = GenerateMasks(**params)
         result = luigi.build([task], workers=args.workers, detailed_summary=True,
                              log_level="ERROR" if args.quiet else "WARNING", **scheduler)  # fmt: skip
     except Exception as err:  # noqa: BLE001 - any failure to schedule is a pipeline failure

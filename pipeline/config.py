@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import luigi
 
+from models.detect import DEFAULT_METHOD, METHODS, DetectorConfig, PersonDetector
 from models.keypoints import HeadConfig
+from models.pose import PoseEstimator
 from models.prior import PriorConfig
 from models.sample import CropConfig
 from pipeline.persons import PersonFilter, PoseCheck
@@ -109,3 +111,45 @@ class evaluation(luigi.Config):  # noqa: N801
 
     threshold = luigi.FloatParameter(default=0.5, description="probability at which a pixel is the person")
     boundary_px = luigi.IntParameter(default=2, description="tolerance of the boundary F-score")
+
+
+class pose(luigi.Config):  # noqa: N801
+    """[pose] the built-in pose estimator (models.pose.PoseEstimator) for photos without keypoints."""
+
+    vis_threshold = luigi.FloatParameter(default=0.5)
+    box_margin = luigi.FloatParameter(default=0.25)
+    min_detection_confidence = luigi.FloatParameter(default=0.5)
+    min_tracking_confidence = luigi.FloatParameter(default=0.5)
+
+    def params(self) -> dict[str, float]:
+        return {"vis_threshold": self.vis_threshold, "box_margin": self.box_margin,
+                "min_detection_confidence": self.min_detection_confidence,
+                "min_tracking_confidence": self.min_tracking_confidence}  # fmt: skip
+
+    def estimator(self) -> PoseEstimator:
+        return PoseEstimator(**self.params())
+
+
+class detect(luigi.Config):  # noqa: N801
+    """[detect] the person detector run before the pose estimator (models.detect)."""
+
+    method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
+    yolox_input_size = luigi.IntParameter(default=416)
+    yolox_min_score = luigi.FloatParameter(default=0.3)
+    yolox_nms_iou = luigi.FloatParameter(default=0.45)
+    min_box_height = luigi.FloatParameter(default=24.0)
+    box_fallback = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                       description="a detected person without a usable pose gets GrabCut's "
+                                                   "mask from its box")  # fmt: skip
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(yolox_input_size=self.yolox_input_size, yolox_min_score=self.yolox_min_score,
+                              yolox_nms_iou=self.yolox_nms_iou, min_box_height=self.min_box_height,
+                              pose_params=pose().params())  # fmt: skip
+
+    def detector(self) -> PersonDetector:
+        return PersonDetector(self.method, self.detector_config())
+
+    def settings(self) -> dict:
+        """Everything that changes which people are found for a photo without keypoints."""
+        return {"detect": self.to_str_params(only_significant=True), "pose": pose().params()}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -39,10 +38,11 @@ import luigi
 import numpy as np
 from tqdm import tqdm
 
+from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
-from models.detect import DEFAULT_METHOD, METHODS, DetectorConfig
+from models.detect import DetectorConfig
 from models.masks import encode_rle
-from models.people import Person, estimate_people, person_from_keypoints, present_keypoints, segment_people
+from models.people import SOURCE_BOX, Person, estimate_people, person_from_keypoints, present_keypoints, segment_people
 from models.people import instance_labels as label_map
 from pipeline import config
 from pipeline.core import PoseMaskTask, atomic_path, write_json
@@ -66,6 +66,7 @@ from pipeline.folder import (
     sidecar_path,
     stable_image_id,
 )
+from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
 from pipeline.predict import MODELS, TuneCRF
 
 STATE_DIR = ".posemask"
@@ -73,31 +74,6 @@ SHARDS_DIR = "shards"
 SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
 # Skip reasons that are worth another try when a shard runs again (see MaskShard.reusable).
 RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
-
-
-class pose(luigi.Config):  # noqa: N801 - luigi.cfg section name
-    """[pose] the built-in pose estimator (models.pose.PoseEstimator) for photos without keypoints."""
-
-    vis_threshold = luigi.FloatParameter(default=0.5)
-    box_margin = luigi.FloatParameter(default=0.25)
-    min_detection_confidence = luigi.FloatParameter(default=0.5)
-
-    def params(self) -> dict[str, float]:
-        return {"vis_threshold": self.vis_threshold, "box_margin": self.box_margin,
-                "min_detection_confidence": self.min_detection_confidence}  # fmt: skip
-
-
-class detect(luigi.Config):  # noqa: N801
-    """[detect] the person detector run before the pose estimator (models.detect)."""
-
-    method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
-
-    def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(pose_params=pose().params())
-
-
-# (pid, detector method, pose params) -> (PersonDetector, PoseEstimator): shards of one worker share them.
-_ESTIMATORS: dict[tuple, tuple] = {}
 
 
 def _short_hash(obj: object, n: int = 12) -> str:
@@ -120,10 +96,16 @@ class MaskSettings:
 
     input_dir = luigi.Parameter(description="folder of photos (searched recursively)")
     output_dir = luigi.Parameter(description="where masks, manifests and summary.json go")
-    model = luigi.Parameter(default="unet-coco", description="unet-coco | unet-voc | path to a model.pt")
+    model = luigi.Parameter(default=SHIPPED_NAME, description=f"{SHIPPED_NAME} (the model inside the package) | "
+                                                              "unet-coco | unet-voc | path to a model.pt")
     keypoints = luigi.Parameter(default="", description="COCO annotations/results JSON; empty = photo.json "
                                                         "beside each photo, else the built-in pose estimator")
-    crf = luigi.BoolParameter(default=False, description="refine masks with the dense CRF")
+    method = luigi.ChoiceParameter(choices=list(METHODS), default=POSEMASK,
+                                   description="posemask, or a whole-photo peer to compare with (models.peers)")
+    crf = luigi.BoolParameter(default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                              description="refine masks with the dense CRF")
+    grabcut = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="refine each network mask by GrabCut in the person's box")
     max_pixels = luigi.IntParameter(default=64_000_000, description="images with more pixels are refused "
                                                                     "from their header (decompression bombs)")
     min_keypoints = luigi.IntParameter(default=4, description="people with fewer keypoints get no mask")
@@ -132,33 +114,47 @@ class MaskSettings:
     device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
 
     def model_requirement(self) -> dict[str, luigi.Task]:
-        """The tasks that make the model (and the CRF parameters); none for a model file."""
-        if self.model not in MODELS:
+        """The tasks that make the model (and the CRF parameters); none for a model file or a peer."""
+        if self.model not in MODELS or self.method != POSEMASK:
             return {}
         required: dict[str, luigi.Task] = {"model": MODELS[self.model]()}
         if self.crf:
             required["crf"] = TuneCRF(model=self.model)
         return required
 
+    def crf_identity(self) -> object:
+        """What the CRF parameters come from: TuneCRF (named models), the shipped crf.json, or crf_params."""
+        if self.model in MODELS:
+            return TuneCRF(model=self.model).signature()
+        if self.model == SHIPPED_NAME:
+            return file_hash(require(SHIPPED_CRF))
+        return dict(self.crf_params)
+
     def model_id(self) -> str:
-        """Identity of everything that shapes a mask: weights, CRF, crop config, threshold."""
+        """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""
+        if self.method != POSEMASK:
+            return f"peer:{self.method}/{_short_hash({'threshold': config.evaluation().threshold}, 8)}"
         if self.model in MODELS:
             base = f"{self.model}:{MODELS[self.model]().signature()}"
+        elif self.model == SHIPPED_NAME:
+            base = f"{SHIPPED_NAME}:{file_hash(require(SHIPPED_MODEL))[:12]}"
         else:
             path = Path(self.model)
             if not path.is_file():
                 raise FileNotFoundError(f"model {self.model!r} is neither {list(MODELS)} nor a model file")
             base = f"file:{file_hash(path)[:12]}"
         if self.crf:
-            named = self.model in MODELS
-            base += f"+crf:{TuneCRF(model=self.model).signature() if named else _short_hash(dict(self.crf_params), 8)}"
+            base += f"+crf:{_short_hash(self.crf_identity(), 8)}"
+        if self.grabcut:
+            base += "+grabcut"
         settings = {"crop": config.crop().to_crop_config().to_dict(), "threshold": config.evaluation().threshold,
                     "min_keypoints": self.min_keypoints}  # fmt: skip
         return f"{base}/{_short_hash(settings, 8)}"
 
     def shared_params(self) -> dict:
-        return {name: getattr(self, name) for name in ("input_dir", "output_dir", "model", "keypoints", "crf",
-                                                       "max_pixels", "min_keypoints", "crf_params", "device")}
+        names = ("input_dir", "output_dir", "model", "method", "keypoints", "crf", "grabcut", "max_pixels",
+                 "min_keypoints", "crf_params", "device")
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass
@@ -197,7 +193,7 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         sidecar = sidecar_path(root / rel)
         if sidecar.is_file() and not sidecar.is_symlink():
             return f"sidecar:{file_hash(sidecar)[:12]}"
-        return f"estimator:{_short_hash([detect().method, pose().params()], 8)}"
+        return f"estimator:{_short_hash(config.detect().settings(), 8)}"
 
     def plan(self) -> Plan:
         """Discover, hash and shard the folder.
@@ -270,7 +266,8 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
             rows += [dict(r, new=is_new) for r in shard_rows]
         summary = summarize_rows(rows, plan, seconds)
         summary.update({"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
-                        "model_id": plan.model_id, "crf": self.crf, "keypoints": self.keypoints or None,
+                        "model_id": plan.model_id, "method": self.method, "crf": self.crf,
+                        "grabcut": self.grabcut, "keypoints": self.keypoints or None,
                         "shards": shard_names, "shards_run": new_shards,
                         "content_hashes": {"cached": plan.hash_hits, "computed": plan.hash_misses}})  # fmt: skip
         write_json(out / "summary.json", summary)
@@ -432,8 +429,9 @@ class MaskShard(MaskSettings, PoseMaskTask):
         if sidecar.is_file() and not sidecar.is_symlink():
             given = load_sidecar(sidecar)
             return self._people_from_file(given, hw), self._image_id(rel, given, None), "no person in " + sidecar.name
-        est = self._estimators()
-        people = estimate_people(image, est[0].detect, est[1].estimate, self.min_keypoints)
+        detector, estimator = estimators()
+        people = estimate_people(image, detector.detect, estimator.estimate, self.min_keypoints,
+                                 config.detect().box_fallback)
         return people, stable_image_id(rel), "no person detected"
 
     def _image_id(self, rel: str, given: list[PersonKeypoints], index: KeypointIndex | None) -> int:
@@ -456,17 +454,6 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 people.append(person)
         return people
 
-    def _estimators(self) -> tuple:
-        """(PersonDetector, PoseEstimator), made once per process (mediapipe graphs take ~1 s to build)."""
-        from models.detect import PersonDetector
-        from models.pose import PoseEstimator
-
-        key = (os.getpid(), detect().method, json.dumps(pose().params(), sort_keys=True))
-        if key not in _ESTIMATORS:
-            _ESTIMATORS[key] = (PersonDetector(detect().method, detect().detector_config()),
-                                PoseEstimator(**pose().params()))  # fmt: skip
-        return _ESTIMATORS[key]
-
     def process(self, rel: str, size: int, net, crop_cfg, threshold: float, crf: CRFParams | None,
                 index: KeypointIndex | None) -> tuple[dict, list[dict]]:  # fmt: skip
         """One image -> (manifest row, COCO results records). Bad input becomes a "skipped" row."""
@@ -481,19 +468,22 @@ class MaskShard(MaskSettings, PoseMaskTask):
             data = path.read_bytes()
             row["size"], row["content_hash"] = len(data), bytes_hash(data)
             image = decode_image_bytes(data)
+            if self.method != POSEMASK:
+                return self.process_with_peer(rel, image, threshold, row, started)
             people, image_id, none_reason = self.people_for(rel, image, index)
             row["image_id"] = image_id
             if not people:
                 row.update(outcome="no_person", reason="no_person", detail=none_reason)
             else:
-                masks = segment_people(net, image, people, crop_cfg, threshold, crf, self.device)
+                masks = segment_people(net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut)
                 row["files"] = self.write_masks(rel, masks, threshold)
-                row.update(outcome="done", people=len(masks))
+                row.update(outcome="done", people=len(masks),
+                           people_from_box=sum(m.person.source == SOURCE_BOX for m in masks))
                 for k, m in enumerate(masks):
                     record = {"image_id": image_id, "file_name": rel, "category_id": 1, "person": k,
                               "segmentation": encode_rle(m.mask), "bbox": [round(float(v), 2) for v in m.person.bbox],
                               "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
-                              "score": round(m.score, 5)}  # fmt: skip
+                              "score": round(m.score, 5), "mask_source": m.person.source}  # fmt: skip
                     if m.person.annotation_id is not None:
                         record["annotation_id"] = m.person.annotation_id
                     results.append(record)
@@ -505,6 +495,26 @@ class MaskShard(MaskSettings, PoseMaskTask):
         row.setdefault("content_hash", "")
         if row["outcome"] != "done":
             self.remove_masks(rel, keep=0)
+        row["seconds"] = round(time.perf_counter() - started, 4)
+        return row, results
+
+    def process_with_peer(self, rel: str, image: np.ndarray, threshold: float, row: dict,
+                          started: float) -> tuple[dict, list[dict]]:  # fmt: skip
+        """A whole-photo peer's result: one semantic mask, written as <rel>.labels.png (1 = a person)."""
+        mask = peer_segmenter(self.method).segment(image) >= threshold
+        row["image_id"] = stable_image_id(rel)
+        results = []
+        if mask.any():
+            target = self.mask_base(rel).with_name(f"{Path(rel).name}.labels.png")
+            write_png(target, mask.astype(np.uint8))
+            self.remove_masks(rel, keep=0, keep_labels=True)
+            row.update(outcome="done", files=[target.relative_to(Path(self.output_dir)).as_posix()])
+            results.append({"image_id": row["image_id"], "file_name": rel, "category_id": 1, "person": None,
+                            "segmentation": encode_rle(mask), "score": 1.0, "mask_source": self.method})  # fmt: skip
+        else:
+            row.update(outcome="no_person", reason="no_person", detail=f"{self.method} found no person pixel")
+            self.remove_masks(rel, keep=0)
+        row.setdefault("content_hash", "")
         row["seconds"] = round(time.perf_counter() - started, 4)
         return row, results
 
@@ -525,8 +535,8 @@ class MaskShard(MaskSettings, PoseMaskTask):
         self.remove_masks(rel, keep=len(masks))
         return [f.relative_to(Path(self.output_dir)).as_posix() for f in files]
 
-    def remove_masks(self, rel: str, keep: int) -> None:
-        """Remove this image's person masks numbered >= keep (and its labels when keep == 0)."""
+    def remove_masks(self, rel: str, keep: int, keep_labels: bool = False) -> None:
+        """Remove this image's person masks numbered >= keep (and its labels when keep == 0, unless kept)."""
         base = self.mask_base(rel)
         if not base.parent.is_dir():
             return
@@ -535,7 +545,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
             match = pattern.match(f.name)
             if match and int(match[1]) >= keep:
                 f.unlink(missing_ok=True)
-        if keep == 0:
+        if keep == 0 and not keep_labels:
             base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
 
     # -- the shard ----------------------------------------------------------------------------------
@@ -545,12 +555,19 @@ class MaskShard(MaskSettings, PoseMaskTask):
         from models.train import load_model, resolve_device
 
         inputs = self.input()
-        model_path = inputs["model"]["model"].path if "model" in inputs else self.model
+        if self.method != POSEMASK:  # a peer needs no network
+            return None, config.crop().to_crop_config(), config.evaluation().threshold, None
+        if "model" in inputs:
+            model_path = inputs["model"]["model"].path
+        else:
+            model_path = str(require(SHIPPED_MODEL)) if self.model == SHIPPED_NAME else self.model
         net, _, _ = load_model(model_path, resolve_device(self.device))
         crf = None
         if self.crf:
             if "crf" in inputs:
-                crf = CRFParams.from_dict(json.loads(Path(inputs["crf"]["crf"].path).read_text())["params"])
+                crf = read_crf_file(inputs["crf"]["crf"].path)
+            elif self.model == SHIPPED_NAME:
+                crf = shipped_crf()
             else:
                 crf = CRFParams.from_dict(dict(self.crf_params))
         return net, config.crop().to_crop_config(), config.evaluation().threshold, crf

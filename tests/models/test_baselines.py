@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from models.baselines import grabcut_baseline, grabcut_from_mask, prior_baseline, slic_grabcut_baseline
+from models.baselines import (
+    grabcut_baseline,
+    grabcut_from_mask,
+    grabcut_person,
+    prior_baseline,
+    slic_grabcut_baseline,
+)
 from models.crf import mean_iou
 from models.prior import prior_mask
 from models.skeleton import NUM_JOINTS, J, draw_skeleton
@@ -197,3 +203,17 @@ def test_baselines_beat_trivial_masks_on_real_crops(real_crops: list) -> None:
           + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     for name, score in scores.items():
         assert score > max(empty, full) + 0.2, (name, score, full)
+
+
+def test_grabcut_person_from_box_alone_and_degenerate_boxes() -> None:
+    image = np.full((100, 100, 3), 25, np.uint8)
+    image[30:90, 40:60] = (30, 200, 90)
+    mask = grabcut_person(image, np.array([30, 20, 40, 78], np.float32))
+    truth = np.zeros((100, 100), bool)
+    truth[30:90, 40:60] = True
+    assert mask.dtype == bool and (mask & truth).sum() / (mask | truth).sum() > 0.8
+    for bad in ([np.nan, 0, 10, 10], [0, 0, 0, 10], [500, 500, 10, 10], [0, 0, np.inf, 5]):
+        assert not grabcut_person(image, np.array(bad, np.float32)).any()
+    # one colour everywhere: no background sample to learn from, the box seed is returned as it is
+    flat = grabcut_person(np.zeros((50, 50, 3), np.uint8), np.array([0, 0, 50, 50], np.float32), margin=0.0)
+    assert flat.all()

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.people import Person, estimate_people, instance_labels, person_from_keypoints, segment_people
+from models.people import (
+    SOURCE_BOX,
+    SOURCE_KEYPOINTS,
+    Person,
+    estimate_people,
+    instance_labels,
+    person_from_keypoints,
+    segment_people,
+)
 from models.sample import CropConfig
 from models.unet import ModelConfig, PoseUNet
 
@@ -67,3 +75,50 @@ def test_segment_people_pastes_each_person_back_where_they_stand():
     labels = instance_labels([m.prob for m in masks], 0.5)
     assert set(np.unique(labels)) == {0, 1, 2}
     assert (labels[:, :100] != 2).all() and (labels[:, 100:] != 1).all()
+
+
+def test_estimate_people_keeps_a_poseless_detection_as_a_box_person_when_asked():
+    image = np.zeros((100, 120, 3), np.uint8)
+    boxes = np.array([[10, 10, 30, 80, 0.9], [60, 10, 30, 80, 0.7]], np.float32)
+    poses = {10.0: standing_person(25, 10, 80), 60.0: None}
+    people = estimate_people(image, lambda img: boxes, lambda img, box: poses[float(box[0])], 4, box_fallback=True)
+    assert [p.source for p in people] == [SOURCE_KEYPOINTS, SOURCE_BOX]
+    assert people[1].keypoints.shape == (17, 3) and not people[1].keypoints.any()
+    assert people[1].detection_score == pytest.approx(0.7)
+    assert len(estimate_people(image, lambda img: boxes, lambda img, box: poses[float(box[0])], 4)) == 1
+
+
+def test_box_person_gets_grabcut_mask_and_the_network_person_wins_shared_pixels():
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
+    image = np.full((120, 200, 3), 30, np.uint8)
+    image[20:110, 135:165] = (220, 60, 60)  # a red "person" inside the right box
+    people = [Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
+              Person(np.zeros((17, 3), np.float32), np.array([125, 10, 50, 105], np.float32), source=SOURCE_BOX,
+                     detection_score=0.6)]  # fmt: skip
+    masks = segment_people(net, image, people, CropConfig(size=64), threshold=0.5)
+    box = masks[1]
+    assert box.score == pytest.approx(0.6)
+    red = np.zeros((120, 200), bool)
+    red[20:110, 135:165] = True
+    assert (box.mask & red).sum() / (box.mask | red).sum() > 0.8
+    assert not box.mask[:, :120].any()
+
+
+def test_grabcut_refinement_moves_a_thin_mask_onto_the_person():
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()  # output = the thin skeleton prior
+    image = np.full((140, 120, 3), 20, np.uint8)
+    kps = standing_person(60, 15, 110)
+    body = np.zeros((140, 120), bool)
+    body[10:130, 35:86] = True  # a wide, evenly coloured figure around the skeleton
+    image[body] = (200, 180, 60)
+    person = Person(kps, np.array([30, 5, 60, 130], np.float32))
+    plain = segment_people(net, image, [person], CropConfig(size=64), 0.5)[0]
+    refined = segment_people(net, image, [person], CropConfig(size=64), 0.5, grabcut=True)[0]
+
+    def iou(mask: np.ndarray) -> float:
+        return (mask & body).sum() / (mask | body).sum()
+
+    assert iou(refined.mask) > iou(plain.mask) + 0.1 and iou(refined.mask) > 0.8
+    assert (refined.prob[refined.mask] >= 0.5).all() and (refined.prob[~refined.mask] == 0).all()

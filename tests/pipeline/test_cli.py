@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from luigi.task_register import Register
 
+from models.assets import SHIPPED_NAME
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
 from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, main
@@ -90,3 +94,52 @@ def test_help_is_a_manual_from_the_installed_script():
     for expected in ("examples:", "exit codes:", "--scheduler-url", "--keypoints", "labels.png", "luigid"):
         assert expected in result.stdout
     assert subprocess.run([str(script)], capture_output=True, timeout=60).returncode == EXIT_USAGE
+
+
+def network_isolated() -> list[str]:
+    """A command prefix that runs a program without any network (a new, empty network namespace),
+    or [] where this machine does not allow one (then the run still must not need the network)."""
+    try:
+        ok = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return ["unshare", "--net"] if ok else []
+
+
+def test_installed_script_works_from_an_empty_folder_offline(tmp_path, photos):
+    """As a new user: installed script, cwd an empty folder, no LUIGI_CONFIG_PATH, no keypoints, no network."""
+    script = Path(sys.executable).parent / "posemask"
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    out = tmp_path / "masks"
+    env = {k: v for k, v in os.environ.items() if k not in ("LUIGI_CONFIG_PATH", "PYTHONPATH")}
+    result = subprocess.run([*network_isolated(), str(script), "masks", str(photos), str(out), "--quiet"],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    assert list(cwd.iterdir()) == []  # nothing read from or written to the current folder
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == SHIPPED_NAME and summary["done"] == 2 and summary["problems_total"] == 0
+    assert (out / "000000000785.jpg.person0.png").is_file() and (out / "000000040083.jpg.labels.png").is_file()
+    assert (out / ".posemask").is_dir() and not (out / ".posemask" / "work").exists()  # nothing to train
+    assert "it/s" not in result.stderr  # --quiet: no progress bars
+    version = subprocess.run([str(script), "--version"], cwd=cwd, env=env, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert version.returncode == 0 and version.stdout.startswith("posemask 0.")
+
+
+def test_a_named_model_that_is_not_trained_is_a_usage_error(tmp_path, luigi_config, photos, capsys):
+    code = run(["masks", str(photos), str(tmp_path / "out"), "--model", "unet-coco", "--quiet"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not trained" in err and "luigi --module pipeline TrainModel" in err
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()  # no training, no download
+
+
+def test_a_peer_method_writes_one_semantic_mask(tmp_path, luigi_config, photos):
+    out = tmp_path / "selfie"
+    assert run(["masks", str(photos), str(out), "--method", "selfie", "--quiet"]) == EXIT_OK
+    labels = cv2.imread(str(out / "000000000785.jpg.labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels is not None and set(np.unique(labels)) == {0, 1}
+    assert not list(out.glob("*.person*.png"))
+    records = [r for f in (out / "shards").glob("*/results.json") for r in json.loads(f.read_text())]
+    assert {r["mask_source"] for r in records} == {"selfie"} and all(r["person"] is None for r in records)

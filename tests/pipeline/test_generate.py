@@ -281,14 +281,15 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
 
 @pytest.mark.slow
 def test_masks_match_the_evaluate_report(tmp_path, luigi_config):
-    """GT keypoints in, GT masks out: the IoU of GenerateMasks' masks equals Evaluate's iou_full."""
+    """GT keypoints in, GT masks out: the IoU of GenerateMasks' network masks (no GrabCut refinement,
+    which Evaluate's unet-coco does not do) equals Evaluate's iou_full."""
     from pipeline.evaluate import Evaluate
 
     luigi_config({"TrainModel": {"epochs": 1, "base_channels": 4, "depth": 2, "batch_size": 4, "num_workers": 0}})
     evaluate = Evaluate(dataset="coco", split="val", method="unet-coco")
     out = tmp_path / "masks"
     ok, summary = generate(input_dir=str(VAL_IMAGES), output_dir=str(out), model="unet-coco",
-                           keypoints=str(VAL_KEYPOINTS), min_keypoints=1)  # fmt: skip
+                           keypoints=str(VAL_KEYPOINTS), min_keypoints=1, grabcut=False)  # fmt: skip
     assert ok and build(evaluate)
     report = json.loads(Path(evaluate.output()["summary"].path).read_text())
     scores = {}

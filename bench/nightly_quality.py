@@ -1,0 +1,258 @@
+"""Quality of the nightly path on photos with NO keypoints given, against whole-photo peers, in one run.
+
+    python bench/nightly_quality.py                                  # the sample's val2017 + ochuman
+    python bench/nightly_quality.py --dataset mine=ann.json:images/ --empty-dir photos_without_people/
+
+For every photo with ground-truth person masks (COCO instances JSON + image folder) and for
+each method (posemask alone, with the dense CRF, with the GrabCut refinement, and each
+whole-photo peer of models.peers):
+
+  - detection recall and precision at box IoU 0.5 (posemask only: the boxes of the people it
+    made masks for). People to find: non-crowd people with >= --min-keypoints labelled keypoints
+    (or, in a dataset without keypoints, every non-crowd person). A box that matches another
+    annotated person (crowd, fewer keypoints) is not a false positive.
+  - whole-image IoU per photo with people: the union of all the method's masks against the union
+    of all ground-truth people, crowd regions included; mean and median.
+  - on photos without people (images of a dataset with no person annotation, and --empty-dir):
+    the share that gets any mask pixel.
+  - photos/s (model start-up excluded; posemask's detector + pose time is counted in both of its rows).
+
+posemask runs exactly what ``posemask masks`` runs for a photo without keypoints (detector ->
+pose per box -> network, GrabCut from the box when no pose is found), with the settings of the
+packaged defaults (pipeline/defaults.cfg) unless --config names another file. Appends one JSON
+line (commit, config, date, figures) to bench/results/nightly_quality.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pycocotools import mask as mask_utils  # noqa: E402
+
+from models.detect import match_detections  # noqa: E402
+from models.peers import PEERS, make_peer  # noqa: E402
+from models.people import estimate_people, instance_labels, segment_people  # noqa: E402
+
+SAMPLE = REPO / "data" / "sample"
+DEFAULT_DATASETS = [
+    f"coco-val2017={SAMPLE}/coco/annotations/person_keypoints_val2017.json:{SAMPLE}/coco/val2017",
+    f"ochuman={SAMPLE}/ochuman/ochuman_coco_format_val_range_0.00_1.00.json:{SAMPLE}/ochuman/images",
+]
+RESULTS = REPO / "bench" / "results" / "nightly_quality.jsonl"
+BOX_IOU = 0.5
+
+
+@dataclass
+class Photo:
+    """One photo: its path, ground-truth union mask, boxes to find and boxes not to punish."""
+
+    dataset: str
+    path: Path
+    gt_union: np.ndarray
+    find: np.ndarray
+    ignore: np.ndarray
+
+
+@dataclass
+class Tally:
+    """One method's figures over all photos."""
+
+    ious: list[float] = field(default_factory=list)
+    empty_with_mask: int = 0
+    empty_photos: int = 0
+    true_pos: int = 0
+    false_pos: int = 0
+    to_find: int = 0
+    seconds: float = 0.0
+    photos: int = 0
+
+    def summary(self) -> dict:
+        out = {"photos": self.photos, "photos_per_s": round(self.photos / max(self.seconds, 1e-9), 3)}
+        if self.ious:
+            out.update(mean_iou=round(float(np.mean(self.ious)), 4), median_iou=round(float(np.median(self.ious)), 4),
+                       photos_with_people=len(self.ious))  # fmt: skip
+        if self.to_find:
+            out.update(recall=round(self.true_pos / self.to_find, 4),
+                       precision=round(self.true_pos / max(self.true_pos + self.false_pos, 1), 4),
+                       people_to_find=self.to_find, false_positives=self.false_pos)  # fmt: skip
+        if self.empty_photos:
+            out.update(empty_photos=self.empty_photos,
+                       empty_with_mask_share=round(self.empty_with_mask / self.empty_photos, 4))  # fmt: skip
+        return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"bench/nightly_quality.py: cannot read {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
+    """NAME=ANNOTATIONS.json:IMAGES_DIR -> one Photo per image of the file (with or without people)."""
+    name, _, rest = spec.partition("=")
+    annotations, _, images = rest.rpartition(":")
+    data = json.loads(Path(annotations).read_text())
+    # a file whose people carry no keypoints at all (instances format): every non-crowd person is to find
+    has_keypoints = any(a.get("num_keypoints", 0) > 0 for a in data["annotations"])
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        if ann.get("category_id", 1) == 1:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    photos = []
+    for image in data["images"]:
+        path = Path(images) / image["file_name"]
+        if not path.is_file():
+            continue
+        h, w = int(image["height"]), int(image["width"])
+        anns = by_image.get(image["id"], [])
+        union = np.zeros((h, w), bool)
+        for ann in anns:
+            seg = ann["segmentation"]
+            if isinstance(seg, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+            elif isinstance(seg["counts"], list):
+                rle = mask_utils.frPyObjects(seg, h, w)
+            else:
+                rle = seg
+            union |= mask_utils.decode(rle).astype(bool)
+
+        def findable(a: dict) -> bool:
+            return not a.get("iscrowd", 0) and (not has_keypoints or a.get("num_keypoints", 0) >= min_keypoints)
+
+        find = np.array([a["bbox"] for a in anns if findable(a)], np.float32).reshape(-1, 4)
+        ignore = np.array([a["bbox"] for a in anns if not findable(a)], np.float32).reshape(-1, 4)
+        photos.append(Photo(name, path, union, find, ignore))
+    return photos
+
+
+def empty_photos(folder: Path) -> list[Photo]:
+    exts = {".jpg", ".jpeg", ".png"}
+    return [Photo("empty", p, np.zeros((0, 0), bool), np.zeros((0, 4)), np.zeros((0, 4)))
+            for p in sorted(folder.iterdir()) if p.suffix.lower() in exts]  # fmt: skip
+
+
+def whole_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    union = np.logical_or(pred, gt).sum()
+    return float(np.logical_and(pred, gt).sum() / union) if union else 1.0
+
+
+def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | None, seconds: float) -> None:
+    tally.photos += 1
+    tally.seconds += seconds
+    if not photo.gt_union.any():  # no person annotated (or a photo of --empty-dir)
+        tally.empty_photos += 1
+        tally.empty_with_mask += int(union.any())
+        return
+    tally.ious.append(whole_iou(union, photo.gt_union))
+    if boxes is not None:
+        tp, fp, n = match_detections(boxes, photo.find, photo.ignore, BOX_IOU)
+        tally.true_pos, tally.false_pos, tally.to_find = tally.true_pos + tp, tally.false_pos + fp, tally.to_find + n
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()  # fmt: skip
+    except OSError:
+        return ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", action="append", metavar="NAME=ANNOTATIONS.json:IMAGES_DIR",
+                        help="photos with ground-truth person masks (repeatable; default: the sample's "
+                             "val2017 and ochuman)")  # fmt: skip
+    parser.add_argument("--empty-dir", type=Path, help="a folder of photos without people")
+    parser.add_argument("--model", default="", help="model.pt (default: the packaged model)")
+    parser.add_argument("--config", default="", help="a luigi.cfg whose settings override the packaged defaults")
+    parser.add_argument("--min-keypoints", type=int, default=8, help="people to find have at least this many")
+    parser.add_argument("--peers", nargs="*", default=sorted(PEERS), help="whole-photo peers to compare")
+    parser.add_argument("--no-crf", action="store_true", help="skip the posemask+crf row")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    from pipeline.nightly import nightly_components
+    from pipeline.settings import load_settings
+
+    load_settings(args.config or None)
+    comp = nightly_components(args.model or None)
+    photos = [p for spec in (args.dataset or DEFAULT_DATASETS) for p in load_dataset(spec, args.min_keypoints)]
+    if args.empty_dir:
+        photos += empty_photos(args.empty_dir)
+    torch.set_num_threads(1)
+
+    # posemask variants: name -> (dense CRF, GrabCut refinement)
+    variants = {"posemask": (False, False), "posemask+crf": (True, False), "posemask+grabcut": (False, True)}
+    if args.no_crf:
+        variants.pop("posemask+crf")
+    methods = list(variants) + list(args.peers)
+    datasets = list(dict.fromkeys(p.dataset for p in photos)) + ["all"]
+    tallies = {(d, m): Tally() for d in datasets for m in methods}
+    peers = {name: make_peer(name) for name in args.peers}
+    warm = read_rgb(photos[0].path)
+    for peer in peers.values():
+        peer.segment(warm)
+    comp.detector.detect(warm)
+
+    def count(photo: Photo, method: str, union: np.ndarray, boxes: np.ndarray | None, seconds: float) -> None:
+        for dataset in (photo.dataset, "all"):
+            score(tallies[(dataset, method)], photo, union, boxes, seconds)
+
+    for n, photo in enumerate(photos):
+        image = read_rgb(photo.path)
+        start = time.perf_counter()
+        people = estimate_people(image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints,
+                                 comp.box_fallback)  # fmt: skip
+        find_s = time.perf_counter() - start
+        boxes = np.array([[*p.bbox, p.detection_score or 0.0] for p in people], np.float32).reshape(-1, 5)
+        for method, (crf, grabcut) in variants.items():
+            start = time.perf_counter()
+            masks = segment_people(comp.net, image, people, comp.crop_cfg, comp.threshold, comp.crf if crf else None,
+                                   grabcut=grabcut)  # fmt: skip
+            union = np.zeros(image.shape[:2], bool)
+            if masks:
+                union = instance_labels([m.prob for m in masks], comp.threshold) > 0
+            count(photo, method, union, boxes, find_s + time.perf_counter() - start)
+        for name, peer in peers.items():
+            start = time.perf_counter()
+            union = peer.segment(image) >= comp.threshold
+            count(photo, name, union, None, time.perf_counter() - start)
+        print(f"\r{n + 1}/{len(photos)} photos", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+    figures = {d: {m: tallies[(d, m)].summary() for m in methods} for d in datasets}
+    header = ("dataset", "method", "photos", "mean IoU", "median", "recall", "precis.", "empty>0", "photos/s")
+    print("{:14s} {:14s} {:>6s} {:>9s} {:>7s} {:>7s} {:>7s} {:>8s} {:>9s}".format(*header))
+    nan = float("nan")
+    for dataset, by_method in figures.items():
+        for method, f in by_method.items():
+            print(f"{dataset:14s} {method:14s} {f['photos']:6d} {f.get('mean_iou', nan):9.3f} "
+                  f"{f.get('median_iou', nan):7.3f} {f.get('recall', nan):7.3f} {f.get('precision', nan):7.3f} "
+                  f"{f.get('empty_with_mask_share', nan):8.3f} {f['photos_per_s']:9.2f}")  # fmt: skip
+    line = {"bench": "nightly_quality", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": git_commit(), "model": comp.model_path, "settings": comp.describe(),
+            "datasets": args.dataset or DEFAULT_DATASETS, "empty_dir": str(args.empty_dir or ""),
+            "figures": figures}  # fmt: skip
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    print(f"appended to {args.results}")
+
+
+if __name__ == "__main__":
+    main()

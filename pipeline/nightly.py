@@ -1,0 +1,91 @@
+"""What the nightly job needs inside one process: the detector and pose estimator of the current
+``[detect]`` / ``[pose]`` settings, and the shipped model with its CRF parameters.
+
+Plain code shared by MaskShard (pipeline/generate.py) and bench/nightly_quality.py, so the bench
+measures exactly what ``posemask masks`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
+from models.crf import CRFParams
+from models.detect import PersonDetector
+from models.peers import PEERS, make_peer
+from models.pose import PoseEstimator
+from models.sample import CropConfig
+from models.unet import PoseUNet
+from pipeline import config
+
+# What GenerateMasks can run: posemask itself, or a whole-photo peer to compare it with.
+POSEMASK = "posemask"
+METHODS: tuple[str, ...] = (POSEMASK, *sorted(PEERS))
+
+# (pid, detector and pose settings) -> (PersonDetector, PoseEstimator): the shards of one worker
+# share them (mediapipe graphs take ~1 s to build) and a forked worker builds its own.
+_ESTIMATORS: dict[tuple[int, str], tuple[PersonDetector, PoseEstimator]] = {}
+
+
+def estimators() -> tuple[PersonDetector, PoseEstimator]:
+    """(PersonDetector, PoseEstimator) for the current settings, made once per process."""
+    key = (os.getpid(), json.dumps(config.detect().settings(), sort_keys=True))
+    if key not in _ESTIMATORS:
+        _ESTIMATORS[key] = (config.detect().detector(), config.pose().estimator())
+    return _ESTIMATORS[key]
+
+
+_PEERS: dict[tuple[int, str], object] = {}
+
+
+def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
+    """The whole-photo peer `name`, made once per process."""
+    key = (os.getpid(), name)
+    if key not in _PEERS:
+        _PEERS[key] = make_peer(name)
+    return _PEERS[key]
+
+
+def read_crf_file(path: Path | str) -> CRFParams:
+    """CRFParams from a crf.json as TuneCRF writes it ({"params": {...}, ...})."""
+    return CRFParams.from_dict(json.loads(Path(path).read_text())["params"])
+
+
+def shipped_crf() -> CRFParams:
+    """The dense-CRF parameters tuned for the shipped model."""
+    return read_crf_file(require(SHIPPED_CRF))
+
+
+@dataclass
+class Nightly:
+    """Everything that turns a photo without keypoints into masks (see bench/nightly_quality.py)."""
+
+    net: PoseUNet
+    model_path: str
+    crop_cfg: CropConfig
+    threshold: float
+    crf: CRFParams
+    min_keypoints: int
+    box_fallback: bool
+    detector: PersonDetector
+    estimator: PoseEstimator
+
+    def describe(self) -> dict:
+        return {**config.detect().settings(), "min_keypoints": self.min_keypoints, "threshold": self.threshold,
+                "crf": self.crf.to_dict()}  # fmt: skip
+
+
+def nightly_components(model_path: str | None = None, crf: CRFParams | None = None) -> Nightly:
+    """The shipped model (or `model_path`, with `crf` or the shipped CRF) and the configured estimators."""
+    from models.train import load_model
+    from pipeline.generate import GenerateMasks
+
+    path = str(require(SHIPPED_MODEL)) if model_path is None else model_path
+    net, _, _ = load_model(path, "cpu")
+    detector, estimator = estimators()
+    min_keypoints = GenerateMasks(input_dir=".", output_dir=".").min_keypoints  # its [GenerateMasks] value
+    return Nightly(net, path, config.crop().to_crop_config(), config.evaluation().threshold, crf or shipped_crf(),
+                   min_keypoints, config.detect().box_fallback, detector, estimator)  # fmt: skip

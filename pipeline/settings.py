@@ -1,0 +1,43 @@
+"""Where posemask's settings come from, lowest priority first.
+
+1. ``pipeline/defaults.cfg``: the packaged defaults (every section a posemask task reads), so an
+   installed ``posemask`` or ``luigi --module pipeline ...`` works from any folder.
+2. Luigi's own files: ``/etc/luigi/luigi.cfg``, then ``luigi.cfg`` in the current folder (the
+   repository's holds what the demo sets: the work folder).
+3. ``$LUIGI_CONFIG_PATH``, then a file given with ``posemask --config FILE``.
+
+A later file overrides single values of an earlier one. ``install_defaults`` runs when the
+``pipeline`` package is imported, before any task or config section is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi.configuration
+from luigi.configuration.cfg_parser import LuigiConfigParser
+
+DEFAULTS = Path(__file__).resolve().with_name("defaults.cfg")
+
+
+def install_defaults() -> None:
+    """Put the packaged defaults first in Luigi's config search path and re-read it (idempotent)."""
+    paths = LuigiConfigParser._config_paths
+    if str(DEFAULTS) not in paths:
+        paths.insert(0, str(DEFAULTS))
+        LuigiConfigParser.reload()
+
+
+def load_settings(extra: str | Path | None = None) -> None:
+    """install_defaults, then `extra` (a .cfg file) on top of everything else when given."""
+    install_defaults()
+    if extra:
+        path = Path(extra)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        luigi.configuration.add_config_path(str(path))
+
+
+def is_set(section: str, option: str) -> bool:
+    """Whether a config file (not only a code default) sets [section] option."""
+    return luigi.configuration.get_config().has_option(section, option)

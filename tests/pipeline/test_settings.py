@@ -1,0 +1,76 @@
+"""pipeline/settings.py: packaged defaults under ./luigi.cfg, $LUIGI_CONFIG_PATH and --config; the wheel
+holds everything `posemask masks` needs offline."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import DEFAULTS
+from tests.conftest import REPO
+
+READ_SETTING = ("import sys; from pipeline.settings import load_settings; load_settings(sys.argv[1] or None); "
+                "from pipeline.config import detect; print(detect().yolox_min_score, detect().method)")  # fmt: skip
+
+
+def setting_seen(cwd: Path, env_config: Path | None = None, extra: Path | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    env["PYTHONPATH"] = str(REPO)
+    if env_config is not None:
+        env["LUIGI_CONFIG_PATH"] = str(env_config)
+    result = subprocess.run([sys.executable, "-c", READ_SETTING, str(extra or "")], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def write_cfg(path: Path, score: float) -> Path:
+    path.write_text(f"[detect]\nyolox_min_score = {score}\n")
+    return path
+
+
+def test_defaults_then_cwd_then_env_then_config_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert setting_seen(empty) == "0.3 yolox"  # the packaged defaults, from a folder with no luigi.cfg
+    here = tmp_path / "here"
+    here.mkdir()
+    write_cfg(here / "luigi.cfg", 0.41)
+    assert setting_seen(here) == "0.41 yolox"  # one value overridden, the rest still the defaults
+    assert setting_seen(here, env_config=write_cfg(tmp_path / "env.cfg", 0.52)) == "0.52 yolox"
+    extra = write_cfg(tmp_path / "extra.cfg", 0.63)
+    assert setting_seen(here, env_config=tmp_path / "env.cfg", extra=extra) == "0.63 yolox"
+
+
+def test_repository_luigi_cfg_only_overrides_the_work_folder():
+    repo_cfg = configparser.ConfigParser()
+    repo_cfg.read(REPO / "luigi.cfg")
+    assert {s: dict(repo_cfg[s]) for s in repo_cfg.sections()} == {"work": {"root": "data/work"}}
+    defaults = configparser.ConfigParser()
+    defaults.read(DEFAULTS)
+    assert not defaults.has_option("work", "root")  # so `posemask masks` can put its work under OUTPUT
+    assert defaults.get("detect", "method") == "yolox" and defaults.getboolean("GenerateMasks", "grabcut")
+
+
+@pytest.mark.slow
+def test_wheel_holds_models_licences_and_default_settings(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("posemask-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in ("pipeline/defaults.cfg",
+                     "models/weights/yolox_nano/yolox_nano_416x416.onnx", "models/weights/yolox_nano/LICENSE",
+                     "models/weights/yolox_nano/NOTICE",
+                     "models/weights/deeplabv3_mnv2/deeplab_v3_1_default_1.onnx",
+                     "models/weights/deeplabv3_mnv2/LICENSE", "models/weights/deeplabv3_mnv2/NOTICE",
+                     "models/weights/posemask_unet/model.pt", "models/weights/posemask_unet/crf.json",
+                     "models/weights/posemask_unet/MODEL_CARD.md"):  # fmt: skip
+        assert expected in names, f"{expected} missing from {wheel.name}"
+    assert not any(n.startswith(("data/", "tests/")) for n in names)
