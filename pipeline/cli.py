@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -146,7 +145,7 @@ _work_root_set_here: str | None = None
 
 def configure(args: argparse.Namespace) -> None:
     """Settings for this run: packaged defaults, ./luigi.cfg, $LUIGI_CONFIG_PATH, --config; work
-    files under OUTPUT unless a config file names a work folder; --quiet silences progress bars."""
+    files under OUTPUT unless a config file names a work folder."""
     import luigi.configuration
 
     from pipeline.settings import is_set, load_settings
@@ -159,8 +158,6 @@ def configure(args: argparse.Namespace) -> None:
             cfg.add_section("work")
         _work_root_set_here = str(Path(args.output_dir) / STATE_DIR / "work")
         cfg.set("work", "root", _work_root_set_here)
-    if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* (also in forked workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.generate import GenerateMasks, format_summary
 
         params = {"input_dir": args.input_dir, "output_dir": args.output_dir, "keypoints": args.keypoints,
-                  "print_summary": False}  # fmt: skip
+                  "print_summary": False, "progress": not args.quiet}  # fmt: skip
         for name in ("model", "method", "crf", "grabcut", "shard_size"):
             if getattr(args, name) is not None:
                 params[name] = getattr(args, name)

@@ -112,6 +112,8 @@ class MaskSettings:
     crf_params = luigi.DictParameter(default={}, description="CRFParams for a model given as a path "
                                                              "(named models use TuneCRF's crf.json)")
     device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
+    progress = luigi.BoolParameter(default=True, significant=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                   description="a progress bar over each shard's photos")
 
     def model_requirement(self) -> dict[str, luigi.Task]:
         """The tasks that make the model (and the CRF parameters); none for a model file or a peer."""
@@ -153,7 +155,7 @@ class MaskSettings:
 
     def shared_params(self) -> dict:
         names = ("input_dir", "output_dir", "model", "method", "keypoints", "crf", "grabcut", "max_pixels",
-                 "min_keypoints", "crf_params", "device")
+                 "min_keypoints", "crf_params", "device", "progress")
         return {name: getattr(self, name) for name in names}
 
 
@@ -586,7 +588,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 j.write("\n")  # a killed writer's partial last line stays unparseable on its own
         label = f"shard {self.shard_index + 1}/{self.shard_count}"
         with open(journal_path, "a", encoding="utf-8") as journal, \
-                tqdm(self.items, desc=f"masks {label}", unit="image") as bar:  # fmt: skip
+                tqdm(self.items, desc=f"masks {label}", unit="image", disable=not self.progress) as bar:  # fmt: skip
             for n, (rel, size, content_hash, keypoints_id) in enumerate(bar):
                 before = earlier.get(rel)
                 if self.reusable(before, content_hash, keypoints_id):

@@ -121,7 +121,7 @@ def test_installed_script_works_from_an_empty_folder_offline(tmp_path, photos):
     assert summary["model"] == SHIPPED_NAME and summary["done"] == 2 and summary["problems_total"] == 0
     assert (out / "000000000785.jpg.person0.png").is_file() and (out / "000000040083.jpg.labels.png").is_file()
     assert (out / ".posemask").is_dir() and not (out / ".posemask" / "work").exists()  # nothing to train
-    assert "it/s" not in result.stderr  # --quiet: no progress bars
+    assert "masks shard" not in result.stderr and "image/s" not in result.stderr  # --quiet: no progress bar
     version = subprocess.run([str(script), "--version"], cwd=cwd, env=env, capture_output=True, text=True,
                              timeout=60)  # fmt: skip
     assert version.returncode == 0 and version.stdout.startswith("posemask 0.")
@@ -143,3 +143,28 @@ def test_a_peer_method_writes_one_semantic_mask(tmp_path, luigi_config, photos):
     assert not list(out.glob("*.person*.png"))
     records = [r for f in (out / "shards").glob("*/results.json") for r in json.loads(f.read_text())]
     assert {r["mask_source"] for r in records} == {"selfie"} and all(r["person"] is None for r in records)
+
+
+@pytest.mark.slow
+def test_a_second_night_over_200_processed_photos_does_nothing(tmp_path):
+    """200 real (downscaled, each slightly different) photos through the installed script, twice."""
+    script = Path(sys.executable).parent / "posemask"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sources = [cv2.imread(str(VAL / name)) for name in ("000000000785.jpg", "000000040083.jpg", "000000397133.jpg")]
+    for k in range(200):
+        image = cv2.resize(sources[k % 3], (160, 120), interpolation=cv2.INTER_AREA)
+        image[0, 0] = (k, k // 2, 255 - k)  # a different file, so a different content hash, for every photo
+        cv2.imwrite(str(photos / f"night_{k:03d}.jpg"), image)
+    out = tmp_path / "masks"
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    command = [str(script), "masks", str(photos), str(out), "--quiet"]
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == EXIT_OK, first.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 200 and summary["processed"] == 200
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == EXIT_OK, second.stderr
+    assert json.loads((out / "summary.json").read_text()) == summary  # no shard ran, the summary stands
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files  # nothing rewritten
