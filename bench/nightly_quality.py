@@ -237,11 +237,11 @@ def main() -> None:
 
     figures = {d: {m: tallies[(d, m)].summary() for m in methods} for d in datasets}
     header = ("dataset", "method", "photos", "mean IoU", "median", "recall", "precis.", "empty>0", "photos/s")
-    print("{:14s} {:14s} {:>6s} {:>9s} {:>7s} {:>7s} {:>7s} {:>8s} {:>9s}".format(*header))
+    print("{:14s} {:17s} {:>6s} {:>9s} {:>7s} {:>7s} {:>7s} {:>8s} {:>9s}".format(*header))
     nan = float("nan")
     for dataset, by_method in figures.items():
         for method, f in by_method.items():
-            print(f"{dataset:14s} {method:14s} {f['photos']:6d} {f.get('mean_iou', nan):9.3f} "
+            print(f"{dataset:14s} {method:17s} {f['photos']:6d} {f.get('mean_iou', nan):9.3f} "
                   f"{f.get('median_iou', nan):7.3f} {f.get('recall', nan):7.3f} {f.get('precision', nan):7.3f} "
                   f"{f.get('empty_with_mask_share', nan):8.3f} {f['photos_per_s']:9.2f}")  # fmt: skip
     line = {"bench": "nightly_quality", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ share a folder, and a changed parameter changes the folders of exactly the tasks
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -89,6 +90,23 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing), waiting for any other holder.
+
+    The lock dies with its process, so a killed holder never leaves it stuck. flock is reliable on
+    local disks; on NFS it depends on the mount (see docs/generate.md).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def write_json(target: Path | str, obj: object) -> None:

@@ -45,7 +45,7 @@ from models.masks import encode_rle
 from models.people import SOURCE_BOX, Person, estimate_people, person_from_keypoints, present_keypoints, segment_people
 from models.people import instance_labels as label_map
 from pipeline import config
-from pipeline.core import PoseMaskTask, atomic_path, write_json
+from pipeline.core import PoseMaskTask, atomic_path, exclusive_lock, write_json
 from pipeline.folder import (
     BadImageError,
     HashCache,
@@ -70,6 +70,7 @@ from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read
 from pipeline.predict import MODELS, TuneCRF
 
 STATE_DIR = ".posemask"
+LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
 SHARDS_DIR = "shards"
 SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
 # Skip reasons that are worth another try when a shard runs again (see MaskShard.reusable).
@@ -575,9 +576,17 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return net, config.crop().to_crop_config(), config.evaluation().threshold, crf
 
     def run(self) -> None:
-        started_at, started = time.time(), time.perf_counter()
         folder = Path(self.output().path).parent
         folder.mkdir(parents=True, exist_ok=True)
+        # Two workers that scheduled this shard at the same moment (each saw it incomplete) may both
+        # be handed it: the second waits for the first, then finds the manifest in place.
+        with exclusive_lock(folder / LOCK_NAME):
+            if not self.complete():
+                self.make_shard(folder)
+
+    def make_shard(self, folder: Path) -> None:
+        """Process the shard's images into folder/{journal.jsonl -> results.json, shard.json, manifest.jsonl}."""
+        started_at, started = time.time(), time.perf_counter()
         earlier = self.earlier_rows()
         net, crop_cfg, threshold, crf = self.load()
         index = keypoint_index(self.keypoints) if self.keypoints else None
