@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO))
 
 from luigi.task_register import Register  # noqa: E402
 
-from models.detect import PersonDetector  # noqa: E402
 from models.people import estimate_people  # noqa: E402
-from models.pose import PoseEstimator  # noqa: E402
 from models.train import save_model  # noqa: E402
 from models.unet import PoseUNet  # noqa: E402
-from pipeline.generate import GenerateMasks, detect, pose  # noqa: E402
+from pipeline.config import detect  # noqa: E402
+from pipeline.generate import GenerateMasks  # noqa: E402
+from pipeline.nightly import estimators  # noqa: E402
 from pipeline.train import TrainModel  # noqa: E402
 
 PHOTOS = REPO / "data" / "sample" / "photos"
@@ -64,15 +64,13 @@ def run_generate(photos: Path, out: Path, model: str, crf: bool) -> float:
 
 def run_pose_alone(photos: Path, min_keypoints: int) -> tuple[float, int]:
     paths = sorted(photos.glob("*.jpg"))
-    with PersonDetector(detect().method, detect().detector_config()) as detector, \
-            PoseEstimator(**pose().params()) as estimator:  # fmt: skip
-        estimate_people(cv2.cvtColor(cv2.imread(str(paths[0])), cv2.COLOR_BGR2RGB), detector.detect,
-                        estimator.estimate, min_keypoints)  # warm-up: graph creation, as in a shard  # fmt: skip
-        start = time.perf_counter()
-        people = 0
-        for p in paths:
-            image = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            people += len(estimate_people(image, detector.detect, estimator.estimate, min_keypoints))
+    detector, estimator = estimators()  # the ones MaskShard uses, already warm after run_generate
+    fallback = detect().box_fallback
+    start = time.perf_counter()
+    people = 0
+    for p in paths:
+        image = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+        people += len(estimate_people(image, detector.detect, estimator.estimate, min_keypoints, fallback))
     return time.perf_counter() - start, people
 
 
