@@ -22,7 +22,7 @@ import luigi.configuration
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.data import BuildCache  # noqa: E402
+from pipeline.cache import BuildCache  # noqa: E402
 
 
 def main() -> None:

@@ -132,8 +132,8 @@ class TreeRSSSampler:
 
 
 # Modules each stage imports before it is timed (their memory is the stage's baseline, not its growth).
-STAGE_IMPORTS = {"json_load": [], "persons": ["pipeline.data", "pipeline.persons"],
-                 "cache": ["pipeline.cachebuild", "models.sample"]}  # fmt: skip
+STAGE_IMPORTS = {"json_load": [], "persons": ["pipeline.lib.files", "pipeline.lib.annotations"],
+                 "cache": ["pipeline.lib.cachebuild", "models.sample"]}  # fmt: skip
 
 
 def _stage_json_load(args: argparse.Namespace) -> int:
@@ -143,19 +143,19 @@ def _stage_json_load(args: argparse.Namespace) -> int:
 
 
 def _stage_persons(args: argparse.Namespace) -> int:
-    from pipeline.data import write_records
-    from pipeline.persons import PersonFilter, Tally, coco_person_records
+    from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
+    from pipeline.lib.files import write_jsonl
 
     tally = Tally()
     records = coco_person_records(Path(args.root), args.annotations, args.images, "coco", args.split,
                                   PersonFilter(), tally)  # fmt: skip
-    write_records(Path(args.out), records)
+    write_jsonl(Path(args.out), records)
     return tally.kept
 
 
 def _stage_cache(args: argparse.Namespace) -> int:
     from models.sample import CropConfig
-    from pipeline.cachebuild import build_cache_file
+    from pipeline.lib.cachebuild import build_cache_file
 
     summary = build_cache_file(Path(args.records), Path(args.root), Path(args.out), CropConfig(),
                                processes=args.processes, window=args.window)  # fmt: skip

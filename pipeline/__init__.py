@@ -6,11 +6,14 @@ install_defaults()  # the packaged defaults.cfg under every luigi.cfg, before an
 
 # ruff: noqa: E402 - the tasks import after the defaults are in place
 
-from pipeline.data import BuildCache, CacheShard, COCOPersons, VOCPersons
+from pipeline.baselines import Baselines
+from pipeline.cache import BuildCache, CacheShard
+from pipeline.crf import RefineCRF, TuneCRF
 from pipeline.download import DownloadCOCO, DownloadVOC
 from pipeline.evaluate import Evaluate, EvaluateAll
 from pipeline.generate import GenerateMasks, MaskShard
-from pipeline.predict import Baselines, PredictMasks, RefineCRF, TuneCRF
+from pipeline.persons import COCOPersons, VOCPersons
+from pipeline.predict import PredictMasks
 from pipeline.train import FineTune, TrainModel
 
 __all__ = [

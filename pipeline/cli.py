@@ -123,7 +123,7 @@ def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
 def check_model(model: str, parser: argparse.ArgumentParser) -> None:
     """A named model must be trained already: posemask never trains or downloads on its own."""
     from pipeline.core import work
-    from pipeline.predict import MODELS
+    from pipeline.train import MODELS
 
     if model == SHIPPED_NAME:
         return

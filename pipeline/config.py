@@ -13,7 +13,7 @@ from models.keypoints import HeadConfig
 from models.pose import PoseEstimator
 from models.prior import PriorConfig
 from models.sample import CropConfig
-from pipeline.persons import PersonFilter, PoseCheck
+from pipeline.lib.annotations import PersonFilter, PoseCheck
 
 
 class coco(luigi.Config):  # noqa: N801 - section names follow luigi.cfg

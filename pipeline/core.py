@@ -1,4 +1,4 @@
-"""What every posemask task shares: where outputs live, atomic writes, progress reporting.
+"""What every posemask task shares: where outputs live and progress reporting (atomic writes: lib/files.py).
 
 One rule derives every output path (as gokart does): ``<work root>/<TaskFamily>/<name>-<hash>``
 where the hash covers the task's significant parameters, the luigi.Config sections it declares
@@ -8,19 +8,14 @@ share a folder, and a changed parameter changes the folders of exactly the tasks
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import luigi
 from luigi.task import flatten
+
+from pipeline.lib.files import short_hash
 
 
 class work(luigi.Config):  # noqa: N801 - luigi.cfg section name
@@ -47,7 +42,7 @@ class PoseMaskTask(luigi.Task):
             "configs": {c.__name__: config_values(c) for c in self.configs},
             "requires": sorted(t.signature() for t in flatten(self.requires()) if isinstance(t, PoseMaskTask)),
         }
-        return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+        return short_hash(parts, 10)
 
     def work_dir(self) -> Path:
         """``<work root>/<TaskFamily>/<readable params>-<signature>``."""
@@ -65,66 +60,3 @@ class PoseMaskTask(luigi.Task):
             return
         self.set_progress_percentage(round(100.0 * max(0.0, min(1.0, fraction)), 1))
         self.set_status_message(message)
-
-
-def temp_path_for(target: Path) -> Path:
-    """A temporary name beside `target` that keeps its extension (h5py, cv2 guess from it)."""
-    return target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yield a temp path beside `target`; rename it onto `target` only when the block succeeds.
-
-    A killed or failed run leaves no file at `target` (and removes its temp file on errors).
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path | str) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing), waiting for any other holder.
-
-    The lock dies with its process, so a killed holder never leaves it stuck. flock is reliable on
-    local disks; on NFS it depends on the mount (see docs/generate.md).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def write_json(target: Path | str, obj: object) -> None:
-    """Write JSON atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-
-def write_text(target: Path | str, text: str) -> None:
-    """Write text atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
-
-
-def resolve_inside(root: Path, relative: str) -> Path:
-    """`root / relative`, refusing paths that leave `root` (``..``, absolute paths, symlinks out)."""
-    root_resolved = root.resolve()
-    candidate = (root_resolved / relative).resolve()
-    if not candidate.is_relative_to(root_resolved) or Path(relative).is_absolute():
-        raise ValueError(f"path {relative!r} escapes its root {root}")
-    return candidate

@@ -7,7 +7,7 @@ dataset root and the layout check's settings (``coco_splits``). The marker is JS
 existing copy (it may be read-only or shared); a download also leaves ``<root>/.complete`` as a record.
 ``complete()`` re-checks the layout (cheap: a few ``stat`` calls), so a copy that lost a folder is no
 longer complete. Downstream tasks read the dataset root from the marker's ``root`` key (or from the
-task's ``dataset_root()``). All the work is done by :func:`pipeline.fetch.prepare_dataset`; the tasks
+task's ``dataset_root()``). All the work is done by :func:`pipeline.lib.fetch.prepare_dataset`; the tasks
 only read ``[DownloadConfig]``, write the marker and report progress.
 
 The folder parameter is called ``root`` (like ``COCOPersons.root``), not ``coco_root``: luigi's command
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.core import work, write_json
-from pipeline.fetch import (
+from pipeline.core import work
+from pipeline.lib.fetch import (
     ArchiveSpec,
     DownloadOptions,
     apply_mirror,
@@ -37,6 +37,7 @@ from pipeline.fetch import (
     check_voc_layout,
     prepare_dataset,
 )
+from pipeline.lib.files import write_json
 
 logger = logging.getLogger(__name__)
 

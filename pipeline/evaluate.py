@@ -15,12 +15,16 @@ from models.evaluation import coco_mask_ap, score_instance
 from models.masks import encode_rle
 from models.metrics import summarize
 from pipeline import config
-from pipeline.cachebuild import read_records, record_ignore, record_mask
-from pipeline.core import PoseMaskTask, atomic_path, write_json
-from pipeline.data import BuildCache
-from pipeline.predict import prediction_attrs, prediction_task, stream_predictions
-from pipeline.report import SCORE_FIELDS as SCORE_COLUMNS
-from pipeline.report import write_report
+from pipeline.cache import BuildCache
+from pipeline.core import PoseMaskTask
+from pipeline.lib.cachebuild import read_records, record_ignore, record_mask
+from pipeline.lib.files import atomic_path, write_json
+from pipeline.lib.predictions import prediction_attrs, stream_predictions
+from pipeline.lib.report import SCORE_FIELDS as SCORE_COLUMNS
+from pipeline.lib.report import MethodFiles, Network, ReportInputs, SetFiles, write_report
+from pipeline.methods import prediction_task
+from pipeline.settings import config_text
+from pipeline.train import MODELS
 
 
 class Evaluate(PoseMaskTask):
@@ -95,13 +99,34 @@ class EvaluateAll(PoseMaskTask):
     def output(self) -> luigi.LocalTarget:
         return self.target("report")
 
+    def report_inputs(self) -> ReportInputs:
+        """The finished files of every Evaluate (and its cache and trained networks), as plain paths."""
+        tasks, sets = self.requires(), {}
+        for eval_set in self.eval_sets:
+            first = tasks[f"{eval_set}:{self.methods[0]}"]
+            cache = first.requires()["cache"]
+            sets[eval_set] = SetFiles(cache.output()["cache"].path, cache.input()["summary"].path,
+                                      cache.output()["summary"].path)  # fmt: skip
+            for method in self.methods:
+                task = tasks[f"{eval_set}:{method}"]
+                sets[eval_set].methods[method] = MethodFiles(task.output()["summary"].path,
+                                                             task.output()["scores"].path,
+                                                             task.input()["pred"]["pred"].path)  # fmt: skip
+        networks = []
+        for name in [m for m in MODELS if m in self.methods]:
+            task = MODELS[name]()
+            curves = str(Path(task.work_dir()) / "history.png")
+            networks.append(Network(name, task.task_family, task.model_config().head, task.output()["summary"].path,
+                                    curves, task.output()["model"].path))  # fmt: skip
+        return ReportInputs(sets, networks, config.evaluation().threshold, config_text())
+
     def run(self) -> None:
         target = Path(self.output().path)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            write_report(tmp, self.requires(), self.eval_sets, self.methods)
+            write_report(tmp, self.report_inputs())
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

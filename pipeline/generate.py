@@ -45,8 +45,10 @@ from models.masks import encode_rle
 from models.people import SOURCE_BOX, Person, estimate_people, person_from_keypoints, present_keypoints, segment_people
 from models.people import instance_labels as label_map
 from pipeline import config
-from pipeline.core import PoseMaskTask, atomic_path, exclusive_lock, write_json
-from pipeline.folder import (
+from pipeline.core import PoseMaskTask
+from pipeline.crf import TuneCRF
+from pipeline.lib.files import atomic_path, exclusive_lock, jsonl_line, read_jsonl, short_hash, write_json, write_jsonl
+from pipeline.lib.folder import (
     BadImageError,
     HashCache,
     KeypointIndex,
@@ -59,7 +61,6 @@ from pipeline.folder import (
     load_keypoint_file,
     load_sidecar,
     people_digest,
-    read_jsonl,
     shard_count,
     shard_of,
     shards_overlap,
@@ -67,7 +68,7 @@ from pipeline.folder import (
     stable_image_id,
 )
 from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
-from pipeline.predict import MODELS, TuneCRF
+from pipeline.train import MODELS
 
 STATE_DIR = ".posemask"
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
@@ -75,10 +76,6 @@ SHARDS_DIR = "shards"
 SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
 # Skip reasons that are worth another try when a shard runs again (see MaskShard.reusable).
 RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
-
-
-def _short_hash(obj: object, n: int = 12) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
 @functools.lru_cache(maxsize=2)
@@ -136,7 +133,7 @@ class MaskSettings:
     def model_id(self) -> str:
         """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""
         if self.method != POSEMASK:
-            return f"peer:{self.method}/{_short_hash({'threshold': config.evaluation().threshold}, 8)}"
+            return f"peer:{self.method}/{short_hash({'threshold': config.evaluation().threshold}, 8)}"
         if self.model in MODELS:
             base = f"{self.model}:{MODELS[self.model]().signature()}"
         elif self.model == SHIPPED_NAME:
@@ -147,12 +144,12 @@ class MaskSettings:
                 raise FileNotFoundError(f"model {self.model!r} is neither {list(MODELS)} nor a model file")
             base = f"file:{file_hash(path)[:12]}"
         if self.crf:
-            base += f"+crf:{_short_hash(self.crf_identity(), 8)}"
+            base += f"+crf:{short_hash(self.crf_identity(), 8)}"
         if self.grabcut:
             base += "+grabcut"
         settings = {"crop": config.crop().to_crop_config().to_dict(), "threshold": config.evaluation().threshold,
                     "min_keypoints": self.min_keypoints}  # fmt: skip
-        return f"{base}/{_short_hash(settings, 8)}"
+        return f"{base}/{short_hash(settings, 8)}"
 
     def shared_params(self) -> dict:
         names = ("input_dir", "output_dir", "model", "method", "keypoints", "crf", "grabcut", "max_pixels",
@@ -196,7 +193,7 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         sidecar = sidecar_path(root / rel)
         if sidecar.is_file() and not sidecar.is_symlink():
             return f"sidecar:{file_hash(sidecar)[:12]}"
-        return f"estimator:{_short_hash(config.detect().settings(), 8)}"
+        return f"estimator:{short_hash(config.detect().settings(), 8)}"
 
     def plan(self) -> Plan:
         """Discover, hash and shard the folder.
@@ -243,7 +240,7 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
     def output(self) -> luigi.LocalTarget:
         plan = self.plan()
         shard_names = [t.shard_name() for t in self.requires()]
-        digest = _short_hash([shard_names, plan.refused, plan.keypoint_problems])
+        digest = short_hash([shard_names, plan.refused, plan.keypoint_problems])
         return luigi.LocalTarget(str(Path(self.output_dir) / STATE_DIR / f"summary-{digest}.json"))
 
     def complete(self) -> bool:
@@ -363,8 +360,8 @@ class MaskShard(MaskSettings, PoseMaskTask):
         ``max_pixels`` is in the digest, not in the model tag, so a new limit re-runs the shards but
         their earlier rows stay reusable (see :meth:`reusable`).
         """
-        tag = hashlib.sha1(self.model_id.encode()).hexdigest()[:8]
-        digest = _short_hash([self.model_id, [list(item) for item in self.items], self.max_pixels])
+        tag = hashlib.sha1(self.model_id.encode()).hexdigest()[:8]  # of the string itself (not its JSON)
+        digest = short_hash([self.model_id, [list(item) for item in self.items], self.max_pixels])
         return f"{tag}-{self.shard_index:04d}of{self.shard_count:04d}-{digest}"
 
     def output(self) -> luigi.LocalTarget:
@@ -608,7 +605,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                     processed += 1
                     if row["outcome"] == "skipped":
                         tqdm.write(f"skipped {rel}: {row['reason']} ({row['detail']})")
-                    journal.write(json.dumps({**row, "results": records}, separators=(",", ":")) + "\n")
+                    journal.write(jsonl_line({**row, "results": records}))
                     journal.flush()
                 rows.append(row)
                 results += records
@@ -619,9 +616,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
         write_json(folder / "shard.json", {"shard": self.shard_name(), "images": len(rows), "processed": processed,
                                            "seconds": round(seconds, 3), "started_at": started_at,
                                            "finished_at": time.time()})  # fmt: skip
-        with atomic_path(self.output().path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        write_jsonl(self.output().path, rows)
         journal_path.unlink(missing_ok=True)
 
 

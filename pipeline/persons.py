@@ -1,479 +1,97 @@
-"""Person records from COCO-format and VOC-format datasets (plain functions; tasks in data.py).
+"""Person records: COCOPersons (COCO 2017, OCHuman) and VOCPersons -> persons.jsonl + summary.json.
 
-A record is one person instance, JSON-ready:
-``{dataset, split, image (path relative to the dataset root), image_id, instance_id, height,
-width, bbox [x,y,w,h], keypoints (51 COCO numbers), mask {type, ...}}``.
-Problems are reported as ``{file, record, reason}`` and counted by reason; nothing is silently
-dropped.
+COCOPersons (dataset coco) requires DownloadCOCO and VOCPersons requires DownloadVOC on the same
+root: an existing copy whose layout checks out is used as it is, otherwise it is downloaded. The
+record format is pipeline/lib/records.py's; the readers of each source are in pipeline/lib/annotations.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import re
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+import luigi
+from tqdm import tqdm
 
-from models.masks import VOC_VOID, voc_person_instances
-from pipeline.core import resolve_inside
+from pipeline import config
+from pipeline.core import PoseMaskTask
+from pipeline.download import DownloadCOCO, DownloadVOC
+from pipeline.lib.annotations import Tally, coco_person_records, voc_person_records
+from pipeline.lib.files import write_json, write_jsonl
 
-log = logging.getLogger("posemask.persons")
-
-
-@dataclass
-class PersonFilter:
-    """Which person instances are kept (luigi.cfg [persons])."""
-
-    min_keypoints: int = 8
-    min_area: float = 4096.0
-    single_person_only: bool = False
+COCO_DATASETS = {"coco": config.coco, "ochuman": config.ochuman}
 
 
-@dataclass
-class Tally:
-    """Kept count, skip reasons and the problems behind them (for summary.json)."""
+class COCOPersons(PoseMaskTask):
+    """Person instances of a COCO-format dataset (COCO 2017 or OCHuman) -> persons.jsonl + summary.json."""
 
-    kept: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    warnings: Counter = field(default_factory=Counter)
-    problems: list[dict] = field(default_factory=list)
-    max_problems: int = 1000  # a summary must stay readable on a 260k-record split
+    dataset = luigi.ChoiceParameter(choices=list(COCO_DATASETS), default="coco")
+    split = luigi.Parameter(default="val", description="train | val (COCO 2017), val | test (OCHuman)")
+    root = luigi.Parameter(default="", description="dataset root; empty = [coco]/[ochuman] root in luigi.cfg")
+    configs = (config.coco, config.ochuman, config.persons)
 
-    def skip(self, reason: str, file: str, record: object, detail: str = "") -> None:
-        self.skipped[reason] += 1
-        self._note("skipped", reason, file, record, detail)
+    def layout(self) -> tuple[Path, str, str]:
+        section = COCO_DATASETS[self.dataset]()
+        root = Path(self.root or section.root)
+        return root, section.annotations.format(split=self.split), section.images.format(split=self.split)
 
-    def filtered(self, reason: str) -> None:
-        """An instance the filters leave out (crowd, too small, too few keypoints): counted, not a problem."""
-        self.skipped[reason] += 1
+    def requires(self) -> DownloadCOCO | list:
+        """COCO 2017 comes from DownloadCOCO (an existing valid copy is used as is); OCHuman has no download."""
+        return DownloadCOCO(root=str(self.layout()[0])) if self.dataset == "coco" else []
 
-    def warn(self, reason: str, file: str, record: object, detail: str = "") -> None:
-        self.warnings[reason] += 1
-        self._note("warning", reason, file, record, detail)
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"records": self.target("persons.jsonl"), "summary": self.target("summary.json")}
 
-    def _note(self, kind: str, reason: str, file: str, record: object, detail: str) -> None:
-        log.warning("%s %s: file=%s record=%s %s", kind, reason, file, record, detail)
-        if len(self.problems) < self.max_problems:
-            self.problems.append({"kind": kind, "reason": reason, "file": file, "record": record, "detail": detail})
-
-    def to_dict(self) -> dict:
-        return {
-            "kept": self.kept,
-            "skipped": dict(self.skipped),
-            "skipped_total": sum(self.skipped.values()),
-            "warnings": dict(self.warnings),
-            "problems": self.problems,
-        }
+    def run(self) -> None:
+        root, annotations, images = self.layout()
+        tally = Tally()
+        self.report_progress(0.0, f"reading {root / annotations}")
+        records = coco_person_records(root, annotations, images, self.dataset, self.split,
+                                      config.persons().filter(), tally)  # fmt: skip
+        write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=f"persons {self.dataset}/{self.split}"))
+        summary = {"dataset": self.dataset, "split": self.split, "root": str(root), **tally.to_dict()}
+        write_json(self.output()["summary"].path, summary)
+        self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
 
-class MalformedJSONError(ValueError):
-    """A JSON file that does not parse, or lacks the structure a COCO annotation file needs."""
+class VOCPersons(PoseMaskTask):
+    """Person instances of VOC 2012 with keypoints estimated by the built-in pose estimator."""
+
+    split = luigi.Parameter(default="train", description="an ImageSets/Segmentation list: train | val | trainval")
+    root = luigi.Parameter(default="", description="folder holding VOCdevkit/; empty = [voc] root")
+    configs = (config.voc, config.persons, config.voc_pose)
+
+    def requires(self) -> DownloadVOC:
+        return DownloadVOC(root=self.root or config.voc().root)
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {"records": self.target("persons.jsonl"), "summary": self.target("summary.json")}
+
+    def run(self) -> None:
+        from models.pose import PoseEstimator  # mediapipe loads only where it is used
+
+        root = Path(self.root or config.voc().root)
+        pose_cfg = config.voc_pose()
+        tally = Tally()
+        with PoseEstimator(box_margin=pose_cfg.box_margin, vis_threshold=pose_cfg.visibility_threshold) as est:
+            records = voc_person_records(
+                root, self.split, lambda image, box: est.estimate(image, box), pose_cfg.check(),
+                config.persons().filter(), tally,
+                progress=lambda i, n: self.report_progress(i / max(n, 1), f"pose {i}/{n} images"),
+            )  # fmt: skip
+            write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=f"persons voc/{self.split}"))
+        write_json(self.output()["summary"].path, {"dataset": "voc", "split": self.split, "root": str(root),
+                                                   **tally.to_dict()})  # fmt: skip
+        self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
 
-JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
-JSON_DELIMITERS = frozenset(" \t\n\r,]}:")
-_DECODER = json.JSONDecoder()
+def persons_task(dataset: str, split: str) -> COCOPersons | VOCPersons:
+    """The records task of a dataset name: coco, ochuman or voc."""
+    if dataset == "voc":
+        return VOCPersons(split=split)
+    return COCOPersons(dataset=dataset, split=split)
 
 
-class JSONObjectStream:
-    """Reads a JSON file whose top level is an object, holding one array item at a time.
-
-    ``items(stream_keys)`` yields ``(key, index, item)`` for every item of the top-level arrays
-    named in `stream_keys` and ``(key, None, value)`` for every other top-level value, in file
-    order. Each value is parsed by the C decoder (``json.JSONDecoder.raw_decode``) from a text
-    buffer refilled `chunk_chars` at a time, so memory holds one item plus one buffer, not the file.
-    Errors raise MalformedJSONError naming the file.
-    """
-
-    def __init__(self, path: Path, chunk_chars: int = 1 << 20) -> None:
-        self.path, self.chunk_chars = Path(path), chunk_chars
-        self.buf, self.pos, self.eof = "", 0, False
-        self._file = None
-        #: the stream keys whose value was an array (possibly empty), as read so far
-        self.arrays: set[str] = set()
-
-    def _error(self, reason: str) -> MalformedJSONError:
-        return MalformedJSONError(f"malformed annotation JSON in {self.path}: {reason}")
-
-    def _fill(self, chars: int) -> bool:
-        """Append up to `chars` characters to the buffer (dropping what was consumed); False at EOF."""
-        chunk = self._file.read(chars)
-        if not chunk:
-            self.eof = True
-            return False
-        self.buf = self.buf[self.pos :] + chunk
-        self.pos = 0
-        return True
-
-    def _peek(self) -> str:
-        """The next non-whitespace character ('' at the end of the file), not consumed."""
-        while True:
-            self.pos = JSON_WHITESPACE.match(self.buf, self.pos).end()
-            if self.pos < len(self.buf) or not self._fill(self.chunk_chars):
-                return self.buf[self.pos] if self.pos < len(self.buf) else ""
-
-    def _expect(self, chars: str, where: str) -> str:
-        c = self._peek()
-        if c == "" or c not in chars:
-            raise self._error(f"expected {' or '.join(repr(x) for x in chars)} {where}, found {c or 'end of file'!r}")
-        self.pos += 1
-        return c
-
-    def _value(self) -> object:
-        """Decode the next JSON value; a value cut by the buffer's end is retried with more text."""
-        grow = self.chunk_chars
-        while True:
-            self._peek()
-            try:
-                value, end = _DECODER.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as e:
-                if self._fill(grow):
-                    grow *= 2  # an item longer than the buffer: read more at each retry
-                    continue
-                raise self._error(str(e)) from None
-            # A number cut by the buffer's end ("6." of "6.75") still decodes: a scalar counts only
-            # when a delimiter follows it (or the file ends).
-            cut = end == len(self.buf) or self.buf[end] not in JSON_DELIMITERS
-            if cut and not isinstance(value, dict | list | str) and not self.eof and self._fill(grow):
-                grow *= 2
-                continue
-            self.pos = end
-            return value
-
-    def items(self, stream_keys: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[str, int | None, object]]:
-        try:
-            self._file = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed in finally
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation file not found: {self.path}") from None
-        try:
-            self.buf, self.pos, self.eof = "", 0, False
-            if self._peek() != "{":
-                raise self._error("the top level is not a JSON object")
-            self.pos += 1
-            if self._peek() == "}":
-                self.pos += 1
-            else:
-                while True:
-                    key = self._value()
-                    if not isinstance(key, str):
-                        raise self._error(f"object key {key!r} is not a string")
-                    self._expect(":", f"after key {key!r}")
-                    if key in stream_keys and self._peek() == "[":
-                        self.pos += 1
-                        self.arrays.add(key)
-                        index = 0
-                        if self._peek() == "]":
-                            self.pos += 1
-                        else:
-                            while True:
-                                yield key, index, self._value()
-                                index += 1
-                                if self._expect(",]", f"between items of {key!r}") == "]":
-                                    break
-                    else:
-                        yield key, None, self._value()
-                    if self._expect(",}", "between top-level keys") == "}":
-                        break
-            if self._peek() != "":
-                raise self._error("text after the top-level object")
-        except UnicodeDecodeError as e:
-            raise self._error(str(e)) from None
-        finally:
-            self._file.close()
-            self.buf, self._file = "", None
+def dataset_root(dataset: str) -> Path:
+    return Path(config.voc().root if dataset == "voc" else COCO_DATASETS[dataset]().root)
 
 
-def _person_category_ids(categories: object) -> set[int]:
-    cats = categories if isinstance(categories, list) and categories else [{"id": 1, "name": "person"}]
-    ids = set()
-    for c in cats:
-        if isinstance(c, dict) and c.get("name") == "person":
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                ids.add(int(c["id"]))
-    return ids or {1}
-
-
-def _as_id(value: object) -> int | None:
-    """An annotation's integer id (image_id, category_id), or None when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-@dataclass
-class COCOIndex:
-    """What pass 1 keeps of a COCO annotation file: a compact image table and per-image counts.
-
-    images: image id -> (file_name, height, width) as found (validated per record later).
-    persons_per_image: (category id, image id) -> non-crowd annotations with keypoints (only
-    collected for single_person_only; categories come after annotations in COCO's files).
-    """
-
-    images: dict[int, tuple[object, object, object]]
-    person_ids: set[int]
-    persons_per_image: Counter
-
-
-def index_coco_annotations(ann_path: Path, tally: Tally, count_persons: bool, chunk_chars: int = 1 << 20) -> COCOIndex:
-    """Pass 1 over a COCO annotation file: images, person category ids and (optionally) persons per image."""
-    images: dict[int, tuple[object, object, object]] = {}
-    categories: object = None
-    counts: Counter = Counter()
-    stream = JSONObjectStream(ann_path, chunk_chars)
-    for key, index, item in stream.items({"images", "annotations"}):
-        if key == "images" and index is not None:
-            image_id = _as_id(item.get("id")) if isinstance(item, dict) else None
-            if image_id is None:
-                tally.skip("malformed_image_record", str(ann_path), item, "image entry without a usable id")
-                continue
-            images[image_id] = (item.get("file_name", ""), item.get("height"), item.get("width"))
-        elif key == "annotations" and index is not None and count_persons and isinstance(item, dict):
-            countable = not item.get("iscrowd", 0) and _as_id(item.get("num_keypoints")) not in (None, 0)
-            if countable:
-                counts[(_as_id(item.get("category_id")), _as_id(item.get("image_id")))] += 1
-        elif key == "categories":
-            categories = item
-    for key in ("images", "annotations"):
-        if key not in stream.arrays:
-            raise MalformedJSONError(f"malformed annotation JSON in {ann_path}: no {key!r} list")
-    return COCOIndex(images, _person_category_ids(categories), counts)
-
-
-def coco_person_records(
-    root: Path,
-    annotation_file: str,
-    image_dir: str,
-    dataset: str,
-    split: str,
-    filt: PersonFilter,
-    tally: Tally,
-    chunk_chars: int = 1 << 20,
-) -> Iterator[dict]:
-    """Yield the kept person records of a COCO-format dataset; count every skip in `tally`.
-
-    Two streaming passes over the annotation file (JSONObjectStream): the first keeps a compact
-    image table, the second turns annotations into records one at a time, in the file's
-    annotation order. Memory: the image table (~100 bytes per image) and one annotation, never the
-    parsed file. `chunk_chars`: characters read per buffer refill.
-    """
-    ann_path = resolve_inside(root, annotation_file)
-    index = index_coco_annotations(ann_path, tally, filt.single_person_only, chunk_chars)
-    image_root = resolve_inside(root, image_dir)
-    root_resolved = root.resolve()
-    # image id -> (relative path, None) or (None, (reason, file, detail)); resolved once per image
-    resolved: dict[int, tuple[str | None, tuple[str, str, str] | None]] = {}
-    for key, position, ann in JSONObjectStream(ann_path, chunk_chars).items({"images", "annotations"}):
-        # images are streamed (never held as one list) and skipped: pass 1 indexed them
-        if key != "annotations" or position is None or not isinstance(ann, dict):
-            continue
-        if _as_id(ann.get("category_id")) not in index.person_ids:
-            continue
-        image_id = _as_id(ann.get("image_id"))
-        im = index.images.get(image_id) if image_id is not None else None
-        if im is None:
-            detail = f"image_id {ann.get('image_id')} not in images"
-            tally.skip("unknown_image_id", str(ann_path), ann.get("id"), detail)
-            continue
-        if image_id not in resolved:
-            resolved[image_id] = _resolve_image(image_root, root_resolved, str(im[0]))
-        rel_path, problem = resolved[image_id]
-        if problem is not None:
-            tally.skip(problem[0], problem[1], ann.get("id"), problem[2])
-            continue
-        if filt.single_person_only and sum(index.persons_per_image[(c, image_id)] for c in index.person_ids) > 1:
-            tally.filtered("multi_person_image")
-            continue
-        image = {"id": image_id, "file_name": im[0], "height": im[1], "width": im[2]}
-        record = _coco_record(ann, image, Path(rel_path), dataset, split, filt, tally)
-        if record is not None:
-            tally.kept += 1
-            yield record
-
-
-def _resolve_image(image_root: Path, root: Path, file_name: str) -> tuple[str | None, tuple[str, str, str] | None]:
-    """(POSIX path relative to the dataset root, None), or (None, (skip reason, file, detail))."""
-    try:
-        path = resolve_inside(image_root, file_name)
-    except ValueError as e:
-        return None, ("unsafe_path", file_name, str(e))
-    if not path.is_file():
-        return None, ("missing_image", str(path), "image file not found")
-    return path.relative_to(root).as_posix(), None
-
-
-def _coco_record(
-    ann: dict, im: dict, rel_path: Path, dataset: str, split: str, filt: PersonFilter, tally: Tally
-) -> dict | None:
-    """Validate one COCO annotation; return its record or None (skip counted in `tally`)."""
-    ann_id = ann.get("id")
-    file_name = str(rel_path)
-    if ann.get("iscrowd", 0):
-        tally.filtered("iscrowd")
-        return None
-    try:
-        instance_id = int(ann["id"])
-        height, width = int(im["height"]), int(im["width"])
-        kps = np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
-        bbox = [float(v) for v in ann["bbox"]]
-        segmentation = ann["segmentation"]
-        area = float(ann.get("area", bbox[2] * bbox[3]))
-    except (KeyError, TypeError, ValueError) as e:
-        tally.skip("malformed_record", file_name, ann_id, f"{type(e).__name__}: {e}")
-        return None
-    if len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0:
-        tally.skip("malformed_record", file_name, ann_id, f"bad bbox {bbox}")
-        return None
-    labelled = kps[:, 2] > 0
-    outside = labelled & ((kps[:, 0] < 0) | (kps[:, 1] < 0) | (kps[:, 0] >= width) | (kps[:, 1] >= height))
-    if outside.any():
-        tally.warn("keypoint_outside_image", file_name, ann_id, f"keypoints {np.flatnonzero(outside).tolist()} dropped")
-        kps[outside] = 0.0
-    if int((kps[:, 2] > 0).sum()) < filt.min_keypoints:
-        tally.filtered("too_few_keypoints")
-        return None
-    if area < filt.min_area:
-        tally.filtered("too_small")
-        return None
-    return {
-        "dataset": dataset,
-        "split": split,
-        "image": rel_path.as_posix(),
-        "image_id": int(im["id"]),
-        "instance_id": instance_id,
-        "height": height,
-        "width": width,
-        "bbox": bbox,
-        "keypoints": kps.reshape(-1).tolist(),
-        "mask": {"type": "coco", "segmentation": segmentation},
-    }
-
-
-VOC_DIR = "VOCdevkit/VOC2012"
-
-
-def read_palette_png(path: Path) -> np.ndarray:
-    """A VOC palette PNG as its (H,W) index array (never the RGB rendering)."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected a palette PNG, got mode {im.mode}")
-        return np.array(im)
-
-
-@dataclass
-class PoseCheck:
-    """When an estimated pose is trusted for a VOC instance (luigi.cfg [voc_pose])."""
-
-    min_joints: int = 8
-    min_on_mask: float = 0.7  # fraction of the estimated joints that must fall on the mask
-    mask_dilation_px: int = 7  # joints on thin limbs sit on the mask's edge
-
-
-def voc_person_records(
-    root: Path,
-    split: str,
-    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
-    check: PoseCheck,
-    filt: PersonFilter,
-    tally: Tally,
-    progress: Callable[[int, int], None] | None = None,
-) -> Iterator[dict]:
-    """Yield person records of a VOC-format dataset with keypoints from `estimate`.
-
-    estimate(image_rgb (H,W,3) uint8, bbox xywh) -> (17,3) COCO keypoints or None.
-    """
-    import cv2
-
-    voc = resolve_inside(root, VOC_DIR)
-    list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not list_file.is_file():
-        raise FileNotFoundError(f"VOC split list not found: {list_file}")
-    ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    kernel = np.ones((2 * check.mask_dilation_px + 1,) * 2, np.uint8)
-    for n, image_id in enumerate(ids):
-        if progress:
-            progress(n, len(ids))
-        try:
-            jpg = resolve_inside(voc / "JPEGImages", f"{image_id}.jpg")
-            obj_png = resolve_inside(voc / "SegmentationObject", f"{image_id}.png")
-            cls_png = resolve_inside(voc / "SegmentationClass", f"{image_id}.png")
-        except ValueError as e:
-            tally.skip("unsafe_path", image_id, image_id, str(e))
-            continue
-        missing = [p for p in (jpg, obj_png, cls_png) if not p.is_file()]
-        if missing:
-            tally.skip("missing_image", str(missing[0]), image_id, "file not found")
-            continue
-        bgr = cv2.imread(str(jpg), cv2.IMREAD_COLOR)
-        if bgr is None:
-            tally.skip("corrupt_image", str(jpg), image_id, "cannot decode")
-            continue
-        try:
-            instances = voc_person_instances(read_palette_png(obj_png), read_palette_png(cls_png))
-        except (OSError, ValueError) as e:
-            tally.skip("corrupt_mask", str(obj_png), image_id, str(e))
-            continue
-        if not instances:
-            tally.warnings["image_without_person"] += 1
-            continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        h, w = rgb.shape[:2]
-        if instances[0][1].shape != (h, w):
-            tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {(h, w)}")
-            continue
-        try:
-            numeric_id = int(image_id.replace("_", ""))  # 2011_000003 -> 2011000003: ids stay integers
-        except ValueError:
-            tally.skip("malformed_record", str(list_file), image_id, "VOC image ids are digits and underscores")
-            continue
-        for inst, mask in instances:
-            rec_id = f"{image_id}#{inst}"
-            ys, xs = np.nonzero(mask)
-            bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-            if mask.sum() < filt.min_area:
-                tally.filtered("too_small")
-                continue
-            kps = estimate(rgb, bbox)
-            if kps is None:
-                tally.skip("pose_not_found", str(jpg), rec_id)
-                continue
-            kps = np.asarray(kps, np.float32).reshape(17, 3)
-            vis = kps[:, 2] > 0
-            if vis.sum() < check.min_joints:
-                tally.skip("too_few_keypoints", str(jpg), rec_id, f"{int(vis.sum())} joints estimated")
-                continue
-            near = cv2.dilate(mask, kernel)
-            xi = np.clip(np.round(kps[vis, 0]).astype(int), 0, w - 1)
-            yi = np.clip(np.round(kps[vis, 1]).astype(int), 0, h - 1)
-            on_mask = float(near[yi, xi].mean())
-            if on_mask < check.min_on_mask:
-                tally.skip("pose_off_mask", str(jpg), rec_id, f"{on_mask:.2f} of joints on the mask")
-                continue
-            tally.kept += 1
-            yield {
-                "dataset": "voc",
-                "split": split,
-                "image": jpg.relative_to(root.resolve()).as_posix(),
-                "image_id": numeric_id,
-                "instance_id": numeric_id * 1000 + inst,
-                "name": rec_id,
-                "height": h,
-                "width": w,
-                "bbox": bbox,
-                "keypoints": kps.reshape(-1).tolist(),
-                "mask": {
-                    "type": "voc",
-                    "object_png": obj_png.relative_to(root.resolve()).as_posix(),
-                    "instance": inst,
-                    "void_value": VOC_VOID,
-                },
-            }

@@ -41,3 +41,14 @@ def load_settings(extra: str | Path | None = None) -> None:
 def is_set(section: str, option: str) -> bool:
     """Whether a config file (not only a code default) sets [section] option."""
     return luigi.configuration.get_config().has_option(section, option)
+
+
+def config_text() -> str:
+    """Every setting in force, as one INI text (for the report)."""
+    cfg = luigi.configuration.get_config()
+    lines = []
+    for section in cfg.sections():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in cfg.items(section)]
+        lines.append("")
+    return "\n".join(lines)

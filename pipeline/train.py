@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import luigi
@@ -10,8 +11,9 @@ import luigi
 from models.train import TrainConfig, read_weights, save_model, train
 from models.unet import ModelConfig, PoseUNet
 from pipeline import config
-from pipeline.core import PoseMaskTask, write_json
-from pipeline.data import BuildCache, cache_paths
+from pipeline.cache import BuildCache, cache_paths
+from pipeline.core import PoseMaskTask
+from pipeline.lib.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +127,11 @@ class FineTune(TrainingTask):
         # The architecture is the pretrained network's, whatever [FineTune] says.
         return TrainModel().model_config()
 
+
+# Network methods -> the task that trains them. "unet-coco-paper" is the paper's tanh/MSE head,
+# trained with [TrainModel]'s other settings, so the report can say which head wins.
+MODELS: dict[str, Callable[[], PoseMaskTask]] = {
+    "unet-coco": TrainModel,
+    "unet-coco-paper": lambda: TrainModel(head="paper"),
+    "unet-voc": FineTune,
+}

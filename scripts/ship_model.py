@@ -23,7 +23,7 @@ import luigi  # noqa: E402
 
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL  # noqa: E402
 from pipeline import TuneCRF  # noqa: E402
-from pipeline.predict import MODELS  # noqa: E402
+from pipeline.train import MODELS  # noqa: E402
 
 
 def main() -> int:

@@ -13,8 +13,8 @@ import pytest
 
 from models.visualize import grid, overlay
 from pipeline import BuildCache, COCOPersons
-from pipeline.data import VOCPersons
-from pipeline.persons import PersonFilter, Tally, coco_person_records
+from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
+from pipeline.persons import VOCPersons
 from tests.conftest import build
 
 EXPECTED = {

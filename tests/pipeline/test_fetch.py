@@ -1,4 +1,4 @@
-"""pipeline.fetch against a local HTTP server on 127.0.0.1 (no other address is ever contacted)."""
+"""pipeline.lib.fetch against a local HTTP server on 127.0.0.1 (no other address is ever contacted)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pipeline import fetch
-from pipeline.fetch import (
+from pipeline.lib import fetch
+from pipeline.lib.fetch import (
     EXISTING_COPY,
     MANIFEST_NAME,
     ArchiveError,
@@ -297,7 +297,7 @@ def test_timeout_is_retried(server: FakeServer, tmp_path: Path, caplog: pytest.L
     server.files["/a.bin"] = data
     server.stall_s["/a.bin"] = 0.6
     dest = tmp_path / "a.bin"
-    with caplog.at_level("WARNING", logger="pipeline.fetch"):
+    with caplog.at_level("WARNING", logger="pipeline.lib.fetch"):
         download(server.url("/a.bin"), dest, len(data), _md5(data), **{**FAST, "timeout_s": 0.2})
     assert dest.read_bytes() == data
     assert any("retry 1/3" in record.getMessage() and "timed out" in record.getMessage()

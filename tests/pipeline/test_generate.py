@@ -23,8 +23,8 @@ from models.masks import coco_instance_mask
 from models.metrics import iou
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
-from pipeline import folder
 from pipeline.generate import GenerateMasks, MaskShard
+from pipeline.lib import files
 from tests.conftest import REPO, SAMPLE, build
 
 VAL_IMAGES = SAMPLE / "coco" / "val2017"
@@ -68,7 +68,7 @@ def generate(**params) -> tuple[bool, dict]:
 
 
 def manifest_rows(out: Path) -> list[dict]:
-    return [row for m in sorted((out / "shards").glob("*/manifest.jsonl")) for row in folder.read_jsonl(m)]
+    return [row for m in sorted((out / "shards").glob("*/manifest.jsonl")) for row in files.read_jsonl(m)]
 
 
 def check_consistent(out: Path) -> list[dict]:
@@ -118,7 +118,7 @@ def test_nights_are_incremental(tmp_path, luigi_config, tiny_model):
     assert ok and third["processed"] == 1 and third["reused"] == 3 and third["problems_total"] == 0
     check_consistent(out)
     for manifest in (out / "shards").glob("*/manifest.jsonl"):  # the changed shard redid only the new image
-        rows = list(folder.read_jsonl(manifest))
+        rows = list(files.read_jsonl(manifest))
         if PHOTOS[3] in [r["path"] for r in rows]:
             assert [r["path"] for r in rows if r["run"] == "processed"] == [PHOTOS[3]]
     for p, mtime in mtimes.items():
@@ -187,7 +187,7 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
     with pytest.raises(KeyboardInterrupt):
         generate(**params)
     assert not list((out / "shards").glob("*/manifest.jsonl"))
-    journal = [r for j in (out / "shards").glob("*/journal.jsonl") for r in folder.read_jsonl(j)]
+    journal = [r for j in (out / "shards").glob("*/journal.jsonl") for r in files.read_jsonl(j)]
     assert [r["path"] for r in journal] == calls[:2]
 
     monkeypatch.setattr(MaskShard, "write_masks", real_write)

@@ -15,10 +15,11 @@ import torch
 from bench.scale import measure, truncate_records, write_synthetic_coco
 from models.dataset import CacheDataset
 from pipeline import BuildCache, COCOPersons
-from pipeline.cachebuild import count_records, read_records, shard_range
-from pipeline.data import CacheShard, VOCPersons, cache_paths
+from pipeline.cache import CacheShard, cache_paths
 from pipeline.download import DownloadCOCO, DownloadVOC
-from pipeline.persons import JSONObjectStream, MalformedJSONError, PersonFilter, Tally, coco_person_records
+from pipeline.lib.annotations import JSONObjectStream, MalformedJSONError, PersonFilter, Tally, coco_person_records
+from pipeline.lib.cachebuild import count_records, read_records, shard_range
+from pipeline.persons import VOCPersons
 from tests.conftest import SAMPLE, build
 
 VAL_JSON = SAMPLE / "coco" / "annotations" / "person_keypoints_val2017.json"

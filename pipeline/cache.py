@@ -1,7 +1,5 @@
-"""Data stages: person records (COCOPersons, VOCPersons) and the HDF5 cache (BuildCache, CacheShard).
+"""The HDF5 cache: BuildCache (and its CacheShard tasks) turn persons.jsonl into cache.h5.
 
-COCOPersons (dataset coco) requires DownloadCOCO and VOCPersons requires DownloadVOC on the same
-root: an existing copy whose layout checks out is used as it is, otherwise it is downloaded.
 BuildCache writes ``cache.h5``; with ``shards`` > 1 it has CacheShard tasks (which several workers
 build in parallel) write ``cache-00000-of-0000N.h5`` ... beside it and makes ``cache.h5`` an index
 of virtual datasets over them, so that every reader opens ``cache.h5`` unchanged.
@@ -17,7 +15,8 @@ import luigi
 from tqdm import tqdm
 
 from pipeline import config
-from pipeline.cachebuild import (
+from pipeline.core import PoseMaskTask
+from pipeline.lib.cachebuild import (
     build_cache_file,
     cache_files,
     count_records,
@@ -25,92 +24,8 @@ from pipeline.cachebuild import (
     shard_range,
     write_shard_index,
 )
-from pipeline.core import PoseMaskTask, atomic_path, write_json
-from pipeline.download import DownloadCOCO, DownloadVOC
-from pipeline.persons import Tally, coco_person_records, voc_person_records
-
-COCO_DATASETS = {"coco": config.coco, "ochuman": config.ochuman}
-
-
-def write_records(target: Path, records) -> None:
-    """Stream records into a JSON-lines file atomically."""
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, separators=(",", ":")) + "\n")
-
-
-class COCOPersons(PoseMaskTask):
-    """Person instances of a COCO-format dataset (COCO 2017 or OCHuman) -> persons.jsonl + summary.json."""
-
-    dataset = luigi.ChoiceParameter(choices=list(COCO_DATASETS), default="coco")
-    split = luigi.Parameter(default="val", description="train | val (COCO 2017), val | test (OCHuman)")
-    root = luigi.Parameter(default="", description="dataset root; empty = [coco]/[ochuman] root in luigi.cfg")
-    configs = (config.coco, config.ochuman, config.persons)
-
-    def layout(self) -> tuple[Path, str, str]:
-        section = COCO_DATASETS[self.dataset]()
-        root = Path(self.root or section.root)
-        return root, section.annotations.format(split=self.split), section.images.format(split=self.split)
-
-    def requires(self) -> DownloadCOCO | list:
-        """COCO 2017 comes from DownloadCOCO (an existing valid copy is used as is); OCHuman has no download."""
-        return DownloadCOCO(root=str(self.layout()[0])) if self.dataset == "coco" else []
-
-    def output(self) -> dict[str, luigi.LocalTarget]:
-        return {"records": self.target("persons.jsonl"), "summary": self.target("summary.json")}
-
-    def run(self) -> None:
-        root, annotations, images = self.layout()
-        tally = Tally()
-        self.report_progress(0.0, f"reading {root / annotations}")
-        records = coco_person_records(root, annotations, images, self.dataset, self.split,
-                                      config.persons().filter(), tally)  # fmt: skip
-        write_records(Path(self.output()["records"].path), tqdm(records, desc=f"persons {self.dataset}/{self.split}"))
-        summary = {"dataset": self.dataset, "split": self.split, "root": str(root), **tally.to_dict()}
-        write_json(self.output()["summary"].path, summary)
-        self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
-
-
-class VOCPersons(PoseMaskTask):
-    """Person instances of VOC 2012 with keypoints estimated by the built-in pose estimator."""
-
-    split = luigi.Parameter(default="train", description="an ImageSets/Segmentation list: train | val | trainval")
-    root = luigi.Parameter(default="", description="folder holding VOCdevkit/; empty = [voc] root")
-    configs = (config.voc, config.persons, config.voc_pose)
-
-    def requires(self) -> DownloadVOC:
-        return DownloadVOC(root=self.root or config.voc().root)
-
-    def output(self) -> dict[str, luigi.LocalTarget]:
-        return {"records": self.target("persons.jsonl"), "summary": self.target("summary.json")}
-
-    def run(self) -> None:
-        from models.pose import PoseEstimator  # mediapipe loads only where it is used
-
-        root = Path(self.root or config.voc().root)
-        pose_cfg = config.voc_pose()
-        tally = Tally()
-        with PoseEstimator(box_margin=pose_cfg.box_margin, vis_threshold=pose_cfg.visibility_threshold) as est:
-            records = voc_person_records(
-                root, self.split, lambda image, box: est.estimate(image, box), pose_cfg.check(),
-                config.persons().filter(), tally,
-                progress=lambda i, n: self.report_progress(i / max(n, 1), f"pose {i}/{n} images"),
-            )  # fmt: skip
-            write_records(Path(self.output()["records"].path), tqdm(records, desc=f"persons voc/{self.split}"))
-        write_json(self.output()["summary"].path, {"dataset": "voc", "split": self.split, "root": str(root),
-                                                   **tally.to_dict()})  # fmt: skip
-        self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
-
-
-def persons_task(dataset: str, split: str) -> COCOPersons | VOCPersons:
-    """The records task of a dataset name: coco, ochuman or voc."""
-    if dataset == "voc":
-        return VOCPersons(split=split)
-    return COCOPersons(dataset=dataset, split=split)
-
-
-def dataset_root(dataset: str) -> Path:
-    return Path(config.voc().root if dataset == "voc" else COCO_DATASETS[dataset]().root)
+from pipeline.lib.files import write_json
+from pipeline.persons import COCOPersons, VOCPersons, dataset_root, persons_task
 
 
 def cache_paths(cache: luigi.Task | dict | luigi.LocalTarget | str | Path) -> list[str]:

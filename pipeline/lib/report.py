@@ -1,6 +1,7 @@
 """The evaluation report: report.md, report.html, iou.csv, IoU box plots and overlay grids.
 
-Plain functions over finished Evaluate tasks' files (no task logic here).
+Plain functions over finished files: EvaluateAll resolves its Evaluate tasks into a
+`ReportInputs` (paths and values only) and calls `write_report`.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import csv
 import html
 import json
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import h5py
-import luigi.configuration
 import matplotlib
 
 matplotlib.use("Agg")
@@ -25,6 +27,47 @@ COLUMNS = ("method", "instances", "mean IoU (crop)", "median IoU (crop)", "mean 
            "boundary F", "mask AP", "AP50", "ms / image")  # fmt: skip
 OVERLAY_ROWS = 6
 SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
+
+
+@dataclass
+class MethodFiles:
+    """One finished Evaluate: its summary.json, scores.csv and the pred.h5 it scored."""
+
+    summary: str
+    scores: str
+    prediction: str
+
+
+@dataclass
+class SetFiles:
+    """One evaluation set: its cache.h5, the persons and cache summaries, and every method's files."""
+
+    cache: str
+    persons_summary: str
+    cache_summary: str
+    methods: dict[str, MethodFiles] = field(default_factory=dict)
+
+
+@dataclass
+class Network:
+    """One trained network of the report: name, task family, head, train_summary.json, curves, model.pt."""
+
+    name: str
+    family: str
+    head: str
+    summary: str
+    curves: str
+    model: str
+
+
+@dataclass
+class ReportInputs:
+    """Everything write_report reads, keyed "coco/val" -> SetFiles; networks in report order."""
+
+    sets: dict[str, SetFiles]
+    networks: list[Network]
+    threshold: float
+    config_text: str
 
 
 def _load(path: str) -> dict:
@@ -90,38 +133,23 @@ def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, thres
     cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
 
-def config_text() -> str:
-    cfg = luigi.configuration.get_config()
-    lines = []
-    for section in cfg.sections():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {v}" for k, v in cfg.items(section)]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def training_section(methods, out: Path) -> tuple[list[str], list[str]]:
+def training_section(networks: list[Network], out: Path) -> tuple[list[str], list[str]]:
     """Markdown and HTML lines describing each trained network (and its loss/IoU curves)."""
-    import shutil
-
-    from pipeline.predict import MODELS
-
     md, body = ["## Training", ""], ["<h2>Training</h2>"]
     md += ["| network | task | epochs | device | head | last val IoU | best val IoU (epoch) | model |",
-           "|---|---|---|---|---|---|---|---|"]
-    for name in [m for m in MODELS if m in methods]:
-        task = MODELS[name]()
-        summary = _load(task.output()["summary"].path)
-        curves = Path(task.work_dir()) / "history.png"
-        if curves.exists():
-            shutil.copy(curves, out / f"history_{name}.png")
-        md.append(f"| {name} | {task.task_family} | {summary['epochs_completed']} | {summary['device']} | "
-                  f"{task.model_config().head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
-                  f"({summary['best_epoch']}) | `{task.output()['model'].path}` |")  # fmt: skip
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for net in networks:
+        summary = _load(net.summary)
+        if Path(net.curves).exists():
+            shutil.copy(net.curves, out / f"history_{net.name}.png")
+        md.append(f"| {net.name} | {net.family} | {summary['epochs_completed']} | {summary['device']} | "
+                  f"{net.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
+                  f"({summary['best_epoch']}) | `{net.model}` |")  # fmt: skip
     md.append("")
-    md += [f"![{m} training curves](history_{m}.png)" for m in MODELS if (out / f"history_{m}.png").exists()]
+    curves = [n.name for n in networks if (out / f"history_{n.name}.png").exists()]
+    md += [f"![{name} training curves](history_{name}.png)" for name in curves]
     body += ["<pre>" + html.escape("\n".join(md[2:])) + "</pre>"]
-    body += [f'<p><img src="history_{m}.png"></p>' for m in MODELS if (out / f"history_{m}.png").exists()]
+    body += [f'<p><img src="history_{name}.png"></p>' for name in curves]
     return md + [""], body
 
 
@@ -137,33 +165,31 @@ def head_verdict(per_set: dict[str, dict[str, dict]]) -> str:
     return ("Which head wins, by mean IoU (full): " + "; ".join(parts) + ".") if parts else ""
 
 
-def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
-    """Write every report file into the folder `out` from finished Evaluate tasks keyed "set:method"."""
-    threshold = luigi.configuration.get_config().getfloat("evaluation", "threshold", 0.5)
+def write_report(out: Path, inputs: ReportInputs) -> None:
+    """Write every report file into the folder `out` (report.md, report.html, iou.csv, plots)."""
+    threshold = inputs.threshold
     md = ["# posemask evaluation report", ""]
     body = ["<h1>posemask evaluation report</h1>"]
     counts_md = ["| set | persons kept | skipped (records) | cached | skipped (images) |", "|---|---|---|---|---|"]
     all_rows = []
     per_set: dict[str, dict[str, dict]] = {}
-    for eval_set in eval_sets:
-        summaries = {m: _load(tasks[f"{eval_set}:{m}"].output()["summary"].path) for m in methods}
+    for eval_set, set_files in inputs.sets.items():
+        methods = list(set_files.methods)
+        summaries = {m: _load(set_files.methods[m].summary) for m in methods}
         per_set[eval_set] = summaries
         scores: dict[str, list[float]] = {}
         for m in methods:
-            with open(tasks[f"{eval_set}:{m}"].output()["scores"].path, newline="") as f:
+            with open(set_files.methods[m].scores, newline="") as f:
                 for row in csv.DictReader(f):
                     all_rows.append({"set": eval_set, "method": m, **row})
                     scores.setdefault(m, []).append(float(row["iou_full"]))
         rows = table_rows(summaries)
         slug = eval_set.replace("/", "_")
         box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
-        first = tasks[f"{eval_set}:{methods[0]}"]
-        cache_task = first.requires()["cache"]
-        overlay_grid(cache_task.output()["cache"].path,
-                     {m: tasks[f"{eval_set}:{m}"].input()["pred"]["pred"].path for m in methods},
+        overlay_grid(set_files.cache, {m: set_files.methods[m].prediction for m in methods},
                      out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS)  # fmt: skip
-        persons = _load(cache_task.input()["summary"].path)
-        cached = _load(cache_task.output()["summary"].path)
+        persons = _load(set_files.persons_summary)
+        cached = _load(set_files.cache_summary)
         counts_md.append(f"| {eval_set} | {persons['kept']} | {persons['skipped_total']} | {cached['cached']} | "
                          f"{cached['skipped_total']} |")  # fmt: skip
         md += [f"## {eval_set}", "", markdown_table(rows), "",
@@ -174,7 +200,7 @@ def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
     if verdict:
         md += [verdict, ""]
         body += [f"<p>{html.escape(verdict)}</p>"]
-    train_md, train_body = training_section(methods, out)
+    train_md, train_body = training_section(inputs.networks, out)
     md += train_md
     body += train_body
     md += ["## Dataset counts", "", *counts_md, ""]
@@ -186,9 +212,9 @@ def write_report(out: Path, tasks: dict, eval_sets, methods) -> None:
            "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
            "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
            "by its instances (network: forward pass; +crf: forward pass plus refinement).", ""]  # fmt: skip
-    md += ["## Configuration", "", "```ini", config_text(), "```", ""]
+    md += ["## Configuration", "", "```ini", inputs.config_text, "```", ""]
     body += ["<h2>Dataset counts</h2>", "<pre>" + html.escape("\n".join(counts_md)) + "</pre>",
-             "<h2>Configuration</h2>", "<pre>" + html.escape(config_text()) + "</pre>"]  # fmt: skip
+             "<h2>Configuration</h2>", "<pre>" + html.escape(inputs.config_text) + "</pre>"]  # fmt: skip
     (out / "report.md").write_text("\n".join(md))
     style = ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>")  # fmt: skip

@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.core import write_json
+from pipeline.lib.files import write_json
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 HASH_CHUNK_BYTES = 1 << 20
@@ -356,24 +356,3 @@ def people_digest(people: list[PersonKeypoints]) -> str:
     """Short hash of a person list (what changes an image's keypoints changes its digest)."""
     blob = json.dumps([p.to_dict() for p in people], sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-
-# ----------------------------------------------------------------------------- manifests
-
-
-def read_jsonl(path: Path | str) -> Iterator[dict]:
-    """Rows of a JSON-lines file; a truncated or unparseable line (a killed writer's last) is skipped."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    yield row
-    except FileNotFoundError:
-        return

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,9 @@ import numpy as np
 
 from models.masks import coco_instance_mask
 from models.sample import CropConfig, person_sample
-from pipeline.core import atomic_path, resolve_inside
-from pipeline.persons import read_palette_png
+from pipeline.lib.annotations import read_palette_png
+from pipeline.lib.files import atomic_path, resolve_inside
+from pipeline.lib.pools import bounded_imap
 
 # Cache layout: name -> (per-sample shape given crop size S, dtype). `posemap` depends on config.
 STR_DTYPE = h5py.string_dtype("utf-8")
@@ -158,21 +159,6 @@ def shard_range(total: int, shard: int, shards: int) -> tuple[int, int]:
 def shard_file_name(shard: int, shards: int) -> str:
     """``cache-00000-of-00004.h5``: the file of shard `shard` of `shards`."""
     return f"cache-{shard:05d}-of-{shards:05d}.h5"
-
-
-def bounded_imap(pool, fn: Callable, items: Iterable, max_in_flight: int) -> Iterator:
-    """``pool.imap(fn, items)`` in order, with at most `max_in_flight` items submitted and not yet consumed.
-
-    Pool.imap reads its whole input eagerly; this keeps memory bounded and, unlike fixed windows,
-    keeps every worker busy (the next item is submitted as soon as the oldest result is taken).
-    """
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.apply_async(fn, (item,)))
-        if len(pending) >= max_in_flight:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
 
 
 class CacheWriter:
@@ -313,3 +299,16 @@ def cache_files(path: Path | str) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"cache {path}: shard files missing: {missing}")
     return files
+
+
+def cache_samples(path: str | Path, names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+    """Stream samples of a cache.h5 (only the datasets in `names`)."""
+    with h5py.File(path, "r") as h5:
+        for i in range(h5["image"].shape[0]):
+            yield {name: h5[name][i] for name in names}
+
+
+def cache_ids(path: str | Path) -> tuple[np.ndarray, int]:
+    """Instance ids (N,) of a cache.h5 and its crop size S."""
+    with h5py.File(path, "r") as h5:
+        return h5["instance_id"][:], int(h5["image"].shape[1])
