@@ -17,9 +17,9 @@ from models.metrics import summarize
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
-from pipeline.lib.cachebuild import read_records, record_ignore, record_mask
 from pipeline.lib.files import atomic_path, write_json
 from pipeline.lib.predictions import prediction_attrs, stream_predictions
+from pipeline.lib.records import read_records, record_ignore, record_mask
 from pipeline.lib.report import SCORE_FIELDS as SCORE_COLUMNS
 from pipeline.lib.report import MethodFiles, Network, ReportInputs, SetFiles, write_report
 from pipeline.methods import prediction_task

@@ -51,21 +51,23 @@ from pipeline.lib.files import atomic_path, exclusive_lock, jsonl_line, read_jso
 from pipeline.lib.folder import (
     BadImageError,
     HashCache,
-    KeypointIndex,
-    PersonKeypoints,
     bytes_hash,
     check_image_header,
     decode_image_bytes,
     discover_images,
     file_hash,
-    load_keypoint_file,
-    load_sidecar,
-    people_digest,
     shard_count,
     shard_of,
     shards_overlap,
-    sidecar_path,
     stable_image_id,
+)
+from pipeline.lib.keypoint_files import (
+    KeypointIndex,
+    PersonKeypoints,
+    load_keypoint_file,
+    load_sidecar,
+    people_digest,
+    sidecar_path,
 )
 from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
 from pipeline.train import MODELS

@@ -1,8 +1,6 @@
-"""Person records from COCO-format and VOC-format datasets (plain functions; tasks in data.py).
+"""Person records from COCO-format and VOC-format datasets (plain functions; tasks in pipeline/persons.py).
 
-A record is one person instance, JSON-ready:
-``{dataset, split, image (path relative to the dataset root), image_id, instance_id, height,
-width, bbox [x,y,w,h], keypoints (51 COCO numbers), mask {type, ...}}``.
+Each reader yields persons.jsonl records (the format is documented once, in lib/records.py).
 Problems are reported as ``{file, record, reason}`` and counted by reason; nothing is silently
 dropped.
 """
@@ -19,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from models.masks import VOC_VOID, voc_person_instances
 from pipeline.lib.files import resolve_inside
+from pipeline.lib.records import read_palette_png
 
 log = logging.getLogger("posemask.persons")
 
@@ -359,14 +357,6 @@ def _coco_record(
 
 
 VOC_DIR = "VOCdevkit/VOC2012"
-
-
-def read_palette_png(path: Path) -> np.ndarray:
-    """A VOC palette PNG as its (H,W) index array (never the RGB rendering)."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected a palette PNG, got mode {im.mode}")
-        return np.array(im)
 
 
 @dataclass

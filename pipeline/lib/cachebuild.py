@@ -21,11 +21,10 @@ import cv2
 import h5py
 import numpy as np
 
-from models.masks import coco_instance_mask
 from models.sample import CropConfig, person_sample
-from pipeline.lib.annotations import read_palette_png
 from pipeline.lib.files import atomic_path, resolve_inside
 from pipeline.lib.pools import bounded_imap
+from pipeline.lib.records import RecordError, count_records, read_records, record_mask
 
 # Cache layout: name -> (per-sample shape given crop size S, dtype). `posemap` depends on config.
 STR_DTYPE = h5py.string_dtype("utf-8")
@@ -57,45 +56,14 @@ class SampleResult:
     problem: dict | None
 
 
-class SampleError(ValueError):
-    """A record that cannot become a sample, with the skip reason summary.json counts it under."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
 def decode_image(path: Path, height: int | None = None, width: int | None = None) -> np.ndarray:
-    """Read an image as (H,W,3) uint8 RGB; SampleError when it cannot be decoded or its size is off."""
+    """Read an image as (H,W,3) uint8 RGB; RecordError when it cannot be decoded or its size is off."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise SampleError("corrupt_image", "cannot decode image (corrupt or not an image)")
+        raise RecordError("corrupt_image", "cannot decode image (corrupt or not an image)")
     if height is not None and bgr.shape[:2] != (height, width):
-        raise SampleError("size_mismatch", f"image is {bgr.shape[1]}x{bgr.shape[0]}, annotation says {width}x{height}")
+        raise RecordError("size_mismatch", f"image is {bgr.shape[1]}x{bgr.shape[0]}, annotation says {width}x{height}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def record_mask(record: dict, root: Path) -> np.ndarray:
-    """The ground-truth (H,W) uint8 mask of a person record."""
-    m = record["mask"]
-    try:
-        if m["type"] == "coco":
-            return coco_instance_mask(m["segmentation"], record["height"], record["width"])
-        if m["type"] == "voc":
-            obj = read_palette_png(resolve_inside(root, m["object_png"]))
-            return (obj == m["instance"]).astype(np.uint8)
-    except (ValueError, TypeError, KeyError, OSError) as e:
-        raise SampleError("bad_mask", f"{type(e).__name__}: {e}") from None
-    raise SampleError("bad_mask", f"unknown mask type {m['type']!r}")
-
-
-def record_ignore(record: dict, root: Path) -> np.ndarray | None:
-    """(H,W) bool of pixels left out of scoring (VOC's void band, value 255), or None."""
-    m = record["mask"]
-    if m["type"] != "voc":
-        return None
-    obj = read_palette_png(resolve_inside(root, m["object_png"]))
-    return obj == m.get("void_value", 255)
 
 
 def build_one(args: tuple[int, dict, str, CropConfig]) -> SampleResult:
@@ -106,43 +74,20 @@ def build_one(args: tuple[int, dict, str, CropConfig]) -> SampleResult:
         try:
             path = resolve_inside(root, record["image"])
         except ValueError as e:
-            raise SampleError("unsafe_path", str(e)) from None
+            raise RecordError("unsafe_path", str(e)) from None
         if not path.is_file():
-            raise SampleError("missing_image", "image file not found")
+            raise RecordError("missing_image", "image file not found")
         image = decode_image(path, record["height"], record["width"])
         mask = record_mask(record, root)
         sample = person_sample(image, mask, np.asarray(record["keypoints"], np.float32), record["bbox"], cfg)
     except Exception as e:  # noqa: BLE001 - any failure of one record is reported, the batch goes on
-        reason = e.reason if isinstance(e, SampleError) else "sample_error"
+        reason = e.reason if isinstance(e, RecordError) else "sample_error"
         return SampleResult(index, None, {"reason": reason, "file": record.get("image"),
                                           "record": record.get("instance_id"), "detail": str(e)})  # fmt: skip
     sample["image_id"] = np.int64(record["image_id"])
     sample["instance_id"] = np.int64(record["instance_id"])
     sample["source"] = record["dataset"]
     return SampleResult(index, sample, None)
-
-
-def read_records(path: Path, start: int = 0, stop: int | None = None) -> Iterator[dict]:
-    """Stream a persons.jsonl file; only records start .. stop-1 (blank lines not counted) are parsed."""
-    n = 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            if stop is not None and n >= stop:
-                return
-            if n >= start:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"malformed record {n} in {path}: {e}") from None
-            n += 1
-
-
-def count_records(path: Path) -> int:
-    """Number of records (non-blank lines) in a persons.jsonl file, without parsing them."""
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
 
 
 def shard_range(total: int, shard: int, shards: int) -> tuple[int, int]:

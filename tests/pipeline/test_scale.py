@@ -18,7 +18,8 @@ from pipeline import BuildCache, COCOPersons
 from pipeline.cache import CacheShard, cache_paths
 from pipeline.download import DownloadCOCO, DownloadVOC
 from pipeline.lib.annotations import JSONObjectStream, MalformedJSONError, PersonFilter, Tally, coco_person_records
-from pipeline.lib.cachebuild import count_records, read_records, shard_range
+from pipeline.lib.cachebuild import shard_range
+from pipeline.lib.records import count_records, read_records
 from pipeline.persons import VOCPersons
 from tests.conftest import SAMPLE, build
 

@@ -1,0 +1,167 @@
+"""Keypoint files the nightly job reads: COCO annotations or results files, and per-photo sidecars.
+
+    COCO annotations  {"images": [{id, file_name}], "annotations": [{image_id, keypoints (51), bbox?, id?}]}
+    COCO results      [{image_id, keypoints (51), score?, bbox?}]   (matched to photos named <image_id>.jpg)
+    sidecar           photo.json beside photo.jpg: [{keypoints, bbox?}] | {"annotations"|"people": [...]}
+                      | one {keypoints, bbox?}
+
+    load_keypoint_file(path) -> KeypointIndex   people per file name / image id, unreadable records listed
+    load_sidecar(path) -> [PersonKeypoints]     ValueError naming the file when it cannot be read
+    sidecar_path(photo)                         photo.jpg -> photo.json
+    people_digest(people)                       short hash: a change of keypoints re-runs the photo
+Crowd regions and non-person categories are ignored; NaN or infinite keypoints are a malformed record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.lib.files import short_hash
+
+NUM_COCO_KEYPOINTS = 17
+
+
+
+@dataclass
+class PersonKeypoints:
+    """One person's keypoints from a file: (17,3) COCO keypoints, optional box, ids from the file."""
+
+    keypoints: np.ndarray
+    bbox: list[float] | None = None
+    image_id: int | None = None
+    annotation_id: int | None = None
+    score: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"keypoints": np.asarray(self.keypoints, np.float32).reshape(-1).round(2).tolist(),
+                "bbox": self.bbox, "image_id": self.image_id, "annotation_id": self.annotation_id,
+                "score": self.score}  # fmt: skip
+
+
+def _person_from_record(record: dict, image_id: int | None) -> PersonKeypoints:
+    kps = np.asarray(record["keypoints"], np.float32).reshape(NUM_COCO_KEYPOINTS, 3)
+    if not np.isfinite(kps).all():
+        raise ValueError("keypoints hold NaN or infinite values")
+    bbox = record.get("bbox")
+    if bbox is not None:
+        bbox = [float(v) for v in bbox]
+        if len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0:
+            raise ValueError(f"bad bbox {bbox}")
+    ann_id = record.get("id")
+    score = record.get("score")
+    return PersonKeypoints(kps, bbox, image_id, int(ann_id) if ann_id is not None else None,
+                           float(score) if score is not None else None)  # fmt: skip
+
+
+@dataclass
+class KeypointIndex:
+    """People per image from one COCO-format keypoints file.
+
+    by_name: file name (as in the file) -> people; by_id: image id -> people (results files,
+    which name no file: matched to images whose stem is that number, COCO's naming).
+    problems: records that could not be read ({record, reason, detail}).
+    """
+
+    source: str
+    by_name: dict[str, list[PersonKeypoints]] = field(default_factory=dict)
+    by_id: dict[int, list[PersonKeypoints]] = field(default_factory=dict)
+    id_of_name: dict[str, int] = field(default_factory=dict)
+    problems: list[dict] = field(default_factory=list)
+
+    def lookup(self, relative: str) -> tuple[str | None, list[PersonKeypoints]]:
+        """(key in the file, people) for an image path relative to the input folder; (None, []) if absent."""
+        name = Path(relative).name
+        for key in (relative, name):
+            if key in self.by_name:
+                return f"name:{key}", self.by_name[key]
+        stem = Path(relative).stem
+        if stem.isdigit() and int(stem) in self.by_id:
+            return f"id:{int(stem)}", self.by_id[int(stem)]
+        return None, []
+
+    def keys(self) -> list[str]:
+        return [f"name:{k}" for k in self.by_name] + [f"id:{k}" for k in self.by_id]
+
+
+def _is_person(record: dict, person_ids: set[int]) -> bool:
+    return record.get("category_id", 1) in person_ids and not record.get("iscrowd", 0) and "keypoints" in record
+
+
+def load_keypoint_file(path: Path | str) -> KeypointIndex:
+    """Read a COCO annotations file ({images, annotations}) or a COCO results file ([{image_id, keypoints}]).
+
+    Crowd regions and non-person categories are ignored. Raises ValueError naming the file when it
+    is neither format.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"keypoints file {path}: cannot read JSON: {err}") from err
+    index = KeypointIndex(source=str(path))
+    if isinstance(data, dict) and "annotations" in data:
+        cats = data.get("categories") or [{"id": 1, "name": "person"}]
+        person_ids = {int(c["id"]) for c in cats if c.get("name") == "person"} or {1}
+        names = {}
+        for im in data.get("images", []):
+            try:
+                names[int(im["id"])] = str(im["file_name"])
+            except (KeyError, TypeError, ValueError):
+                index.problems.append({"record": im, "reason": "malformed_image_record", "detail": str(path)})
+        for name_id, name in names.items():
+            index.id_of_name[name] = name_id
+        records = data["annotations"]
+    elif isinstance(data, list):
+        person_ids, names, records = {1}, {}, data
+    else:
+        raise ValueError(f"keypoints file {path}: neither COCO annotations ({{images, annotations}}) "
+                         "nor COCO results ([{image_id, keypoints, ...}])")
+    for record in records:
+        if not isinstance(record, dict) or not _is_person(record, person_ids):
+            continue
+        try:
+            image_id = int(record["image_id"]) if "image_id" in record else None
+            person = _person_from_record(record, image_id)
+        except (KeyError, TypeError, ValueError) as err:
+            index.problems.append({"record": record.get("id"), "reason": "malformed_record", "detail": str(err)})
+            continue
+        name = record.get("file_name") or (names.get(image_id) if image_id is not None else None)
+        if name:
+            index.by_name.setdefault(str(name), []).append(person)
+            if image_id is not None:
+                index.id_of_name.setdefault(str(name), image_id)
+        elif image_id is not None:
+            index.by_id.setdefault(image_id, []).append(person)
+        else:
+            index.problems.append({"record": record.get("id"), "reason": "malformed_record",
+                                   "detail": "record names neither file_name nor image_id"})  # fmt: skip
+    return index
+
+
+def sidecar_path(image_path: Path) -> Path:
+    """`photo.jpg` -> `photo.json` beside it (per-image keypoints)."""
+    return image_path.with_suffix(".json")
+
+
+def load_sidecar(path: Path) -> list[PersonKeypoints]:
+    """People of one per-image JSON: a list of {keypoints, bbox?}, or {"annotations"|"people": [...]},
+    or one {keypoints, bbox?} record. Raises ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data = data.get("annotations", data.get("people", [data] if "keypoints" in data else []))
+        if not isinstance(data, list):
+            raise ValueError("expected a list of person records")
+        return [_person_from_record(r, r.get("image_id")) for r in data
+                if isinstance(r, dict) and _is_person(r, {1})]  # fmt: skip
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"keypoints file {path}: {err}") from err
+
+
+def people_digest(people: list[PersonKeypoints]) -> str:
+    """Short hash of a person list (what changes an image's keypoints changes its digest)."""
+    return short_hash([p.to_dict() for p in people], 12)
