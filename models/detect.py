@@ -100,7 +100,7 @@ class DetectorConfig:
     yolox_input_size: int = 416
     yolox_min_score: float = 0.3
     yolox_nms_iou: float = 0.45
-    min_box_height: float = 0.0
+    min_box_height: float = 24.0
     blazepose_min_score: float = 0.5
     tile_grids: tuple[int, ...] = (1,)
     tile_overlap: float = 0.25

@@ -45,7 +45,7 @@ DIRECT: dict[int, int] = {
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """Factors of the head-top estimate (mirrored in luigi.cfg [HeadConfig])."""
+    """Factors of the head-top estimate (set as [crop] head_* in luigi.cfg)."""
 
     face_size_factor: float = 0.8
     shoulder_width_factor: float = 0.5

@@ -19,7 +19,7 @@ LEG_JOINTS = {J[n] for n in ("r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """Shape of the prior in crop pixels (mirrored in luigi.cfg [PriorConfig])."""
+    """Shape of the prior in crop pixels (set as [crop] prior_* in luigi.cfg)."""
 
     arm_sigma: float = 7.0
     leg_sigma: float = 9.0

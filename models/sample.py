@@ -14,7 +14,7 @@ from models.prior import PriorConfig, prior_mask, prior_to_uint8
 
 @dataclass(frozen=True)
 class CropConfig:
-    """How people are cropped and encoded (mirrored in luigi.cfg [crop])."""
+    """How people are cropped and encoded (set in luigi.cfg [crop]; these are the defaults)."""
 
     size: int = 256
     margin: float = 0.15

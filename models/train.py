@@ -46,7 +46,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train (all stored as plain types in checkpoints).
+    """How to train (all stored as plain types in checkpoints). Defaults are the paper's.
 
     epochs: total epochs (a resumed run continues up to this number).
     batch_size: samples per optimizer step (also the validation batch size).
@@ -65,9 +65,9 @@ class TrainConfig:
     progress_bar: show tqdm bars over batches.
     """
 
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 5e-4
+    epochs: int = 30
+    batch_size: int = 4
+    lr: float = 1e-4
     weight_decay: float = 0.0
     seed: int = 0
     num_workers: int = 2

@@ -1,10 +1,17 @@
-"""luigi.Config sections shared by several tasks (values live in luigi.cfg).
+"""Every luigi.Config section, and the rule that gives each setting one default.
 
 Section names are the class names, e.g. ``[crop]``. Tasks list the sections that shape their
-output in ``configs`` so that a changed value changes their output folder.
+output in ``configs`` so that a changed value changes their output folder. A setting that feeds a
+dataclass field or a function argument takes that field's default (`from_field`, `from_argument`):
+the code holds each default once, and pipeline/defaults.cfg holds only what the demo overrides
+(tests/pipeline/test_settings.py checks both).
 """
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, fields
 
 import luigi
 
@@ -14,6 +21,41 @@ from models.pose import PoseEstimator
 from models.prior import PriorConfig
 from models.sample import CropConfig
 from pipeline.lib.annotations import PersonFilter, PoseCheck
+
+
+def parameter_for(default: object, **kwargs: object) -> luigi.Parameter:
+    """The luigi parameter type that holds `default` (True booleans parse explicitly: --x false)."""
+    if "choices" in kwargs:
+        return luigi.ChoiceParameter(default=default, **kwargs)
+    if isinstance(default, bool):
+        parsing = luigi.BoolParameter.EXPLICIT_PARSING if default else luigi.BoolParameter.IMPLICIT_PARSING
+        return luigi.BoolParameter(default=default, parsing=parsing, **kwargs)
+    if isinstance(default, int):
+        return luigi.IntParameter(default=default, **kwargs)
+    if isinstance(default, float):
+        return luigi.FloatParameter(default=default, **kwargs)
+    if isinstance(default, dict):
+        return luigi.DictParameter(default=default, **kwargs)
+    if isinstance(default, list | tuple):
+        return luigi.ListParameter(default=default, **kwargs)
+    return luigi.Parameter(default=default, **kwargs)
+
+
+def from_field(dataclass_type: type, name: str, **kwargs: object) -> luigi.Parameter:
+    """A parameter whose default is the dataclass field `name`'s."""
+    field = next((f for f in fields(dataclass_type) if f.name == name), None)
+    if field is None:
+        raise AttributeError(f"{dataclass_type.__name__} has no field {name!r}")
+    default = field.default if field.default is not MISSING else field.default_factory()
+    return parameter_for(default, **kwargs)
+
+
+def from_argument(function: Callable, name: str, **kwargs: object) -> luigi.Parameter:
+    """A parameter whose default is the keyword argument `name`'s of `function` (or a class's __init__)."""
+    default = inspect.signature(function).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise AttributeError(f"{function.__name__}({name}) has no default")
+    return parameter_for(default, **kwargs)
 
 
 class coco(luigi.Config):  # noqa: N801 - section names follow luigi.cfg
@@ -39,46 +81,45 @@ class voc(luigi.Config):  # noqa: N801
 
 
 class persons(luigi.Config):  # noqa: N801
-    """[persons] which person instances are kept."""
+    """[persons] which person instances are kept (lib/annotations.PersonFilter)."""
 
-    min_keypoints = luigi.IntParameter(default=8)
-    min_area = luigi.FloatParameter(default=4096.0)
-    single_person_only = luigi.BoolParameter(default=False)
+    min_keypoints = from_field(PersonFilter, "min_keypoints")
+    min_area = from_field(PersonFilter, "min_area")
+    single_person_only = from_field(PersonFilter, "single_person_only")
 
     def filter(self) -> PersonFilter:
         return PersonFilter(self.min_keypoints, self.min_area, self.single_person_only)
 
 
 class voc_pose(luigi.Config):  # noqa: N801
-    """[voc_pose] when an estimated VOC pose is trusted."""
+    """[voc_pose] when an estimated VOC pose is trusted (the estimator itself is [pose]'s)."""
 
-    min_joints = luigi.IntParameter(default=8)
-    min_on_mask = luigi.FloatParameter(default=0.7)
-    mask_dilation_px = luigi.IntParameter(default=7)
-    box_margin = luigi.FloatParameter(default=0.25)
-    visibility_threshold = luigi.FloatParameter(default=0.5)
+    min_joints = from_field(PoseCheck, "min_joints")
+    min_on_mask = from_field(PoseCheck, "min_on_mask")
+    mask_dilation_px = from_field(PoseCheck, "mask_dilation_px")
 
     def check(self) -> PoseCheck:
         return PoseCheck(self.min_joints, self.min_on_mask, self.mask_dilation_px)
 
 
 class crop(luigi.Config):  # noqa: N801
-    """[crop] crop size, margin, pose map and prior shape, head estimate."""
+    """[crop] crop size, margin, pose map and prior shape, head estimate (models.sample.CropConfig and
+    its HeadConfig / PriorConfig; head_* and prior_* name their fields)."""
 
-    size = luigi.IntParameter(default=256)
-    margin = luigi.FloatParameter(default=0.15)
-    posemap_sigma = luigi.FloatParameter(default=3.0)
-    per_joint_posemap = luigi.BoolParameter(default=False)
-    head_face_size_factor = luigi.FloatParameter(default=0.8)
-    head_shoulder_width_factor = luigi.FloatParameter(default=0.5)
-    head_neck_distance_factor = luigi.FloatParameter(default=0.7)
-    prior_arm_sigma = luigi.FloatParameter(default=7.0)
-    prior_leg_sigma = luigi.FloatParameter(default=9.0)
-    prior_torso_sigma = luigi.FloatParameter(default=6.0)
-    prior_head_radius_factor = luigi.FloatParameter(default=0.35)
-    prior_min_head_sigma = luigi.FloatParameter(default=6.0)
-    prior_floor = luigi.FloatParameter(default=0.02)
-    prior_reach = luigi.FloatParameter(default=4.0)
+    size = from_field(CropConfig, "size")
+    margin = from_field(CropConfig, "margin")
+    posemap_sigma = from_field(CropConfig, "posemap_sigma")
+    per_joint_posemap = from_field(CropConfig, "per_joint_posemap")
+    head_face_size_factor = from_field(HeadConfig, "face_size_factor")
+    head_shoulder_width_factor = from_field(HeadConfig, "shoulder_width_factor")
+    head_neck_distance_factor = from_field(HeadConfig, "neck_distance_factor")
+    prior_arm_sigma = from_field(PriorConfig, "arm_sigma")
+    prior_leg_sigma = from_field(PriorConfig, "leg_sigma")
+    prior_torso_sigma = from_field(PriorConfig, "torso_sigma")
+    prior_head_radius_factor = from_field(PriorConfig, "head_radius_factor")
+    prior_min_head_sigma = from_field(PriorConfig, "min_head_sigma")
+    prior_floor = from_field(PriorConfig, "floor")
+    prior_reach = from_field(PriorConfig, "reach")
 
     def to_crop_config(self) -> CropConfig:
         head = HeadConfig(self.head_face_size_factor, self.head_shoulder_width_factor, self.head_neck_distance_factor)
@@ -114,12 +155,12 @@ class evaluation(luigi.Config):  # noqa: N801
 
 
 class pose(luigi.Config):  # noqa: N801
-    """[pose] the built-in pose estimator (models.pose.PoseEstimator) for photos without keypoints."""
+    """[pose] the built-in pose estimator (models.pose.PoseEstimator): nightly photos and VOC alike."""
 
-    vis_threshold = luigi.FloatParameter(default=0.5)
-    box_margin = luigi.FloatParameter(default=0.25)
-    min_detection_confidence = luigi.FloatParameter(default=0.5)
-    min_tracking_confidence = luigi.FloatParameter(default=0.5)
+    vis_threshold = from_argument(PoseEstimator, "vis_threshold")
+    box_margin = from_argument(PoseEstimator, "box_margin")
+    min_detection_confidence = from_argument(PoseEstimator, "min_detection_confidence")
+    min_tracking_confidence = from_argument(PoseEstimator, "min_tracking_confidence")
 
     def params(self) -> dict[str, float]:
         return {"vis_threshold": self.vis_threshold, "box_margin": self.box_margin,
@@ -134,10 +175,10 @@ class detect(luigi.Config):  # noqa: N801
     """[detect] the person detector run before the pose estimator (models.detect)."""
 
     method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
-    yolox_input_size = luigi.IntParameter(default=416)
-    yolox_min_score = luigi.FloatParameter(default=0.3)
-    yolox_nms_iou = luigi.FloatParameter(default=0.45)
-    min_box_height = luigi.FloatParameter(default=24.0)
+    yolox_input_size = from_field(DetectorConfig, "yolox_input_size")
+    yolox_min_score = from_field(DetectorConfig, "yolox_min_score")
+    yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou")
+    min_box_height = from_field(DetectorConfig, "min_box_height")
     box_fallback = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                        description="a detected person without a usable pose gets GrabCut's "
                                                    "mask from its box")  # fmt: skip

@@ -22,7 +22,7 @@ from pipeline.lib.predictions import prediction_attrs, stream_predictions
 from pipeline.lib.records import read_records, record_ignore, record_mask
 from pipeline.lib.report import SCORE_FIELDS as SCORE_COLUMNS
 from pipeline.lib.report import MethodFiles, Network, ReportInputs, SetFiles, write_report
-from pipeline.methods import prediction_task
+from pipeline.methods import REPORT_METHODS, prediction_task
 from pipeline.settings import config_text
 from pipeline.train import MODELS
 
@@ -85,8 +85,7 @@ class EvaluateAll(PoseMaskTask):
     """Every method on every evaluation set -> report/ (report.md, report.html, iou.csv, plots)."""
 
     eval_sets = luigi.ListParameter(default=["coco/val", "ochuman/val", "voc/val"])
-    methods = luigi.ListParameter(default=["prior", "grabcut", "slic_grabcut", "posefree", "unet-coco", "unet-coco+crf",
-                                           "unet-coco-paper", "unet-voc", "unet-voc+crf"])  # fmt: skip
+    methods = luigi.ListParameter(default=list(REPORT_METHODS))
 
     def requires(self) -> dict[str, Evaluate]:
         out = {}

@@ -58,7 +58,7 @@ class VOCPersons(PoseMaskTask):
 
     split = luigi.Parameter(default="train", description="an ImageSets/Segmentation list: train | val | trainval")
     root = luigi.Parameter(default="", description="folder holding VOCdevkit/; empty = [voc] root")
-    configs = (config.voc, config.persons, config.voc_pose)
+    configs = (config.voc, config.persons, config.voc_pose, config.pose)
 
     def requires(self) -> DownloadVOC:
         return DownloadVOC(root=self.root or config.voc().root)
@@ -67,14 +67,11 @@ class VOCPersons(PoseMaskTask):
         return {"records": self.target("persons.jsonl"), "summary": self.target("summary.json")}
 
     def run(self) -> None:
-        from models.pose import PoseEstimator  # mediapipe loads only where it is used
-
         root = Path(self.root or config.voc().root)
-        pose_cfg = config.voc_pose()
         tally = Tally()
-        with PoseEstimator(box_margin=pose_cfg.box_margin, vis_threshold=pose_cfg.visibility_threshold) as est:
+        with config.pose().estimator() as est:
             records = voc_person_records(
-                root, self.split, lambda image, box: est.estimate(image, box), pose_cfg.check(),
+                root, self.split, lambda image, box: est.estimate(image, box), config.voc_pose().check(),
                 config.persons().filter(), tally,
                 progress=lambda i, n: self.report_progress(i / max(n, 1), f"pose {i}/{n} images"),
             )  # fmt: skip

@@ -9,9 +9,10 @@ from pathlib import Path
 import luigi
 
 from models.train import TrainConfig, read_weights, save_model, train
-from models.unet import ModelConfig, PoseUNet
+from models.unet import HEADS, NORMS, ModelConfig, PoseUNet
 from pipeline import config
 from pipeline.cache import BuildCache, cache_paths
+from pipeline.config import from_field
 from pipeline.core import PoseMaskTask
 from pipeline.lib.files import write_json
 
@@ -19,26 +20,28 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingTask(PoseMaskTask):
-    """Parameters shared by TrainModel and FineTune; each reads its own luigi.cfg section.
+    """Parameters shared by TrainModel and FineTune; each reads its own section ([TrainModel], [FineTune]).
 
-    Paper defaults: batch 4, lr 1e-4, 30 epochs (the shipped luigi.cfg is a small demo config).
+    Defaults are models.train.TrainConfig's and models.unet.ModelConfig's (the paper's: batch 4,
+    lr 1e-4, 30 epochs); pipeline/defaults.cfg holds the small demo configuration.
     """
 
-    epochs = luigi.IntParameter(default=30)
-    batch_size = luigi.IntParameter(default=4)
-    lr = luigi.FloatParameter(default=1e-4)
-    weight_decay = luigi.FloatParameter(default=0.0)
-    seed = luigi.IntParameter(default=0)
-    augment = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING)
-    base_channels = luigi.IntParameter(default=16)
-    depth = luigi.IntParameter(default=4)
-    head = luigi.ChoiceParameter(choices=["logit", "paper"], default="logit")
-    norm = luigi.ChoiceParameter(choices=["batch", "group", "none"], default="batch")
+    epochs = from_field(TrainConfig, "epochs")
+    batch_size = from_field(TrainConfig, "batch_size")
+    lr = from_field(TrainConfig, "lr")
+    weight_decay = from_field(TrainConfig, "weight_decay")
+    seed = from_field(TrainConfig, "seed")
+    augment = from_field(TrainConfig, "augment")
+    base_channels = from_field(ModelConfig, "base_channels")
+    depth = from_field(ModelConfig, "depth")
+    head = from_field(ModelConfig, "head", choices=list(HEADS))
+    norm = from_field(ModelConfig, "norm", choices=list(NORMS))
     select = luigi.ChoiceParameter(choices=["last", "best"], default="last",
                                    description="weights kept in model.pt: the last epoch's, or the best on val")
-    num_workers = luigi.IntParameter(default=2, significant=False)
-    device = luigi.Parameter(default="auto", significant=False, description="auto | cpu | cuda | cuda:N")
-    num_threads = luigi.IntParameter(default=0, significant=False, description="torch CPU threads; 0 = default")
+    num_workers = from_field(TrainConfig, "num_workers", significant=False)
+    device = from_field(TrainConfig, "device", significant=False, description="auto | cpu | cuda | cuda:N")
+    num_threads = from_field(TrainConfig, "num_threads", significant=False,
+                             description="torch CPU threads; 0 = default")  # fmt: skip
     configs = (config.crop,)
 
     train_split = "train"
