@@ -83,8 +83,10 @@ def main() -> None:
     }
     results = {name: time_method(fn, samples, args.repeat) for name, fn in methods.items()}
     size = samples[0]["image"].shape[:2]
-    print(f"{len(samples)} crops {size[0]}x{size[1]} from {args.split}, {args.repeat} repeats; "
-          f"CRF params {params.to_dict()}")
+    print(
+        f"{len(samples)} crops {size[0]}x{size[1]} from {args.split}, {args.repeat} repeats; "
+        f"CRF params {params.to_dict()}"
+    )
     prior_ms = results["prior_baseline"][0]
     copy_ms = results["raw copy (CRF disabled)"][0]
     print(f"{'method':28s} {'ms/image':>10s} {'x prior':>10s} {'x copy':>10s} {'mean IoU':>9s}")

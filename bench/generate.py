@@ -54,8 +54,9 @@ def copy_photos(dest: Path, repeat: int) -> int:
 
 def run_generate(photos: Path, out: Path, model: str, crf: bool) -> float:
     Register.clear_instance_cache()
-    task = GenerateMasks(input_dir=str(photos), output_dir=str(out), model=model, crf=crf, shard_size=10_000,
-                         print_summary=False)  # fmt: skip
+    task = GenerateMasks(
+        input_dir=str(photos), output_dir=str(out), model=model, crf=crf, shard_size=10_000, print_summary=False
+    )
     start = time.perf_counter()
     if not luigi.build([task], local_scheduler=True, log_level="ERROR"):
         raise SystemExit("GenerateMasks failed")
@@ -100,13 +101,17 @@ def main() -> None:
         pose_s, people = run_pose_alone(photos, GenerateMasks(input_dir="", output_dir="").min_keypoints)
     rates = {crf: n / s for crf, s in seconds.items()}
     pose_rate = n / pose_s
-    print(f"images: {n} ({args.repeat} x the {n // args.repeat} sample photos), people found: {people}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"images: {n} ({args.repeat} x the {n // args.repeat} sample photos), people found: {people}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"GenerateMasks, CRF off : {seconds[False]:.2f} s = {rates[False]:.2f} images/s (whole luigi run)")
     print(f"GenerateMasks, CRF on  : {seconds[True]:.2f} s = {rates[True]:.2f} images/s")
     print(f"detector + pose alone  : {pose_s:.2f} s = {pose_rate:.2f} images/s")
-    print(f"ratio GenerateMasks / pose alone: CRF off {rates[False] / pose_rate:.2f}, "
-          f"CRF on {rates[True] / pose_rate:.2f}")
+    print(
+        f"ratio GenerateMasks / pose alone: CRF off {rates[False] / pose_rate:.2f}, "
+        f"CRF on {rates[True] / pose_rate:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -83,15 +83,22 @@ class Tally:
     def summary(self) -> dict:
         out = {"photos": self.photos, "photos_per_s": round(self.photos / max(self.seconds, 1e-9), 3)}
         if self.ious:
-            out.update(mean_iou=round(float(np.mean(self.ious)), 4), median_iou=round(float(np.median(self.ious)), 4),
-                       photos_with_people=len(self.ious))  # fmt: skip
+            out.update(
+                mean_iou=round(float(np.mean(self.ious)), 4),
+                median_iou=round(float(np.median(self.ious)), 4),
+                photos_with_people=len(self.ious),
+            )
         if self.to_find:
-            out.update(recall=round(self.true_pos / self.to_find, 4),
-                       precision=round(self.true_pos / max(self.true_pos + self.false_pos, 1), 4),
-                       people_to_find=self.to_find, false_positives=self.false_pos)  # fmt: skip
+            out.update(
+                recall=round(self.true_pos / self.to_find, 4),
+                precision=round(self.true_pos / max(self.true_pos + self.false_pos, 1), 4),
+                people_to_find=self.to_find,
+                false_positives=self.false_pos,
+            )
         if self.empty_photos:
-            out.update(empty_photos=self.empty_photos,
-                       empty_with_mask_share=round(self.empty_with_mask / self.empty_photos, 4))  # fmt: skip
+            out.update(
+                empty_photos=self.empty_photos, empty_with_mask_share=round(self.empty_with_mask / self.empty_photos, 4)
+            )
         return out
 
 
@@ -142,8 +149,11 @@ def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
 
 def empty_photos(folder: Path) -> list[Photo]:
     exts = {".jpg", ".jpeg", ".png"}
-    return [Photo("empty", p, np.zeros((0, 0), bool), np.zeros((0, 4)), np.zeros((0, 4)))
-            for p in sorted(folder.iterdir()) if p.suffix.lower() in exts]  # fmt: skip
+    return [
+        Photo("empty", p, np.zeros((0, 0), bool), np.zeros((0, 4)), np.zeros((0, 4)))
+        for p in sorted(folder.iterdir())
+        if p.suffix.lower() in exts
+    ]
 
 
 def whole_iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -166,17 +176,21 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except OSError:
         return ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", action="append", metavar="NAME=ANNOTATIONS.json:IMAGES_DIR",
-                        help="photos with ground-truth person masks (repeatable; default: the sample's "
-                             "val2017 and ochuman)")  # fmt: skip
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="NAME=ANNOTATIONS.json:IMAGES_DIR",
+        help="photos with ground-truth person masks (repeatable; default: the sample's val2017 and ochuman)",
+    )
     parser.add_argument("--empty-dir", type=Path, help="a folder of photos without people")
     parser.add_argument("--model", default="", help="model.pt (default: the packaged model)")
     parser.add_argument("--config", default="", help="a luigi.cfg whose settings override the packaged defaults")
@@ -216,14 +230,16 @@ def main() -> None:
     for n, photo in enumerate(photos):
         image = read_rgb(photo.path)
         start = time.perf_counter()
-        people = estimate_people(image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints,
-                                 comp.box_fallback)  # fmt: skip
+        people = estimate_people(
+            image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints, comp.box_fallback
+        )
         find_s = time.perf_counter() - start
         boxes = np.array([[*p.bbox, p.detection_score or 0.0] for p in people], np.float32).reshape(-1, 5)
         for method, (crf, grabcut) in variants.items():
             start = time.perf_counter()
-            masks = segment_people(comp.net, image, people, comp.crop_cfg, comp.threshold, comp.crf if crf else None,
-                                   grabcut=grabcut)  # fmt: skip
+            masks = segment_people(
+                comp.net, image, people, comp.crop_cfg, comp.threshold, comp.crf if crf else None, grabcut=grabcut
+            )
             union = np.zeros(image.shape[:2], bool)
             if masks:
                 union = instance_labels([m.prob for m in masks], comp.threshold) > 0
@@ -241,13 +257,21 @@ def main() -> None:
     nan = float("nan")
     for dataset, by_method in figures.items():
         for method, f in by_method.items():
-            print(f"{dataset:14s} {method:17s} {f['photos']:6d} {f.get('mean_iou', nan):9.3f} "
-                  f"{f.get('median_iou', nan):7.3f} {f.get('recall', nan):7.3f} {f.get('precision', nan):7.3f} "
-                  f"{f.get('empty_with_mask_share', nan):8.3f} {f['photos_per_s']:9.2f}")  # fmt: skip
-    line = {"bench": "nightly_quality", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "commit": git_commit(), "model": comp.model_path, "settings": comp.describe(),
-            "datasets": args.dataset or DEFAULT_DATASETS, "empty_dir": str(args.empty_dir or ""),
-            "figures": figures}  # fmt: skip
+            print(
+                f"{dataset:14s} {method:17s} {f['photos']:6d} {f.get('mean_iou', nan):9.3f} "
+                f"{f.get('median_iou', nan):7.3f} {f.get('recall', nan):7.3f} {f.get('precision', nan):7.3f} "
+                f"{f.get('empty_with_mask_share', nan):8.3f} {f['photos_per_s']:9.2f}"
+            )
+    line = {
+        "bench": "nightly_quality",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "model": comp.model_path,
+        "settings": comp.describe(),
+        "datasets": args.dataset or DEFAULT_DATASETS,
+        "empty_dir": str(args.empty_dir or ""),
+        "figures": figures,
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")

@@ -132,8 +132,11 @@ class TreeRSSSampler:
 
 
 # Modules each stage imports before it is timed (their memory is the stage's baseline, not its growth).
-STAGE_IMPORTS = {"json_load": [], "persons": ["pipeline.lib.files", "pipeline.lib.annotations"],
-                 "cache": ["pipeline.lib.cachebuild", "models.sample"]}  # fmt: skip
+STAGE_IMPORTS = {
+    "json_load": [],
+    "persons": ["pipeline.lib.files", "pipeline.lib.annotations"],
+    "cache": ["pipeline.lib.cachebuild", "models.sample"],
+}
 
 
 def _stage_json_load(args: argparse.Namespace) -> int:
@@ -147,8 +150,9 @@ def _stage_persons(args: argparse.Namespace) -> int:
     from pipeline.lib.files import write_jsonl
 
     tally = Tally()
-    records = coco_person_records(Path(args.root), args.annotations, args.images, "coco", args.split,
-                                  PersonFilter(), tally)  # fmt: skip
+    records = coco_person_records(
+        Path(args.root), args.annotations, args.images, "coco", args.split, PersonFilter(), tally
+    )
     write_jsonl(Path(args.out), records)
     return tally.kept
 
@@ -157,14 +161,17 @@ def _stage_cache(args: argparse.Namespace) -> int:
     from models.sample import CropConfig
     from pipeline.lib.cachebuild import build_cache_file
 
-    summary = build_cache_file(Path(args.records), Path(args.root), Path(args.out), CropConfig(),
-                               processes=args.processes, window=args.window)  # fmt: skip
+    summary = build_cache_file(
+        Path(args.records), Path(args.root), Path(args.out), CropConfig(), processes=args.processes, window=args.window
+    )
     return summary["cached"]
 
 
 STAGES: dict[str, Callable[[argparse.Namespace], int]] = {
-    "json_load": _stage_json_load, "persons": _stage_persons, "cache": _stage_cache,
-}  # fmt: skip
+    "json_load": _stage_json_load,
+    "persons": _stage_persons,
+    "cache": _stage_cache,
+}
 
 
 def child_main(argv: list[str]) -> None:
@@ -185,10 +192,19 @@ def child_main(argv: list[str]) -> None:
         count = STAGES[args.stage](args)
     seconds = time.perf_counter() - start
     peak = _status_kib("self", "VmHWM") / 1024
-    print(json.dumps({"stage": args.stage, "count": count, "seconds": round(seconds, 2),
-                      "baseline_mib": round(baseline, 1), "peak_rss_mib": round(peak, 1),
-                      "growth_mib": round(peak - baseline, 1),
-                      "tree_peak_mib": round(sampler.peak_kib / 1024, 1)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "stage": args.stage,
+                "count": count,
+                "seconds": round(seconds, 2),
+                "baseline_mib": round(baseline, 1),
+                "peak_rss_mib": round(peak, 1),
+                "growth_mib": round(peak - baseline, 1),
+                "tree_peak_mib": round(sampler.peak_kib / 1024, 1),
+            }
+        )
+    )
 
 
 def measure(stage: str, **options: object) -> dict:
@@ -216,10 +232,19 @@ def truncate_records(source: Path, target: Path, n: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--annotations", type=int, default=FULL_SIZE_ANNOTATIONS,
-                        help="person annotations in the synthetic split (default: COCO train2017's)")
-    parser.add_argument("--cache-records", type=int, nargs="*", default=[500, 2000],
-                        help="BuildCache runs on the first N records each (memory must not grow with N)")
+    parser.add_argument(
+        "--annotations",
+        type=int,
+        default=FULL_SIZE_ANNOTATIONS,
+        help="person annotations in the synthetic split (default: COCO train2017's)",
+    )
+    parser.add_argument(
+        "--cache-records",
+        type=int,
+        nargs="*",
+        default=[500, 2000],
+        help="BuildCache runs on the first N records each (memory must not grow with N)",
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--tmp", default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
@@ -228,30 +253,46 @@ def main() -> None:
         start = time.perf_counter()
         root = write_synthetic_coco(tmp / "coco", args.annotations)
         ann = root / "annotations" / "person_keypoints_train2017.json"
-        print(f"synthetic split: {args.annotations} annotations, {ann.stat().st_size / MIB:.0f} MiB JSON, "
-              f"written in {time.perf_counter() - start:.0f} s")
+        print(
+            f"synthetic split: {args.annotations} annotations, {ann.stat().st_size / MIB:.0f} MiB JSON, "
+            f"written in {time.perf_counter() - start:.0f} s"
+        )
         rows = [measure("json_load", annotation_file=ann)]
         records = tmp / "persons.jsonl"
-        rows.append(measure("persons", root=root, annotations="annotations/person_keypoints_train2017.json",
-                            images="train2017", split="train", out=records))
+        rows.append(
+            measure(
+                "persons",
+                root=root,
+                annotations="annotations/person_keypoints_train2017.json",
+                images="train2017",
+                split="train",
+                out=records,
+            )
+        )
         for n in args.cache_records:
             subset = tmp / f"persons-{n}.jsonl"
             truncate_records(records, subset, n)
-            rows.append(measure("cache", records=subset, root=root, out=tmp / f"cache-{n}.h5",
-                                processes=args.processes) | {"stage": f"cache[{n}]"})
+            rows.append(
+                measure("cache", records=subset, root=root, out=tmp / f"cache-{n}.h5", processes=args.processes)
+                | {"stage": f"cache[{n}]"}
+            )
     print_table(rows)
 
 
 def print_table(rows: list[dict]) -> None:
     """One line per stage; ratios against the first row (plain json.load)."""
     base = rows[0]
-    print(f"{'stage':<13}{'items':>8}{'s':>7}{'items/s':>9}{'peak MiB':>10}{'imports':>9}{'growth':>8}"
-          f"{'tree MiB':>10}{'peak/json':>11}{'growth/json':>13}")
+    print(
+        f"{'stage':<13}{'items':>8}{'s':>7}{'items/s':>9}{'peak MiB':>10}{'imports':>9}{'growth':>8}"
+        f"{'tree MiB':>10}{'peak/json':>11}{'growth/json':>13}"
+    )
     for r in rows:
         rate = r["count"] / max(r["seconds"], 1e-9)
-        print(f"{r['stage']:<13}{r['count']:>8}{r['seconds']:>7.1f}{rate:>9.0f}{r['peak_rss_mib']:>10.0f}"
-              f"{r['baseline_mib']:>9.0f}{r['growth_mib']:>8.0f}{r['tree_peak_mib']:>10.0f}"
-              f"{r['peak_rss_mib'] / base['peak_rss_mib']:>11.2f}{r['growth_mib'] / base['growth_mib']:>13.2f}")
+        print(
+            f"{r['stage']:<13}{r['count']:>8}{r['seconds']:>7.1f}{rate:>9.0f}{r['peak_rss_mib']:>10.0f}"
+            f"{r['baseline_mib']:>9.0f}{r['growth_mib']:>8.0f}{r['tree_peak_mib']:>10.0f}"
+            f"{r['peak_rss_mib'] / base['peak_rss_mib']:>11.2f}{r['growth_mib'] / base['growth_mib']:>13.2f}"
+        )
 
 
 if __name__ == "__main__":

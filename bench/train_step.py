@@ -36,8 +36,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(device: torch.device, steps: int, warmup: int, batches: Iterator[dict],
-           step: Callable[[dict], None]) -> float:
+def _timed(
+    device: torch.device, steps: int, warmup: int, batches: Iterator[dict], step: Callable[[dict], None]
+) -> float:
     """Run warmup + steps batches through step(); return seconds spent on the timed steps."""
     for _ in range(warmup):
         step(next(batches))
@@ -49,8 +50,15 @@ def _timed(device: torch.device, steps: int, warmup: int, batches: Iterator[dict
     return time.perf_counter() - started
 
 
-def _best_of(repeats: int, device: torch.device, steps: int, warmup: int, real_batches: Iterator[dict],
-             memory_batches: Iterator[dict], step: Callable[[dict], None]) -> tuple[float, float]:
+def _best_of(
+    repeats: int,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    real_batches: Iterator[dict],
+    memory_batches: Iterator[dict],
+    step: Callable[[dict], None],
+) -> tuple[float, float]:
     """Alternate real / in-memory measurements `repeats` times (fair under a shared, noisy CPU);
     return the fastest seconds of each."""
     real, mem = [], []
@@ -85,8 +93,15 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         raise SystemExit(f"{cache} has {len(dataset)} samples, fewer than --batch-size {batch_size}")
     memory = InMemoryBatch.from_dataset(dataset, batch_size).to(device, channels_last).as_dict()
     dataset.close()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=args.num_workers,
-                        pin_memory=on_cuda, drop_last=True, persistent_workers=args.num_workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
+        pin_memory=on_cuda,
+        drop_last=True,
+        persistent_workers=args.num_workers > 0,
+    )
     label = f"[{device.type}] batch={batch_size} steps={steps} workers={args.num_workers} amp={use_amp}"
 
     def train_fn(batch: dict) -> None:
@@ -94,8 +109,15 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
 
     n = steps * batch_size
     model.train()
-    real, mem = _best_of(args.repeats, device, steps, args.warmup,
-                         _loader_batches(loader, device, channels_last), itertools.repeat(memory), train_fn)
+    real, mem = _best_of(
+        args.repeats,
+        device,
+        steps,
+        args.warmup,
+        _loader_batches(loader, device, channels_last),
+        itertools.repeat(memory),
+        train_fn,
+    )
     print(f"{label} train  real data path : {n / real:8.2f} samples/s")
     print(f"{label} train  in-memory batch: {n / mem:8.2f} samples/s")
     print(f"{label} train  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
@@ -107,10 +129,24 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
 
     model.eval()
     infer_dataset = CacheDataset(cache)
-    infer_loader = DataLoader(infer_dataset, batch_size=batch_size, shuffle=False, num_workers=args.num_workers,
-                              pin_memory=on_cuda, drop_last=True, persistent_workers=args.num_workers > 0)
-    real, mem = _best_of(args.repeats, device, steps, args.warmup,
-                         _loader_batches(infer_loader, device, channels_last), itertools.repeat(memory), infer_fn)
+    infer_loader = DataLoader(
+        infer_dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=args.num_workers,
+        pin_memory=on_cuda,
+        drop_last=True,
+        persistent_workers=args.num_workers > 0,
+    )
+    real, mem = _best_of(
+        args.repeats,
+        device,
+        steps,
+        args.warmup,
+        _loader_batches(infer_loader, device, channels_last),
+        itertools.repeat(memory),
+        infer_fn,
+    )
     print(f"{label} infer  real data path : {n / real:8.2f} samples/s")
     print(f"{label} infer  in-memory batch: {n / mem:8.2f} samples/s")
     print(f"{label} infer  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
@@ -124,30 +160,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="timed steps; default 8 on CPU, 50 on CUDA")
     parser.add_argument("--repeats", type=int, default=2, help="alternating measurements, best kept")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
-    parser.add_argument("--num-workers", type=int, default=0,
-                        help="DataLoader workers; 0 is fastest on a shared 2-core CPU, use more with a GPU")
-    parser.add_argument("--base-channels", type=int, default=8,
-                        help=f"default 8 keeps the CPU run short; the training default is "
-                             f"{ModelConfig().base_channels}")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers; 0 is fastest on a shared 2-core CPU, use more with a GPU",
+    )
+    parser.add_argument(
+        "--base-channels",
+        type=int,
+        default=8,
+        help=f"default 8 keeps the CPU run short; the training default is {ModelConfig().base_channels}",
+    )
     parser.add_argument("--depth", type=int, default=ModelConfig().depth)
     parser.add_argument("--head", default=ModelConfig().head, choices=["logit", "paper"])
     parser.add_argument("--devices", default="all", help="'all' (cpu + cuda if present), 'cpu' or 'cuda'")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (0 = torch default). 1 is ~2-4x faster on a shared 2-core "
-                             "box, where extra OpenMP threads fight the DataLoader workers")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (0 = torch default). 1 is ~2-4x faster on a shared 2-core "
+        "box, where extra OpenMP threads fight the DataLoader workers",
+    )
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
     # A non-zero output layer, so that the backward pass reaches every layer as in a trained model.
-    model_cfg = ModelConfig(base_channels=args.base_channels, depth=args.depth, head=args.head,
-                            zero_init_last=False)
+    model_cfg = ModelConfig(base_channels=args.base_channels, depth=args.depth, head=args.head, zero_init_last=False)
     print(f"model: {model_cfg.to_dict()} params={count_parameters(PoseUNet(model_cfg))}")
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
-          f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
-    devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
-               "cpu": ["cpu"], "cuda": ["cuda"]}[args.devices]
+    print(
+        f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
+        f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+    )
+    devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []), "cpu": ["cpu"], "cuda": ["cuda"]}[
+        args.devices
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache
         if cache is None:

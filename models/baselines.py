@@ -32,9 +32,7 @@ SLIC_ALGORITHMS: dict[str, int] = {
 
 def _check_image_joints(image_rgb: np.ndarray, joints: np.ndarray, caller: str) -> None:
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-        raise ValueError(
-            f"{caller}: image must be (H, W, 3) uint8, got {image_rgb.shape} {image_rgb.dtype}"
-        )
+        raise ValueError(f"{caller}: image must be (H, W, 3) uint8, got {image_rgb.shape} {image_rgb.dtype}")
     if joints.shape != (NUM_JOINTS, 3):
         raise ValueError(f"{caller}: joints must be ({NUM_JOINTS}, 3), got {joints.shape}")
 
@@ -49,15 +47,11 @@ def prior_baseline(prior: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     if prior.ndim != 2:
         raise ValueError(f"prior_baseline: prior must be (H, W), got shape {prior.shape}")
     if not np.issubdtype(prior.dtype, np.floating):
-        raise ValueError(
-            f"prior_baseline: prior must be float in (0, 1), got dtype {prior.dtype} (cache uint8 / 255?)"
-        )
+        raise ValueError(f"prior_baseline: prior must be float in (0, 1), got dtype {prior.dtype} (cache uint8 / 255?)")
     return (prior >= threshold).astype(np.float32)
 
 
-def _skeleton_seed_mask(
-    joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int
-) -> np.ndarray:
+def _skeleton_seed_mask(joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int) -> np.ndarray:
     """GrabCut label mask (H, W) uint8: thick skeleton FGD, outside the wide skeleton BGD, band PR_BGD."""
     if bg_thickness <= fg_thickness:
         raise ValueError(f"bg_thickness ({bg_thickness}) must be larger than fg_thickness ({fg_thickness})")
@@ -72,9 +66,7 @@ def _foreground(gc_mask: np.ndarray) -> np.ndarray:
     return ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.float32)
 
 
-def grabcut_from_mask(
-    image_rgb: np.ndarray, gc_mask: np.ndarray, iterations: int, seed: int = 0
-) -> np.ndarray:
+def grabcut_from_mask(image_rgb: np.ndarray, gc_mask: np.ndarray, iterations: int, seed: int = 0) -> np.ndarray:
     """Run GrabCut from an initial label mask; never raises on degenerate seeds.
 
     image_rgb: (H, W, 3) uint8; gc_mask: (H, W) uint8 of cv2.GC_* labels.
@@ -96,7 +88,12 @@ def grabcut_from_mask(
     cv2.setRNGSeed(seed)  # k-means initialisation of the GMMs is random
     try:
         cv2.grabCut(
-            np.ascontiguousarray(image_rgb), labels, None, bgd_model, fgd_model, int(iterations),
+            np.ascontiguousarray(image_rgb),
+            labels,
+            None,
+            bgd_model,
+            fgd_model,
+            int(iterations),
             cv2.GC_INIT_WITH_MASK,
         )
     except cv2.error:

@@ -167,9 +167,7 @@ def _grid_candidates(grid: Mapping[str, Sequence[float]], base: CRFParams) -> li
     keys = list(grid)
     candidates = []
     for combo in itertools.product(*(grid[k] for k in keys)):
-        values = {
-            k: int(round(v)) if k in _INT_FIELDS else float(v) for k, v in zip(keys, combo, strict=True)
-        }
+        values = {k: int(round(v)) if k in _INT_FIELDS else float(v) for k, v in zip(keys, combo, strict=True)}
         candidates.append(replace(base, enabled=True, **values))
     return candidates
 

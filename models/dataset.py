@@ -40,8 +40,7 @@ def flipped_joint_order() -> list[int]:
     """Channel permutation that swaps left/right joints (for per-joint pose maps under a flip)."""
     index = {name: i for i, name in enumerate(JOINT_NAMES)}
     swapped = {"l_": "r_", "r_": "l_"}
-    return [index[swapped[name[:2]] + name[2:]] if name[:2] in swapped else index[name]
-            for name in JOINT_NAMES]
+    return [index[swapped[name[:2]] + name[2:]] if name[:2] in swapped else index[name] for name in JOINT_NAMES]
 
 
 class CacheDataset(Dataset):
@@ -115,8 +114,7 @@ class CacheDataset(Dataset):
                     raise ValueError(f"cache file {path} has inconsistent shapes {shapes}")
                 for name in REQUIRED_DATASETS:
                     if h5[name].dtype != np.uint8:
-                        raise ValueError(f"cache file {path}: dataset {name!r} must be uint8, "
-                                         f"got {h5[name].dtype}")
+                        raise ValueError(f"cache file {path}: dataset {name!r} must be uint8, got {h5[name].dtype}")
                 return int(n), int(height), int(width)
         except OSError as err:
             raise ValueError(f"cache file {path} is not a readable HDF5 file: {err}") from err
@@ -199,7 +197,8 @@ class InMemoryBatch:
         """Copy to `device`; channels_last applies to the 4-D image-like tensors."""
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         moved = {
-            key: value.to(device, non_blocking=True, memory_format=fmt) if value.ndim == 4
+            key: value.to(device, non_blocking=True, memory_format=fmt)
+            if value.ndim == 4
             else value.to(device, non_blocking=True)
             for key, value in self.as_dict().items()
         }
@@ -207,8 +206,13 @@ class InMemoryBatch:
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         """The batch as the dict a DataLoader over CacheDataset yields."""
-        return {"image": self.image, "posemap": self.posemap, "prior": self.prior,
-                "mask": self.mask, "index": self.index}
+        return {
+            "image": self.image,
+            "posemap": self.posemap,
+            "prior": self.prior,
+            "mask": self.mask,
+            "index": self.index,
+        }
 
 
 def write_synthetic_cache(
@@ -247,8 +251,12 @@ def write_synthetic_cache(
         posemap[i] = np.rint(255.0 * bump).astype(np.uint8)
     joints = np.zeros((num_samples, NUM_JOINTS, 3), np.float32)
     affine = np.tile(np.eye(2, 3, dtype=np.float32), (num_samples, 1, 1))
-    chunks = {"image": (1, size, size, 3), "mask": (1, size, size), "prior": (1, size, size),
-              "posemap": (1,) + pose_shape[1:]}
+    chunks = {
+        "image": (1, size, size, 3),
+        "mask": (1, size, size),
+        "prior": (1, size, size),
+        "posemap": (1,) + pose_shape[1:],
+    }
     with h5py.File(path, "w") as h5:
         for name, data in (("image", image), ("mask", mask), ("prior", prior), ("posemap", posemap)):
             h5.create_dataset(name, data=data, chunks=chunks[name])

@@ -233,8 +233,9 @@ def yolox_grid(size: int, strides: Sequence[int] = YOLOX_STRIDES) -> tuple[np.nd
     return np.concatenate(cells).astype(np.float32), np.concatenate(cell_strides).astype(np.float32)
 
 
-def decode_yolox(raw: np.ndarray, size: int, scale: float, min_score: float,
-                 class_id: int = YOLOX_PERSON_CLASS) -> np.ndarray:  # fmt: skip
+def decode_yolox(
+    raw: np.ndarray, size: int, scale: float, min_score: float, class_id: int = YOLOX_PERSON_CLASS
+) -> np.ndarray:
     """YOLOX output rows -> (K, 5) float32 [x, y, w, h, score] boxes of one class, in image pixels.
 
     raw: (N, 5 + classes) as the network returns it (objectness and class scores already through

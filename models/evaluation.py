@@ -14,9 +14,15 @@ from models.crop import paste_back, warp_mask
 from models.metrics import boundary_f_score, iou
 
 
-def score_instance(prob_crop: np.ndarray, mask_crop: np.ndarray, affine: np.ndarray, gt_full: np.ndarray,
-                   threshold: float, boundary_px: int,
-                   ignore_full: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
+def score_instance(
+    prob_crop: np.ndarray,
+    mask_crop: np.ndarray,
+    affine: np.ndarray,
+    gt_full: np.ndarray,
+    threshold: float,
+    boundary_px: int,
+    ignore_full: np.ndarray | None = None,
+) -> tuple[dict[str, float], np.ndarray]:
     """Scores of one prediction.
 
     prob_crop: (S,S) probability; mask_crop: (S,S) ground truth at crop size; affine: (2,3)
@@ -55,12 +61,23 @@ def coco_mask_ap(gt_masks: list[tuple[int, int, dict]], results: list[dict]) -> 
         h, w = rle["size"]
         images[image_id] = {"id": image_id, "height": h, "width": w}
         compressed = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-        annotations.append({"id": k + 1, "image_id": image_id, "category_id": 1, "segmentation": rle,
-                            "area": float(mask_utils.area(compressed)),
-                            "bbox": [float(v) for v in mask_utils.toBbox(compressed)], "iscrowd": 0})  # fmt: skip
+        annotations.append(
+            {
+                "id": k + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "segmentation": rle,
+                "area": float(mask_utils.area(compressed)),
+                "bbox": [float(v) for v in mask_utils.toBbox(compressed)],
+                "iscrowd": 0,
+            }
+        )
     gt = COCO()
-    gt.dataset = {"images": list(images.values()), "annotations": annotations,
-                  "categories": [{"id": 1, "name": "person"}]}  # fmt: skip
+    gt.dataset = {
+        "images": list(images.values()),
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person"}],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt.createIndex()
         dt = gt.loadRes([dict(r) for r in results])

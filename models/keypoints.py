@@ -28,19 +28,44 @@ import numpy as np
 from models.skeleton import NUM_JOINTS, J
 
 COCO17_NAMES: tuple[str, ...] = (
-    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
-    "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle",
-)  # fmt: skip
+    "nose",
+    "l_eye",
+    "r_eye",
+    "l_ear",
+    "r_ear",
+    "l_shoulder",
+    "r_shoulder",
+    "l_elbow",
+    "r_elbow",
+    "l_wrist",
+    "r_wrist",
+    "l_hip",
+    "r_hip",
+    "l_knee",
+    "r_knee",
+    "l_ankle",
+    "r_ankle",
+)
 C = {name: i for i, name in enumerate(COCO17_NAMES)}
 FACE = (C["nose"], C["l_eye"], C["r_eye"], C["l_ear"], C["r_ear"])
 # 14-joint index <- COCO-17 index, for the joints that exist in both.
 DIRECT: dict[int, int] = {
     J[name]: C[name]
     for name in (
-        "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-        "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle",
+        "r_shoulder",
+        "r_elbow",
+        "r_wrist",
+        "l_shoulder",
+        "l_elbow",
+        "l_wrist",
+        "r_hip",
+        "r_knee",
+        "r_ankle",
+        "l_hip",
+        "l_knee",
+        "l_ankle",
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,11 @@ def clean_keypoints(keypoints: np.ndarray, image_hw: tuple[int, int]) -> np.ndar
 
 
 def person_from_keypoints(
-    keypoints: np.ndarray, bbox: Sequence[float] | None, image_hw: tuple[int, int], pad: float, pad_top: float,
+    keypoints: np.ndarray,
+    bbox: Sequence[float] | None,
+    image_hw: tuple[int, int],
+    pad: float,
+    pad_top: float,
     annotation_id: int | None = None,
 ) -> Person | None:
     """A Person from file keypoints; the box is the keypoints' padded extent when none is given.
@@ -116,8 +120,9 @@ def estimate_people(
 
 
 @torch.inference_mode()
-def crop_probabilities(net: PoseUNet, samples: Sequence[dict[str, np.ndarray]], device: torch.device | str,
-                       prior_eps: float = 1e-4) -> np.ndarray:  # fmt: skip
+def crop_probabilities(
+    net: PoseUNet, samples: Sequence[dict[str, np.ndarray]], device: torch.device | str, prior_eps: float = 1e-4
+) -> np.ndarray:
     """Network probabilities of person_sample dicts (one batch) -> (B,S,S) float32.
 
     The inputs are normalised exactly as models.dataset.CacheDataset does for training.

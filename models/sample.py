@@ -45,9 +45,7 @@ def person_sample(
     joints = warp_points(joints_img, affine, cfg.size)
     return {
         "image": warp_image(image, affine, cfg.size),
-        "mask": (
-            warp_mask(mask, affine, cfg.size) if mask is not None else np.zeros((cfg.size, cfg.size), np.uint8)
-        ),
+        "mask": (warp_mask(mask, affine, cfg.size) if mask is not None else np.zeros((cfg.size, cfg.size), np.uint8)),
         "posemap": to_uint8(pose_map(joints, cfg.size, cfg.posemap_sigma, cfg.per_joint_posemap)),
         "prior": prior_to_uint8(prior_mask(joints, cfg.size, cfg.prior)),
         "joints": joints,

@@ -87,11 +87,11 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0 or self.num_threads < 0:
-            raise ValueError(f"TrainConfig.num_workers and num_threads must be >= 0, got "
-                             f"{self.num_workers}, {self.num_threads}")
+            raise ValueError(
+                f"TrainConfig.num_workers and num_threads must be >= 0, got {self.num_workers}, {self.num_threads}"
+            )
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, "
-                             f"{self.weight_decay}")
+            raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if not 0.0 < self.iou_threshold < 1.0:
             raise ValueError(f"TrainConfig.iou_threshold must be in (0, 1), got {self.iou_threshold}")
 
@@ -109,7 +109,7 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else as torch.device (checked)."""
+    """ "auto" -> cuda if available else cpu; anything else as torch.device (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -131,10 +131,14 @@ def _rng_state() -> dict[str, Any]:
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np_keys.astype(np.int64)),
-                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
-        "python": {"version": int(py_version), "internal": [int(v) for v in py_internal],
-                   "gauss_next": py_gauss},
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "python": {"version": int(py_version), "internal": [int(v) for v in py_internal], "gauss_next": py_gauss},
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -145,8 +149,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     """Inverse of _rng_state."""
     torch.set_rng_state(state["torch"])
     npst = state["numpy"]
-    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
-                         npst["has_gauss"], npst["cached_gaussian"]))
+    np.random.set_state(
+        (npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
+    )
     pyst = state["python"]
     random.setstate((pyst["version"], tuple(pyst["internal"]), pyst["gauss_next"]))
     cuda_states = state.get("cuda")
@@ -219,8 +224,16 @@ def save_model(path: PathLike, model: PoseUNet, model_cfg: ModelConfig, meta: di
     """Write weights + config + meta (plain types) atomically to `path` (the final model.pt)."""
     _check_plain(meta, "meta")
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    _atomic_torch_save({"format": MODEL_FORMAT, "version": FORMAT_VERSION,
-                        "model_config": model_cfg.to_dict(), "state_dict": state, "meta": meta}, Path(path))
+    _atomic_torch_save(
+        {
+            "format": MODEL_FORMAT,
+            "version": FORMAT_VERSION,
+            "model_config": model_cfg.to_dict(),
+            "state_dict": state,
+            "meta": meta,
+        },
+        Path(path),
+    )
 
 
 def load_model(path: PathLike, device: torch.device | str = "cpu") -> tuple[PoseUNet, ModelConfig, dict]:
@@ -265,12 +278,17 @@ def instance_iou(probability: torch.Tensor, target: torch.Tensor, threshold: flo
 def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict:
     """Move a DataLoader batch to `device` (4-D tensors channels-last when asked)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return {key: value.to(device, non_blocking=True, memory_format=fmt) if value.ndim == 4
-            else value.to(device, non_blocking=True) for key, value in batch.items()}
+    return {
+        key: value.to(device, non_blocking=True, memory_format=fmt)
+        if value.ndim == 4
+        else value.to(device, non_blocking=True)
+        for key, value in batch.items()
+    }
 
 
-def train_step(model: PoseUNet, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-               use_amp: bool) -> torch.Tensor:
+def train_step(
+    model: PoseUNet, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], use_amp: bool
+) -> torch.Tensor:
     """One optimizer step on a batch already on the model's device; returns the (detached) loss."""
     device_type = batch["image"].device.type
     optimizer.zero_grad(set_to_none=True)
@@ -282,8 +300,16 @@ def train_step(model: PoseUNet, optimizer: torch.optim.Optimizer, batch: dict[st
     return loss.detach()
 
 
-def _run_epoch(model: PoseUNet, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-               use_amp: bool, channels_last: bool, desc: str, show_bar: bool) -> tuple[float, int]:
+def _run_epoch(
+    model: PoseUNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    use_amp: bool,
+    channels_last: bool,
+    desc: str,
+    show_bar: bool,
+) -> tuple[float, int]:
     """Train one epoch -> (mean loss per sample, samples seen)."""
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -298,8 +324,15 @@ def _run_epoch(model: PoseUNet, loader: DataLoader, optimizer: torch.optim.Optim
 
 
 @torch.inference_mode()
-def evaluate(model: PoseUNet, loader: DataLoader, device: torch.device, use_amp: bool, channels_last: bool,
-             threshold: float, show_bar: bool = False) -> tuple[float, float]:
+def evaluate(
+    model: PoseUNet,
+    loader: DataLoader,
+    device: torch.device,
+    use_amp: bool,
+    channels_last: bool,
+    threshold: float,
+    show_bar: bool = False,
+) -> tuple[float, float]:
     """Mean loss and mean per-instance IoU (probability > threshold) over `loader`."""
     model.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -352,11 +385,24 @@ def _write_history(rows: list[dict[str, float]], csv_path: Path, png_path: Path)
 # ----------------------------------------------------------------------------- training
 
 
-def _make_loader(dataset: CacheDataset, batch_size: int, shuffle: bool, num_workers: int,
-                 device: torch.device, generator: torch.Generator | None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", worker_init_fn=_seed_worker, generator=generator,
-                      drop_last=False)
+def _make_loader(
+    dataset: CacheDataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        drop_last=False,
+    )
 
 
 def train(
@@ -401,9 +447,11 @@ def train(
     checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
     if checkpoint is not None:
         if checkpoint["model_config"] != model_cfg.to_dict():
-            raise ValueError(f"checkpoint {last_path} was made with model config "
-                             f"{checkpoint['model_config']}, not {model_cfg.to_dict()}; "
-                             "use another out_dir or delete the checkpoint")
+            raise ValueError(
+                f"checkpoint {last_path} was made with model config "
+                f"{checkpoint['model_config']}, not {model_cfg.to_dict()}; "
+                "use another out_dir or delete the checkpoint"
+            )
         model.load_state_dict(checkpoint["model_state"])
         start_epoch = int(checkpoint["epoch"])
         best_iou, best_epoch = float(checkpoint["best_val_iou"]), int(checkpoint["best_epoch"])
@@ -423,16 +471,21 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         _set_rng_state(checkpoint["rng"])
 
-    train_set = CacheDataset(train_paths, augment=train_cfg.augment, flip_prob=train_cfg.flip_prob,
-                             prior_eps=train_cfg.prior_eps)
+    train_set = CacheDataset(
+        train_paths, augment=train_cfg.augment, flip_prob=train_cfg.flip_prob, prior_eps=train_cfg.prior_eps
+    )
     val_set: CacheDataset | None = None
     try:  # the h5 handles are closed on errors (and KeyboardInterrupt) too
-        val_set = (CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None)
+        val_set = CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None
         shuffle_generator = torch.Generator()
-        train_loader = _make_loader(train_set, train_cfg.batch_size, True, train_cfg.num_workers, device,
-                                    shuffle_generator)
-        val_loader = (_make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
-                      if val_set is not None else None)
+        train_loader = _make_loader(
+            train_set, train_cfg.batch_size, True, train_cfg.num_workers, device, shuffle_generator
+        )
+        val_loader = (
+            _make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
+            if val_set is not None
+            else None
+        )
 
         total = train_cfg.epochs
         notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
@@ -440,18 +493,32 @@ def train(
             started = time.perf_counter()
             # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
             shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
-            train_loss, seen = _run_epoch(model, train_loader, optimizer, device, use_amp, channels_last,
-                                          f"epoch {epoch + 1}/{total}", train_cfg.progress_bar)
+            train_loss, seen = _run_epoch(
+                model,
+                train_loader,
+                optimizer,
+                device,
+                use_amp,
+                channels_last,
+                f"epoch {epoch + 1}/{total}",
+                train_cfg.progress_bar,
+            )
             train_seconds = time.perf_counter() - started
             val_loss = val_iou = math.nan
             is_last = epoch + 1 == total
             if val_loader is not None and ((epoch + 1) % train_cfg.val_every == 0 or is_last):
-                val_loss, val_iou = evaluate(model, val_loader, device, use_amp, channels_last,
-                                             train_cfg.iou_threshold, train_cfg.progress_bar)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_iou": val_iou,
-                   "seconds": time.perf_counter() - started,
-                   "samples_per_s": seen / train_seconds if train_seconds > 0 else math.nan,
-                   "lr": float(optimizer.param_groups[0]["lr"])}
+                val_loss, val_iou = evaluate(
+                    model, val_loader, device, use_amp, channels_last, train_cfg.iou_threshold, train_cfg.progress_bar
+                )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_iou": val_iou,
+                "seconds": time.perf_counter() - started,
+                "samples_per_s": seen / train_seconds if train_seconds > 0 else math.nan,
+                "lr": float(optimizer.param_groups[0]["lr"]),
+            }
             history.append(row)
 
             # Without validation every epoch counts as "best" so that best.pt is the latest model.
@@ -461,17 +528,30 @@ def train(
                     best_iou = val_iou
                 best_epoch = epoch + 1
                 save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
-            _atomic_torch_save({
-                "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "epoch": epoch + 1,
-                "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer_state": optimizer.state_dict(),
-                "best_val_iou": best_iou, "best_epoch": best_epoch, "history": history,
-                "rng": _rng_state(), "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
-            }, last_path)
+            _atomic_torch_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "version": FORMAT_VERSION,
+                    "epoch": epoch + 1,
+                    "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "optimizer_state": optimizer.state_dict(),
+                    "best_val_iou": best_iou,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "rng": _rng_state(),
+                    "model_config": model_cfg.to_dict(),
+                    "train_config": train_cfg.to_dict(),
+                },
+                last_path,
+            )
             _write_history(history, out_dir / "history.csv", out_dir / "history.png")
-            notify(epoch + 1, total, f"epoch {epoch + 1}/{total} train_loss={train_loss:.4f} "
-                                     f"val_loss={val_loss:.4f} val_iou={val_iou:.4f} "
-                                     f"({row['samples_per_s']:.1f} samples/s)")
+            notify(
+                epoch + 1,
+                total,
+                f"epoch {epoch + 1}/{total} train_loss={train_loss:.4f} "
+                f"val_loss={val_loss:.4f} val_iou={val_iou:.4f} "
+                f"({row['samples_per_s']:.1f} samples/s)",
+            )
 
         if best_path.exists():
             model.load_state_dict(read_weights(best_path))
@@ -480,11 +560,17 @@ def train(
         train_set.close()
         if val_set is not None:
             val_set.close()
-    return {"model": model, "history": history,
-            "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan, "best_epoch": best_epoch,
-            "epochs_completed": max(start_epoch, total),
-            "resumed_from_epoch": start_epoch if checkpoint is not None else None, "device": str(device),
-            "last_checkpoint": str(last_path), "best_checkpoint": str(best_path)}
+    return {
+        "model": model,
+        "history": history,
+        "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan,
+        "best_epoch": best_epoch,
+        "epochs_completed": max(start_epoch, total),
+        "resumed_from_epoch": start_epoch if checkpoint is not None else None,
+        "device": str(device),
+        "last_checkpoint": str(last_path),
+        "best_checkpoint": str(best_path),
+    }
 
 
 # ----------------------------------------------------------------------------- inference
@@ -523,8 +609,13 @@ def iter_predictions(
         dataset.close()
 
 
-def predict(model: PoseUNet, paths: Sequence[PathLike], batch_size: int = 32,
-            device: torch.device | str | None = None, num_workers: int = 0) -> np.ndarray:
+def predict(
+    model: PoseUNet,
+    paths: Sequence[PathLike],
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    num_workers: int = 0,
+) -> np.ndarray:
     """Probabilities for every sample of `paths` (in order) -> (N,H,W) float32 in [0, 1]."""
     layout = CacheDataset(paths)
     result = np.empty((len(layout), *layout.crop_size), np.float32)

@@ -218,9 +218,7 @@ class PoseUNet(nn.Module):
         self.stem = Stem(self.IMAGE_CHANNELS, widths[0], cfg)
         self.pose_merge = DoubleConv(widths[0] + cfg.pose_channels, widths[0], cfg)
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], cfg) for i in range(cfg.depth))
-        self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i], cfg) for i in reversed(range(cfg.depth))
-        )
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], widths[i], cfg) for i in reversed(range(cfg.depth)))
         self.full_res = FullResHead(widths[0], self.IMAGE_CHANNELS, widths[0], cfg)
         self.out_conv = OutConv(widths[0], zero_init=cfg.zero_init_last)
 
@@ -230,8 +228,9 @@ class PoseUNet(nn.Module):
         batch, _, height, width = image.shape
         multiple = self.cfg.size_multiple
         if height % multiple or width % multiple:
-            raise ValueError(f"image H,W must be multiples of {multiple} for depth {self.cfg.depth}, "
-                             f"got {height}x{width}")
+            raise ValueError(
+                f"image H,W must be multiples of {multiple} for depth {self.cfg.depth}, got {height}x{width}"
+            )
         expected_pose = (batch, self.cfg.pose_channels, height // 2, width // 2)
         if tuple(posemap.shape) != expected_pose:
             raise ValueError(f"posemap must be {expected_pose}, got {tuple(posemap.shape)}")

@@ -8,8 +8,13 @@ import numpy as np
 from models.skeleton import LIMBS, visible
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, joints: np.ndarray | None = None,
-            color: tuple[int, int, int] = (0, 200, 255), alpha: float = 0.45) -> np.ndarray:  # fmt: skip
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    joints: np.ndarray | None = None,
+    color: tuple[int, int, int] = (0, 200, 255),
+    alpha: float = 0.45,
+) -> np.ndarray:
     """(H,W,3) uint8 RGB + (H,W) binary mask (+ (14,3) joints) -> (H,W,3) uint8 with overlays."""
     out = image.copy()
     m = mask.astype(bool)

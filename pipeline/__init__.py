@@ -17,7 +17,20 @@ from pipeline.predict import PredictMasks
 from pipeline.train import FineTune, TrainModel
 
 __all__ = [
-    "DownloadCOCO", "DownloadVOC", "COCOPersons", "VOCPersons", "BuildCache", "CacheShard",
-    "TrainModel", "FineTune", "PredictMasks", "Baselines", "TuneCRF", "RefineCRF",
-    "Evaluate", "EvaluateAll", "GenerateMasks", "MaskShard",
-]  # fmt: skip
+    "DownloadCOCO",
+    "DownloadVOC",
+    "COCOPersons",
+    "VOCPersons",
+    "BuildCache",
+    "CacheShard",
+    "TrainModel",
+    "FineTune",
+    "PredictMasks",
+    "Baselines",
+    "TuneCRF",
+    "RefineCRF",
+    "Evaluate",
+    "EvaluateAll",
+    "GenerateMasks",
+    "MaskShard",
+]

@@ -60,8 +60,9 @@ class BuildCache(PoseMaskTask):
 
     dataset = luigi.ChoiceParameter(choices=["coco", "ochuman", "voc"], default="coco")
     split = luigi.Parameter(default="val")
-    shards = luigi.IntParameter(default=1, significant=False,
-                                description="shard files written by parallel CacheShard tasks; 1 = one cache.h5")
+    shards = luigi.IntParameter(
+        default=1, significant=False, description="shard files written by parallel CacheShard tasks; 1 = one cache.h5"
+    )
     configs = (config.crop,)
 
     def requires(self) -> COCOPersons | VOCPersons:
@@ -97,15 +98,24 @@ class BuildCache(PoseMaskTask):
                 if done % 64 == 0 or done == total:
                     self.report_progress(done / max(total, 1), f"{done}/{total} persons cached")
 
-            summary = build_cache_file(records_path, self.dataset_root(), target, cfg, **cache_build_settings(),
-                                       attrs={"dataset": self.dataset, "split": self.split},
-                                       progress=progress)  # fmt: skip
+            summary = build_cache_file(
+                records_path,
+                self.dataset_root(),
+                target,
+                cfg,
+                **cache_build_settings(),
+                attrs={"dataset": self.dataset, "split": self.split},
+                progress=progress,
+            )
             bar.close()
-            write_json(self.output()["summary"].path, {"dataset": self.dataset, "split": self.split, **summary,
-                                                       "shards": 1, "cache": str(target)})  # fmt: skip
+            write_json(
+                self.output()["summary"].path,
+                {"dataset": self.dataset, "split": self.split, **summary, "shards": 1, "cache": str(target)},
+            )
             return
-        shard_tasks = [CacheShard(dataset=self.dataset, split=self.split, shard=k, shards=self.shards)
-                       for k in range(self.shards)]  # fmt: skip
+        shard_tasks = [
+            CacheShard(dataset=self.dataset, split=self.split, shard=k, shards=self.shards) for k in range(self.shards)
+        ]
         yield shard_tasks
         shard_summaries = [json.loads(Path(t.output()["summary"].path).read_text()) for t in shard_tasks]
         shard_paths = [Path(t.output()["cache"].path) for t in shard_tasks]
@@ -114,13 +124,23 @@ class BuildCache(PoseMaskTask):
         for s in shard_summaries:
             for reason, n in s["skipped"].items():
                 skipped[reason] = skipped.get(reason, 0) + n
-        write_json(self.output()["summary"].path, {
-            "dataset": self.dataset, "split": self.split, "records": sum(s["records"] for s in shard_summaries),
-            "cached": count, "skipped": skipped, "skipped_total": sum(skipped.values()),
-            "problems": [p for s in shard_summaries for p in s["problems"]],
-            "crop_config": cfg.to_dict(), "cache": str(target), "shards": self.shards,
-            "shard_files": [p.name for p in shard_paths], "shard_cached": [s["cached"] for s in shard_summaries],
-        })  # fmt: skip
+        write_json(
+            self.output()["summary"].path,
+            {
+                "dataset": self.dataset,
+                "split": self.split,
+                "records": sum(s["records"] for s in shard_summaries),
+                "cached": count,
+                "skipped": skipped,
+                "skipped_total": sum(skipped.values()),
+                "problems": [p for s in shard_summaries for p in s["problems"]],
+                "crop_config": cfg.to_dict(),
+                "cache": str(target),
+                "shards": self.shards,
+                "shard_files": [p.name for p in shard_paths],
+                "shard_cached": [s["cached"] for s in shard_summaries],
+            },
+        )
 
 
 class CacheShard(PoseMaskTask):
@@ -141,8 +161,10 @@ class CacheShard(PoseMaskTask):
     def output(self) -> dict[str, luigi.LocalTarget]:
         folder = BuildCache(dataset=self.dataset, split=self.split).work_dir()
         name = shard_file_name(self.shard, self.shards)
-        return {"cache": luigi.LocalTarget(str(folder / name)),
-                "summary": luigi.LocalTarget(str(folder / name.replace("cache-", "summary-").replace(".h5", ".json")))}
+        return {
+            "cache": luigi.LocalTarget(str(folder / name)),
+            "summary": luigi.LocalTarget(str(folder / name.replace("cache-", "summary-").replace(".h5", ".json"))),
+        }
 
     def run(self) -> None:
         cfg = config.crop().to_crop_config()
@@ -155,10 +177,26 @@ class CacheShard(PoseMaskTask):
                 self.report_progress(done / max(total, 1), f"{label}: {done}/{total} persons")
 
         root = BuildCache(dataset=self.dataset, split=self.split).dataset_root()
-        summary = build_cache_file(records_path, root, Path(self.output()["cache"].path), cfg,
-                                   **cache_build_settings(), start=start, stop=stop, progress=progress,
-                                   attrs={"dataset": self.dataset, "split": self.split, "shard": self.shard,
-                                          "shards": self.shards})  # fmt: skip
-        write_json(self.output()["summary"].path, {"dataset": self.dataset, "split": self.split, "shard": self.shard,
-                                                   "shards": self.shards, "start": start, "stop": stop,
-                                                   **summary})  # fmt: skip
+        summary = build_cache_file(
+            records_path,
+            root,
+            Path(self.output()["cache"].path),
+            cfg,
+            **cache_build_settings(),
+            start=start,
+            stop=stop,
+            progress=progress,
+            attrs={"dataset": self.dataset, "split": self.split, "shard": self.shard, "shards": self.shards},
+        )
+        write_json(
+            self.output()["summary"].path,
+            {
+                "dataset": self.dataset,
+                "split": self.split,
+                "shard": self.shard,
+                "shards": self.shards,
+                "start": start,
+                "stop": stop,
+                **summary,
+            },
+        )

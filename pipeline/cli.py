@@ -65,36 +65,72 @@ exit codes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posemask", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="posemask", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"posemask {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    masks = commands.add_parser("masks", help="masks for every photo of a folder", description=DESCRIPTION,
-                                epilog=MASKS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    masks = commands.add_parser(
+        "masks",
+        help="masks for every photo of a folder",
+        description=DESCRIPTION,
+        epilog=MASKS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     masks.add_argument("input_dir", metavar="INPUT", help="folder of photos (searched recursively)")
     masks.add_argument("output_dir", metavar="OUTPUT", help="folder for masks, manifests and summary.json")
-    masks.add_argument("--keypoints", default="", metavar="FILE",
-                       help="COCO annotations or results JSON with the people's keypoints, matched by file "
-                            "name (or image id = file stem); default: photo.json beside each photo, else "
-                            "the built-in pose estimator")  # fmt: skip
-    masks.add_argument("--model", default=None, metavar="MODEL",
-                       help=f"{SHIPPED_NAME} (the model inside the package, the default), unet-coco / unet-voc "
-                            "(trained by the DAG in the work folder: luigi --module pipeline TrainModel) or "
-                            "the path of a model.pt")  # fmt: skip
-    masks.add_argument("--method", default=None, choices=METHODS,
-                       help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare "
-                            "with (deeplab needs: pip install 'posemask[peers]')")  # fmt: skip
-    masks.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None,
-                       help="refine the masks with the dense CRF (slower; default: [GenerateMasks] crf)")
-    masks.add_argument("--grabcut", action=argparse.BooleanOptionalAction, default=None,
-                       help="refine each mask by GrabCut in the person's box (default: [GenerateMasks] grabcut)")
-    masks.add_argument("--config", default="", metavar="FILE",
-                       help="a luigi.cfg whose settings override the defaults and ./luigi.cfg")
+    masks.add_argument(
+        "--keypoints",
+        default="",
+        metavar="FILE",
+        help="COCO annotations or results JSON with the people's keypoints, matched by file "
+        "name (or image id = file stem); default: photo.json beside each photo, else "
+        "the built-in pose estimator",
+    )
+    masks.add_argument(
+        "--model",
+        default=None,
+        metavar="MODEL",
+        help=f"{SHIPPED_NAME} (the model inside the package, the default), unet-coco / unet-voc "
+        "(trained by the DAG in the work folder: luigi --module pipeline TrainModel) or "
+        "the path of a model.pt",
+    )
+    masks.add_argument(
+        "--method",
+        default=None,
+        choices=METHODS,
+        help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare "
+        "with (deeplab needs: pip install 'posemask[peers]')",
+    )
+    masks.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refine the masks with the dense CRF (slower; default: [GenerateMasks] crf)",
+    )
+    masks.add_argument(
+        "--grabcut",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refine each mask by GrabCut in the person's box (default: [GenerateMasks] grabcut)",
+    )
+    masks.add_argument(
+        "--config", default="", metavar="FILE", help="a luigi.cfg whose settings override the defaults and ./luigi.cfg"
+    )
     masks.add_argument("--workers", type=int, default=1, metavar="N", help="parallel shards (default: 1)")
-    masks.add_argument("--shard-size", type=int, default=None, metavar="N",
-                       help="at most N photos per shard (default: luigi.cfg [GenerateMasks] shard_size)")
-    masks.add_argument("--scheduler-url", default="", metavar="URL",
-                       help="central luigid scheduler, e.g. http://host:8082 (default: a local scheduler)")
+    masks.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N photos per shard (default: luigi.cfg [GenerateMasks] shard_size)",
+    )
+    masks.add_argument(
+        "--scheduler-url",
+        default="",
+        metavar="URL",
+        help="central luigid scheduler, e.g. http://host:8082 (default: a local scheduler)",
+    )
     masks.add_argument("--quiet", action="store_true", help="no progress bars or log lines: print only the summary")
     return parser
 
@@ -129,10 +165,12 @@ def check_model(model: str, parser: argparse.ArgumentParser) -> None:
         return
     if model in MODELS:
         if not MODELS[model]().complete():
-            parser.error(f"--model {model!r} is not trained in the work folder {work().root!r}. Train it first, in "
-                         "the posemask repository: `luigi --module pipeline TrainModel` (unet-coco) or "
-                         "`luigi --module pipeline FineTune` (unet-voc); then run posemask from there, or give "
-                         f"--model path/to/model.pt. Without --model the packaged model {SHIPPED_NAME!r} is used.")
+            parser.error(
+                f"--model {model!r} is not trained in the work folder {work().root!r}. Train it first, in "
+                "the posemask repository: `luigi --module pipeline TrainModel` (unet-coco) or "
+                "`luigi --module pipeline FineTune` (unet-voc); then run posemask from there, or give "
+                f"--model path/to/model.pt. Without --model the packaged model {SHIPPED_NAME!r} is used."
+            )
         return
     if not Path(model).is_file():
         parser.error(f"--model {model!r} is neither {SHIPPED_NAME!r}, one of {sorted(MODELS)} nor a model file")
@@ -169,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         configure(args)
         from pipeline.generate import GenerateMasks, format_summary
 
-        params = {"input_dir": args.input_dir, "output_dir": args.output_dir, "keypoints": args.keypoints,
-                  "print_summary": False, "progress": not args.quiet}  # fmt: skip
+        params = {
+            "input_dir": args.input_dir,
+            "output_dir": args.output_dir,
+            "keypoints": args.keypoints,
+            "print_summary": False,
+            "progress": not args.quiet,
+        }
         for name in ("model", "method", "crf", "grabcut", "shard_size"):
             if getattr(args, name) is not None:
                 params[name] = getattr(args, name)
@@ -184,8 +227,13 @@ def main(argv: list[str] | None = None) -> int:
 
     scheduler = {"scheduler_url": args.scheduler_url} if args.scheduler_url else {"local_scheduler": True}
     try:
-        result = luigi.build([task], workers=args.workers, detailed_summary=True,
-                             log_level="ERROR" if args.quiet else "WARNING", **scheduler)  # fmt: skip
+        result = luigi.build(
+            [task],
+            workers=args.workers,
+            detailed_summary=True,
+            log_level="ERROR" if args.quiet else "WARNING",
+            **scheduler,
+        )
     except Exception as err:  # noqa: BLE001 - any failure to schedule is a pipeline failure
         print(f"posemask: the pipeline failed: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -124,9 +124,14 @@ class crop(luigi.Config):  # noqa: N801
     def to_crop_config(self) -> CropConfig:
         head = HeadConfig(self.head_face_size_factor, self.head_shoulder_width_factor, self.head_neck_distance_factor)
         prior = PriorConfig(
-            self.prior_arm_sigma, self.prior_leg_sigma, self.prior_torso_sigma, self.prior_head_radius_factor,
-            self.prior_min_head_sigma, self.prior_floor, self.prior_reach,
-        )  # fmt: skip
+            self.prior_arm_sigma,
+            self.prior_leg_sigma,
+            self.prior_torso_sigma,
+            self.prior_head_radius_factor,
+            self.prior_min_head_sigma,
+            self.prior_floor,
+            self.prior_reach,
+        )
         return CropConfig(self.size, self.margin, self.posemap_sigma, self.per_joint_posemap, head, prior)
 
 
@@ -142,8 +147,7 @@ class baselines(luigi.Config):  # noqa: N801
 
     prior = luigi.DictParameter(default={"threshold": 0.5})
     grabcut = luigi.DictParameter(default={"fg_thickness": 7, "bg_thickness": 60, "iterations": 5})
-    slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60,
-                                                "iterations": 5})  # fmt: skip
+    slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60, "iterations": 5})
     posefree = luigi.DictParameter(default={"model_selection": 0})
 
 
@@ -163,9 +167,12 @@ class pose(luigi.Config):  # noqa: N801
     min_tracking_confidence = from_argument(PoseEstimator, "min_tracking_confidence")
 
     def params(self) -> dict[str, float]:
-        return {"vis_threshold": self.vis_threshold, "box_margin": self.box_margin,
-                "min_detection_confidence": self.min_detection_confidence,
-                "min_tracking_confidence": self.min_tracking_confidence}  # fmt: skip
+        return {
+            "vis_threshold": self.vis_threshold,
+            "box_margin": self.box_margin,
+            "min_detection_confidence": self.min_detection_confidence,
+            "min_tracking_confidence": self.min_tracking_confidence,
+        }
 
     def estimator(self) -> PoseEstimator:
         return PoseEstimator(**self.params())
@@ -179,14 +186,20 @@ class detect(luigi.Config):  # noqa: N801
     yolox_min_score = from_field(DetectorConfig, "yolox_min_score")
     yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou")
     min_box_height = from_field(DetectorConfig, "min_box_height")
-    box_fallback = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                       description="a detected person without a usable pose gets GrabCut's "
-                                                   "mask from its box")  # fmt: skip
+    box_fallback = luigi.BoolParameter(
+        default=True,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="a detected person without a usable pose gets GrabCut's mask from its box",
+    )
 
     def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(yolox_input_size=self.yolox_input_size, yolox_min_score=self.yolox_min_score,
-                              yolox_nms_iou=self.yolox_nms_iou, min_box_height=self.min_box_height,
-                              pose_params=pose().params())  # fmt: skip
+        return DetectorConfig(
+            yolox_input_size=self.yolox_input_size,
+            yolox_min_score=self.yolox_min_score,
+            yolox_nms_iou=self.yolox_nms_iou,
+            min_box_height=self.min_box_height,
+            pose_params=pose().params(),
+        )
 
     def detector(self) -> PersonDetector:
         return PersonDetector(self.method, self.detector_config())

@@ -38,8 +38,10 @@ class TuneCRF(PoseMaskTask):
     configs = (config.evaluation,)
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
-                "cache": BuildCache(dataset=self.dataset, split=self.split)}  # fmt: skip
+        return {
+            "pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
+            "cache": BuildCache(dataset=self.dataset, split=self.split),
+        }
 
     def output(self) -> dict[str, luigi.LocalTarget]:
         return {"crf": self.target("crf.json")}
@@ -50,8 +52,16 @@ class TuneCRF(PoseMaskTask):
         with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
             images, masks = h5["image"][:n], h5["mask"][:n]
         if n == 0:  # nothing to tune on: refinement stays off
-            write_json(self.output()["crf"].path, {"params": CRFParams(enabled=False).to_dict(), "score": None,
-                                                   "raw_score": None, "samples": 0, "table": []})  # fmt: skip
+            write_json(
+                self.output()["crf"].path,
+                {
+                    "params": CRFParams(enabled=False).to_dict(),
+                    "score": None,
+                    "raw_score": None,
+                    "samples": 0,
+                    "table": [],
+                },
+            )
             return
         grid = {k: list(v) for k, v in self.grid.items()}
         tried: list[tuple[dict, float]] = []
@@ -61,14 +71,21 @@ class TuneCRF(PoseMaskTask):
             self.report_progress(min(len(tried) / 40, 0.99), f"{len(tried)} CRF settings tried")
 
         metric = partial(mean_iou, threshold=config.evaluation().threshold)
-        best, table = grid_search(list(images), probs, list(masks), grid, self.refine_factor, metric=metric,
-                                  on_candidate=seen)  # fmt: skip
+        best, table = grid_search(
+            list(images), probs, list(masks), grid, self.refine_factor, metric=metric, on_candidate=seen
+        )
         raw = next(score for p, score in table if not p.enabled)
-        write_json(self.output()["crf"].path, {
-            "params": best.to_dict(), "score": max(s for _, s in table), "raw_score": raw, "samples": n,
-            "tuned_on": f"{self.model} {self.dataset}/{self.split}",
-            "table": [{"params": p.to_dict(), "mean_iou": s} for p, s in table],
-        })  # fmt: skip
+        write_json(
+            self.output()["crf"].path,
+            {
+                "params": best.to_dict(),
+                "score": max(s for _, s in table),
+                "raw_score": raw,
+                "samples": n,
+                "tuned_on": f"{self.model} {self.dataset}/{self.split}",
+                "table": [{"params": p.to_dict(), "mean_iou": s} for p, s in table],
+            },
+        )
 
 
 def _refine_one(item: tuple[np.ndarray, np.ndarray], params: dict) -> np.ndarray:
@@ -84,9 +101,11 @@ class RefineCRF(PoseMaskTask):
     split = luigi.Parameter(default="val")
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
-                "cache": BuildCache(dataset=self.dataset, split=self.split),
-                "crf": TuneCRF(model=self.model)}  # fmt: skip
+        return {
+            "pred": PredictMasks(model=self.model, dataset=self.dataset, split=self.split),
+            "cache": BuildCache(dataset=self.dataset, split=self.split),
+            "crf": TuneCRF(model=self.model),
+        }
 
     def output(self) -> dict[str, luigi.LocalTarget]:
         return {"pred": self.target("pred.h5")}
@@ -100,12 +119,25 @@ class RefineCRF(PoseMaskTask):
         images = (s["image"] for s in cache_samples(cache_path, ("image",)))
         settings = config.cache()
         pairs = zip(images, stream_predictions(pred_path), strict=True)
-        refined = pooled_map(partial(_refine_one, params=params), pairs,
-                             settings.processes, settings.window, len(ids),
-                             lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} refined"),
-                             f"crf {self.model} {self.dataset}/{self.split}")  # fmt: skip
-        attrs = {"method": f"{self.model}+crf", "device": upstream.get("device", "cpu"),
-                 "crf_params": json.dumps(params)}
+        refined = pooled_map(
+            partial(_refine_one, params=params),
+            pairs,
+            settings.processes,
+            settings.window,
+            len(ids),
+            lambda d, n: self.report_progress(d / max(n, 1), f"{d}/{n} refined"),
+            f"crf {self.model} {self.dataset}/{self.split}",
+        )
+        attrs = {
+            "method": f"{self.model}+crf",
+            "device": upstream.get("device", "cpu"),
+            "crf_params": json.dumps(params),
+        }
         # ms per image = the network's forward pass plus the refinement
-        write_predictions(Path(self.output()["pred"].path),
-                          timed(refined, attrs, len(ids), float(upstream.get("ms_per_image", 0.0))), ids, size, attrs)
+        write_predictions(
+            Path(self.output()["pred"].path),
+            timed(refined, attrs, len(ids), float(upstream.get("ms_per_image", 0.0))),
+            ids,
+            size,
+            attrs,
+        )

@@ -84,8 +84,14 @@ class DownloadConfig(luigi.Config):
     voc_md5s = luigi.DictParameter(default=VOC_MD5S, description="archive file name -> hex MD5")
 
     def options(self) -> DownloadOptions:
-        return DownloadOptions(retries=self.retries, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
-                               timeout_s=self.timeout_s, chunk_bytes=self.chunk_bytes, progress=self.progress)
+        return DownloadOptions(
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            timeout_s=self.timeout_s,
+            chunk_bytes=self.chunk_bytes,
+            progress=self.progress,
+        )
 
     def archive_folder(self) -> Path:
         return Path(self.archive_dir) if self.archive_dir else Path(self.raw_dir) / "archives"
@@ -98,8 +104,9 @@ class DownloadConfig(luigi.Config):
             if name not in md5s:
                 logger.warning("no MD5 configured for %s: it will be checked by size only, if at all", name)
             size = sizes.get(name)
-            specs.append(ArchiveSpec(apply_mirror(url, self.mirror), int(size) if size is not None else None,
-                                     md5s.get(name)))
+            specs.append(
+                ArchiveSpec(apply_mirror(url, self.mirror), int(size) if size is not None else None, md5s.get(name))
+            )
         return specs
 
 
@@ -147,8 +154,9 @@ class _DownloadTask(_ReportsProgress, luigi.Task):
             return False
         problems = self.layout_check(DownloadConfig())(self.dataset_root())
         if problems:
-            logger.warning("%s: marker present but the layout is broken, run again: %s",
-                           self.dataset_root(), "; ".join(problems))
+            logger.warning(
+                "%s: marker present but the layout is broken, run again: %s", self.dataset_root(), "; ".join(problems)
+            )
         return not problems
 
     def run(self) -> None:

@@ -36,12 +36,17 @@ class Evaluate(PoseMaskTask):
     configs = (config.evaluation,)
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"pred": prediction_task(self.method, self.dataset, self.split),
-                "cache": BuildCache(dataset=self.dataset, split=self.split)}  # fmt: skip
+        return {
+            "pred": prediction_task(self.method, self.dataset, self.split),
+            "cache": BuildCache(dataset=self.dataset, split=self.split),
+        }
 
     def output(self) -> dict[str, luigi.LocalTarget]:
-        return {"scores": self.target("scores.csv"), "results": self.target("results.json"),
-                "summary": self.target("summary.json")}  # fmt: skip
+        return {
+            "scores": self.target("scores.csv"),
+            "results": self.target("results.json"),
+            "summary": self.target("summary.json"),
+        }
 
     def run(self) -> None:
         settings = config.evaluation()
@@ -57,13 +62,26 @@ class Evaluate(PoseMaskTask):
             for i in tqdm(range(len(ids)), desc=f"evaluate {self.method} {self.dataset}/{self.split}"):
                 record = records[int(ids[i])]
                 gt_full = record_mask(record, root)
-                scores, full = score_instance(next(probs), h5["mask"][i], h5["affine"][i], gt_full,
-                                              settings.threshold, settings.boundary_px,
-                                              record_ignore(record, root))  # fmt: skip
+                scores, full = score_instance(
+                    next(probs),
+                    h5["mask"][i],
+                    h5["affine"][i],
+                    gt_full,
+                    settings.threshold,
+                    settings.boundary_px,
+                    record_ignore(record, root),
+                )
                 rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **scores})
                 gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
-                results.append({"image_id": record["image_id"], "category_id": 1, "segmentation": encode_rle(full),
-                                "score": scores["score"], "instance_id": record["instance_id"]})  # fmt: skip
+                results.append(
+                    {
+                        "image_id": record["image_id"],
+                        "category_id": 1,
+                        "segmentation": encode_rle(full),
+                        "score": scores["score"],
+                        "instance_id": record["instance_id"],
+                    }
+                )
                 if i % 16 == 0:
                     self.report_progress(i / len(ids), f"{i}/{len(ids)} scored")
         ap = coco_mask_ap(gt_masks, results)
@@ -72,13 +90,22 @@ class Evaluate(PoseMaskTask):
             writer.writeheader()
             writer.writerows(rows)
         write_json(self.output()["results"].path, results)
-        write_json(self.output()["summary"].path, {
-            "dataset": self.dataset, "split": self.split, "method": self.method, "instances": len(rows),
-            "iou_crop": summarize([r["iou_crop"] for r in rows]), "iou_full": summarize([r["iou_full"] for r in rows]),
-            "boundary_f": summarize([r["boundary_f"] for r in rows]), "mask_ap": ap,
-            "ms_per_image": float(attrs.get("ms_per_image", float("nan"))), "device": attrs.get("device", ""),
-            "prediction": self.input()["pred"]["pred"].path,
-        })  # fmt: skip
+        write_json(
+            self.output()["summary"].path,
+            {
+                "dataset": self.dataset,
+                "split": self.split,
+                "method": self.method,
+                "instances": len(rows),
+                "iou_crop": summarize([r["iou_crop"] for r in rows]),
+                "iou_full": summarize([r["iou_full"] for r in rows]),
+                "boundary_f": summarize([r["boundary_f"] for r in rows]),
+                "mask_ap": ap,
+                "ms_per_image": float(attrs.get("ms_per_image", float("nan"))),
+                "device": attrs.get("device", ""),
+                "prediction": self.input()["pred"]["pred"].path,
+            },
+        )
 
 
 class EvaluateAll(PoseMaskTask):
@@ -104,19 +131,28 @@ class EvaluateAll(PoseMaskTask):
         for eval_set in self.eval_sets:
             first = tasks[f"{eval_set}:{self.methods[0]}"]
             cache = first.requires()["cache"]
-            sets[eval_set] = SetFiles(cache.output()["cache"].path, cache.input()["summary"].path,
-                                      cache.output()["summary"].path)  # fmt: skip
+            sets[eval_set] = SetFiles(
+                cache.output()["cache"].path, cache.input()["summary"].path, cache.output()["summary"].path
+            )
             for method in self.methods:
                 task = tasks[f"{eval_set}:{method}"]
-                sets[eval_set].methods[method] = MethodFiles(task.output()["summary"].path,
-                                                             task.output()["scores"].path,
-                                                             task.input()["pred"]["pred"].path)  # fmt: skip
+                sets[eval_set].methods[method] = MethodFiles(
+                    task.output()["summary"].path, task.output()["scores"].path, task.input()["pred"]["pred"].path
+                )
         networks = []
         for name in [m for m in MODELS if m in self.methods]:
             task = MODELS[name]()
             curves = str(Path(task.work_dir()) / "history.png")
-            networks.append(Network(name, task.task_family, task.model_config().head, task.output()["summary"].path,
-                                    curves, task.output()["model"].path))  # fmt: skip
+            networks.append(
+                Network(
+                    name,
+                    task.task_family,
+                    task.model_config().head,
+                    task.output()["summary"].path,
+                    curves,
+                    task.output()["model"].path,
+                )
+            )
         return ReportInputs(sets, networks, config.evaluation().threshold, config_text())
 
     def run(self) -> None:
@@ -131,4 +167,3 @@ class EvaluateAll(PoseMaskTask):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         print(f"\nposemask report: {target / 'report.html'}\n               {target / 'report.md'}")
-

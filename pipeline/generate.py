@@ -96,24 +96,42 @@ class MaskSettings:
 
     input_dir = luigi.Parameter(description="folder of photos (searched recursively)")
     output_dir = luigi.Parameter(description="where masks, manifests and summary.json go")
-    model = luigi.Parameter(default=SHIPPED_NAME, description=f"{SHIPPED_NAME} (the model inside the package) | "
-                                                              "unet-coco | unet-voc | path to a model.pt")
-    keypoints = luigi.Parameter(default="", description="COCO annotations/results JSON; empty = photo.json "
-                                                        "beside each photo, else the built-in pose estimator")
-    method = luigi.ChoiceParameter(choices=list(METHODS), default=POSEMASK,
-                                   description="posemask, or a whole-photo peer to compare with (models.peers)")
-    crf = luigi.BoolParameter(default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                              description="refine masks with the dense CRF")
-    grabcut = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                  description="refine each network mask by GrabCut in the person's box")
-    max_pixels = luigi.IntParameter(default=64_000_000, description="images with more pixels are refused "
-                                                                    "from their header (decompression bombs)")
+    model = luigi.Parameter(
+        default=SHIPPED_NAME,
+        description=f"{SHIPPED_NAME} (the model inside the package) | unet-coco | unet-voc | path to a model.pt",
+    )
+    keypoints = luigi.Parameter(
+        default="",
+        description="COCO annotations/results JSON; empty = photo.json "
+        "beside each photo, else the built-in pose estimator",
+    )
+    method = luigi.ChoiceParameter(
+        choices=list(METHODS),
+        default=POSEMASK,
+        description="posemask, or a whole-photo peer to compare with (models.peers)",
+    )
+    crf = luigi.BoolParameter(
+        default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING, description="refine masks with the dense CRF"
+    )
+    grabcut = luigi.BoolParameter(
+        default=True,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="refine each network mask by GrabCut in the person's box",
+    )
+    max_pixels = luigi.IntParameter(
+        default=64_000_000, description="images with more pixels are refused from their header (decompression bombs)"
+    )
     min_keypoints = luigi.IntParameter(default=4, description="people with fewer keypoints get no mask")
-    crf_params = luigi.DictParameter(default={}, description="CRFParams for a model given as a path "
-                                                             "(named models use TuneCRF's crf.json)")
+    crf_params = luigi.DictParameter(
+        default={}, description="CRFParams for a model given as a path (named models use TuneCRF's crf.json)"
+    )
     device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
-    progress = luigi.BoolParameter(default=True, significant=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                   description="a progress bar over each shard's photos")
+    progress = luigi.BoolParameter(
+        default=True,
+        significant=False,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="a progress bar over each shard's photos",
+    )
 
     def model_requirement(self) -> dict[str, luigi.Task]:
         """The tasks that make the model (and the CRF parameters); none for a model file or a peer."""
@@ -149,13 +167,28 @@ class MaskSettings:
             base += f"+crf:{short_hash(self.crf_identity(), 8)}"
         if self.grabcut:
             base += "+grabcut"
-        settings = {"crop": config.crop().to_crop_config().to_dict(), "threshold": config.evaluation().threshold,
-                    "min_keypoints": self.min_keypoints}  # fmt: skip
+        settings = {
+            "crop": config.crop().to_crop_config().to_dict(),
+            "threshold": config.evaluation().threshold,
+            "min_keypoints": self.min_keypoints,
+        }
         return f"{base}/{short_hash(settings, 8)}"
 
     def shared_params(self) -> dict:
-        names = ("input_dir", "output_dir", "model", "method", "keypoints", "crf", "grabcut", "max_pixels",
-                 "min_keypoints", "crf_params", "device", "progress")
+        names = (
+            "input_dir",
+            "output_dir",
+            "model",
+            "method",
+            "keypoints",
+            "crf",
+            "grabcut",
+            "max_pixels",
+            "min_keypoints",
+            "crf_params",
+            "device",
+            "progress",
+        )
         return {name: getattr(self, name) for name in names}
 
 
@@ -180,8 +213,12 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
     """
 
     shard_size = luigi.IntParameter(default=200, description="at most this many images per MaskShard")
-    print_summary = luigi.BoolParameter(default=True, significant=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                        description="print the summary when done (the posemask command prints its own)")
+    print_summary = luigi.BoolParameter(
+        default=True,
+        significant=False,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="print the summary when done (the posemask command prints its own)",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -227,17 +264,28 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         if index is not None:
             plan.keypoint_problems = [dict(p, file=self.keypoints) for p in index.problems]
             for key in sorted(set(index.keys()) - matched):
-                plan.keypoint_problems.append({"file": key.split(":", 1)[1], "reason": "keypoints_for_missing_image",
-                                               "detail": f"{self.keypoints} has people for {key} but no such "
-                                                         f"image is under {root}"})  # fmt: skip
+                plan.keypoint_problems.append(
+                    {
+                        "file": key.split(":", 1)[1],
+                        "reason": "keypoints_for_missing_image",
+                        "detail": f"{self.keypoints} has people for {key} but no such image is under {root}",
+                    }
+                )
         self._plan = plan
         return plan
 
     def requires(self) -> list[MaskShard]:
         plan = self.plan()
-        return [MaskShard(**self.shared_params(), shard_index=i, shard_count=plan.count, model_id=plan.model_id,
-                          items=[list(item) for item in plan.shards[i]])
-                for i in sorted(plan.shards)]  # fmt: skip
+        return [
+            MaskShard(
+                **self.shared_params(),
+                shard_index=i,
+                shard_count=plan.count,
+                model_id=plan.model_id,
+                items=[list(item) for item in plan.shards[i]],
+            )
+            for i in sorted(plan.shards)
+        ]
 
     def output(self) -> luigi.LocalTarget:
         plan = self.plan()
@@ -267,11 +315,21 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
                 seconds += float(stats.get("seconds", 0.0))
             rows += [dict(r, new=is_new) for r in shard_rows]
         summary = summarize_rows(rows, plan, seconds)
-        summary.update({"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
-                        "model_id": plan.model_id, "method": self.method, "crf": self.crf,
-                        "grabcut": self.grabcut, "keypoints": self.keypoints or None,
-                        "shards": shard_names, "shards_run": new_shards,
-                        "content_hashes": {"cached": plan.hash_hits, "computed": plan.hash_misses}})  # fmt: skip
+        summary.update(
+            {
+                "input_dir": self.input_dir,
+                "output_dir": self.output_dir,
+                "model": self.model,
+                "model_id": plan.model_id,
+                "method": self.method,
+                "crf": self.crf,
+                "grabcut": self.grabcut,
+                "keypoints": self.keypoints or None,
+                "shards": shard_names,
+                "shards_run": new_shards,
+                "content_hashes": {"cached": plan.hash_hits, "computed": plan.hash_misses},
+            }
+        )
         write_json(out / "summary.json", summary)
         write_json(self.output().path, summary)
         prune_stale_shards(out, shard_names)
@@ -292,37 +350,53 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
     skipped = Counter(r["reason"] for r in rows if r["outcome"] == "skipped")
     refused = Counter(r["reason"] for r in plan.refused)
     kp_problems = Counter(r["reason"] for r in plan.keypoint_problems)
-    problems = [{"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")}
-                for r in rows if r["outcome"] == "skipped"]  # fmt: skip
+    problems = [
+        {"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")}
+        for r in rows
+        if r["outcome"] == "skipped"
+    ]
     problems += [{"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.refused]
-    problems += [{"file": r.get("file"), "reason": r["reason"], "detail": r.get("detail", "")}
-                 for r in plan.keypoint_problems]  # fmt: skip
+    problems += [
+        {"file": r.get("file"), "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.keypoint_problems
+    ]
     return {
-        "images": len(rows), "processed": len(processed), "reused": len(rows) - len(processed),
+        "images": len(rows),
+        "processed": len(processed),
+        "reused": len(rows) - len(processed),
         "done": sum(r["outcome"] == "done" for r in rows),
         "no_person": sum(r["outcome"] == "no_person" for r in rows),
         "people": sum(int(r.get("people", 0)) for r in rows),
-        "skipped": dict(skipped), "skipped_total": sum(skipped.values()),
-        "refused": dict(refused), "keypoint_problems": dict(kp_problems),
+        "skipped": dict(skipped),
+        "skipped_total": sum(skipped.values()),
+        "refused": dict(refused),
+        "keypoint_problems": dict(kp_problems),
         "problems_total": sum(skipped.values()) + sum(refused.values()) + sum(kp_problems.values()),
         "problems": problems,
-        "seconds": round(seconds, 3), "images_per_s": round(len(processed) / seconds, 3) if seconds > 0 else None,
-    }  # fmt: skip
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(processed) / seconds, 3) if seconds > 0 else None,
+    }
 
 
 def format_summary(summary: dict) -> str:
     """A few lines for people: what was done, what was skipped and why, how fast, where the masks are."""
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted({**summary["skipped"], **summary["refused"],
-                                                       **summary["keypoint_problems"]}.items())) or "none"  # fmt: skip
+    skipped = (
+        ", ".join(
+            f"{k} {v}"
+            for k, v in sorted({**summary["skipped"], **summary["refused"], **summary["keypoint_problems"]}.items())
+        )
+        or "none"
+    )
     rate = f"{summary['images_per_s']:.2f} images/s" if summary.get("images_per_s") else "-"
-    return "\n".join([
-        f"posemask masks: {summary['images']} images, {summary['processed']} processed now, "
-        f"{summary['reused']} unchanged since an earlier run",
-        f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
-        f"  skipped: {summary['problems_total']} ({skipped})",
-        f"  time: {summary['seconds']:.1f} s, {rate}",
-        f"  masks: {summary['output_dir']}  (summary.json, shards/*/manifest.jsonl, shards/*/results.json)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"posemask masks: {summary['images']} images, {summary['processed']} processed now, "
+            f"{summary['reused']} unchanged since an earlier run",
+            f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
+            f"  skipped: {summary['problems_total']} ({skipped})",
+            f"  time: {summary['seconds']:.1f} s, {rate}",
+            f"  masks: {summary['output_dir']}  (summary.json, shards/*/manifest.jsonl, shards/*/results.json)",
+        ]
+    )
 
 
 def prune_stale_shards(out: Path, current: list[str]) -> None:
@@ -409,7 +483,10 @@ class MaskShard(MaskSettings, PoseMaskTask):
             return False
         row = earlier.row
         if (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) != (
-            content_hash, self.model_id, keypoints_id):  # fmt: skip
+            content_hash,
+            self.model_id,
+            keypoints_id,
+        ):
             return False
         if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
             return False
@@ -432,8 +509,9 @@ class MaskShard(MaskSettings, PoseMaskTask):
             given = load_sidecar(sidecar)
             return self._people_from_file(given, hw), self._image_id(rel, given, None), "no person in " + sidecar.name
         detector, estimator = estimators()
-        people = estimate_people(image, detector.detect, estimator.estimate, self.min_keypoints,
-                                 config.detect().box_fallback)
+        people = estimate_people(
+            image, detector.detect, estimator.estimate, self.min_keypoints, config.detect().box_fallback
+        )
         return people, stable_image_id(rel), "no person detected"
 
     def _image_id(self, rel: str, given: list[PersonKeypoints], index: KeypointIndex | None) -> int:
@@ -450,18 +528,27 @@ class MaskShard(MaskSettings, PoseMaskTask):
         cfg = DetectorConfig()
         people = []
         for p in given:
-            person = person_from_keypoints(p.keypoints, p.bbox, hw, cfg.landmark_pad, cfg.landmark_pad_top,
-                                           p.annotation_id)  # fmt: skip
+            person = person_from_keypoints(
+                p.keypoints, p.bbox, hw, cfg.landmark_pad, cfg.landmark_pad_top, p.annotation_id
+            )
             if person is not None and present_keypoints(person.keypoints) >= self.min_keypoints:
                 people.append(person)
         return people
 
-    def process(self, rel: str, size: int, net, crop_cfg, threshold: float, crf: CRFParams | None,
-                index: KeypointIndex | None) -> tuple[dict, list[dict]]:  # fmt: skip
+    def process(
+        self, rel: str, size: int, net, crop_cfg, threshold: float, crf: CRFParams | None, index: KeypointIndex | None
+    ) -> tuple[dict, list[dict]]:
         """One image -> (manifest row, COCO results records). Bad input becomes a "skipped" row."""
         path = Path(self.input_dir) / rel
-        row = {"path": rel, "size": size, "model_id": self.model_id, "people": 0, "files": [],
-               "reason": "", "detail": ""}  # fmt: skip
+        row = {
+            "path": rel,
+            "size": size,
+            "model_id": self.model_id,
+            "people": 0,
+            "files": [],
+            "reason": "",
+            "detail": "",
+        }
         started = time.perf_counter()
         results: list[dict] = []
         try:
@@ -479,13 +566,21 @@ class MaskShard(MaskSettings, PoseMaskTask):
             else:
                 masks = segment_people(net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut)
                 row["files"] = self.write_masks(rel, masks, threshold)
-                row.update(outcome="done", people=len(masks),
-                           people_from_box=sum(m.person.source == SOURCE_BOX for m in masks))
+                row.update(
+                    outcome="done", people=len(masks), people_from_box=sum(m.person.source == SOURCE_BOX for m in masks)
+                )
                 for k, m in enumerate(masks):
-                    record = {"image_id": image_id, "file_name": rel, "category_id": 1, "person": k,
-                              "segmentation": encode_rle(m.mask), "bbox": [round(float(v), 2) for v in m.person.bbox],
-                              "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
-                              "score": round(m.score, 5), "mask_source": m.person.source}  # fmt: skip
+                    record = {
+                        "image_id": image_id,
+                        "file_name": rel,
+                        "category_id": 1,
+                        "person": k,
+                        "segmentation": encode_rle(m.mask),
+                        "bbox": [round(float(v), 2) for v in m.person.bbox],
+                        "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
+                        "score": round(m.score, 5),
+                        "mask_source": m.person.source,
+                    }
                     if m.person.annotation_id is not None:
                         record["annotation_id"] = m.person.annotation_id
                     results.append(record)
@@ -500,8 +595,9 @@ class MaskShard(MaskSettings, PoseMaskTask):
         row["seconds"] = round(time.perf_counter() - started, 4)
         return row, results
 
-    def process_with_peer(self, rel: str, image: np.ndarray, threshold: float, row: dict,
-                          started: float) -> tuple[dict, list[dict]]:  # fmt: skip
+    def process_with_peer(
+        self, rel: str, image: np.ndarray, threshold: float, row: dict, started: float
+    ) -> tuple[dict, list[dict]]:
         """A whole-photo peer's result: one semantic mask, written as <rel>.labels.png (1 = a person)."""
         mask = peer_segmenter(self.method).segment(image) >= threshold
         row["image_id"] = stable_image_id(rel)
@@ -511,8 +607,17 @@ class MaskShard(MaskSettings, PoseMaskTask):
             write_png(target, mask.astype(np.uint8))
             self.remove_masks(rel, keep=0, keep_labels=True)
             row.update(outcome="done", files=[target.relative_to(Path(self.output_dir)).as_posix()])
-            results.append({"image_id": row["image_id"], "file_name": rel, "category_id": 1, "person": None,
-                            "segmentation": encode_rle(mask), "score": 1.0, "mask_source": self.method})  # fmt: skip
+            results.append(
+                {
+                    "image_id": row["image_id"],
+                    "file_name": rel,
+                    "category_id": 1,
+                    "person": None,
+                    "segmentation": encode_rle(mask),
+                    "score": 1.0,
+                    "mask_source": self.method,
+                }
+            )
         else:
             row.update(outcome="no_person", reason="no_person", detail=f"{self.method} found no person pixel")
             self.remove_masks(rel, keep=0)
@@ -595,8 +700,10 @@ class MaskShard(MaskSettings, PoseMaskTask):
             with open(journal_path, "a", encoding="utf-8") as j:
                 j.write("\n")  # a killed writer's partial last line stays unparseable on its own
         label = f"shard {self.shard_index + 1}/{self.shard_count}"
-        with open(journal_path, "a", encoding="utf-8") as journal, \
-                tqdm(self.items, desc=f"masks {label}", unit="image", disable=not self.progress) as bar:  # fmt: skip
+        with (
+            open(journal_path, "a", encoding="utf-8") as journal,
+            tqdm(self.items, desc=f"masks {label}", unit="image", disable=not self.progress) as bar,
+        ):
             for n, (rel, size, content_hash, keypoints_id) in enumerate(bar):
                 before = earlier.get(rel)
                 if self.reusable(before, content_hash, keypoints_id):
@@ -611,13 +718,23 @@ class MaskShard(MaskSettings, PoseMaskTask):
                     journal.flush()
                 rows.append(row)
                 results += records
-                self.report_progress((n + 1) / max(len(self.items), 1),
-                                     f"{label}: {n + 1}/{len(self.items)} images, {processed} processed")  # fmt: skip
+                self.report_progress(
+                    (n + 1) / max(len(self.items), 1),
+                    f"{label}: {n + 1}/{len(self.items)} images, {processed} processed",
+                )
         seconds = time.perf_counter() - started
         write_json(folder / "results.json", results)
-        write_json(folder / "shard.json", {"shard": self.shard_name(), "images": len(rows), "processed": processed,
-                                           "seconds": round(seconds, 3), "started_at": started_at,
-                                           "finished_at": time.time()})  # fmt: skip
+        write_json(
+            folder / "shard.json",
+            {
+                "shard": self.shard_name(),
+                "images": len(rows),
+                "processed": processed,
+                "seconds": round(seconds, 3),
+                "started_at": started_at,
+                "finished_at": time.time(),
+            },
+        )
         write_jsonl(self.output().path, rows)
         journal_path.unlink(missing_ok=True)
 

@@ -18,8 +18,14 @@ from pipeline.train import MODELS
 CRF_SUFFIX = "+crf"
 # What EvaluateAll compares by default: every classical method, every network, the CRF on the two
 # logit-head networks (the paper head's CRF adds nothing the report needs).
-REPORT_METHODS: tuple[str, ...] = (*BASELINES, "unet-coco", "unet-coco+crf", "unet-coco-paper", "unet-voc",
-                                   "unet-voc+crf")  # fmt: skip
+REPORT_METHODS: tuple[str, ...] = (
+    *BASELINES,
+    "unet-coco",
+    "unet-coco+crf",
+    "unet-coco-paper",
+    "unet-voc",
+    "unet-voc+crf",
+)
 
 
 def prediction_task(method: str, dataset: str, split: str) -> PoseMaskTask:

@@ -74,8 +74,12 @@ class Nightly:
     estimator: PoseEstimator
 
     def describe(self) -> dict:
-        return {**config.detect().settings(), "min_keypoints": self.min_keypoints, "threshold": self.threshold,
-                "crf": self.crf.to_dict()}  # fmt: skip
+        return {
+            **config.detect().settings(),
+            "min_keypoints": self.min_keypoints,
+            "threshold": self.threshold,
+            "crf": self.crf.to_dict(),
+        }
 
 
 def nightly_components(model_path: str | None = None, crf: CRFParams | None = None) -> Nightly:
@@ -87,5 +91,14 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
     net, _, _ = load_model(path, "cpu")
     detector, estimator = estimators()
     min_keypoints = GenerateMasks(input_dir=".", output_dir=".").min_keypoints  # its [GenerateMasks] value
-    return Nightly(net, path, config.crop().to_crop_config(), config.evaluation().threshold, crf or shipped_crf(),
-                   min_keypoints, config.detect().box_fallback, detector, estimator)  # fmt: skip
+    return Nightly(
+        net,
+        path,
+        config.crop().to_crop_config(),
+        config.evaluation().threshold,
+        crf or shipped_crf(),
+        min_keypoints,
+        config.detect().box_fallback,
+        detector,
+        estimator,
+    )

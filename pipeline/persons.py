@@ -45,8 +45,9 @@ class COCOPersons(PoseMaskTask):
         root, annotations, images = self.layout()
         tally = Tally()
         self.report_progress(0.0, f"reading {root / annotations}")
-        records = coco_person_records(root, annotations, images, self.dataset, self.split,
-                                      config.persons().filter(), tally)  # fmt: skip
+        records = coco_person_records(
+            root, annotations, images, self.dataset, self.split, config.persons().filter(), tally
+        )
         write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=f"persons {self.dataset}/{self.split}"))
         summary = {"dataset": self.dataset, "split": self.split, "root": str(root), **tally.to_dict()}
         write_json(self.output()["summary"].path, summary)
@@ -71,13 +72,18 @@ class VOCPersons(PoseMaskTask):
         tally = Tally()
         with config.pose().estimator() as est:
             records = voc_person_records(
-                root, self.split, lambda image, box: est.estimate(image, box), config.voc_pose().check(),
-                config.persons().filter(), tally,
+                root,
+                self.split,
+                lambda image, box: est.estimate(image, box),
+                config.voc_pose().check(),
+                config.persons().filter(),
+                tally,
                 progress=lambda i, n: self.report_progress(i / max(n, 1), f"pose {i}/{n} images"),
-            )  # fmt: skip
+            )
             write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=f"persons voc/{self.split}"))
-        write_json(self.output()["summary"].path, {"dataset": "voc", "split": self.split, "root": str(root),
-                                                   **tally.to_dict()})  # fmt: skip
+        write_json(
+            self.output()["summary"].path, {"dataset": "voc", "split": self.split, "root": str(root), **tally.to_dict()}
+        )
         self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
 
@@ -90,5 +96,3 @@ def persons_task(dataset: str, split: str) -> COCOPersons | VOCPersons:
 
 def dataset_root(dataset: str) -> Path:
     return Path(config.voc().root if dataset == "voc" else COCO_DATASETS[dataset]().root)
-
-

@@ -44,8 +44,9 @@ class PredictMasks(PoseMaskTask):
 
         def probabilities() -> Iterator[np.ndarray]:
             done = 0
-            for _, batch in tqdm(iter_predictions(net, [cache_path], self.batch_size, device),
-                                 desc=f"predict {self.model}"):  # fmt: skip
+            for _, batch in tqdm(
+                iter_predictions(net, [cache_path], self.batch_size, device), desc=f"predict {self.model}"
+            ):
                 yield from batch
                 done += len(batch)
                 self.report_progress(done / max(len(ids), 1), f"{done}/{len(ids)} predicted")

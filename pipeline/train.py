@@ -36,12 +36,16 @@ class TrainingTask(PoseMaskTask):
     depth = from_field(ModelConfig, "depth")
     head = from_field(ModelConfig, "head", choices=list(HEADS))
     norm = from_field(ModelConfig, "norm", choices=list(NORMS))
-    select = luigi.ChoiceParameter(choices=["last", "best"], default="last",
-                                   description="weights kept in model.pt: the last epoch's, or the best on val")
+    select = luigi.ChoiceParameter(
+        choices=["last", "best"],
+        default="last",
+        description="weights kept in model.pt: the last epoch's, or the best on val",
+    )
     num_workers = from_field(TrainConfig, "num_workers", significant=False)
     device = from_field(TrainConfig, "device", significant=False, description="auto | cpu | cuda | cuda:N")
-    num_threads = from_field(TrainConfig, "num_threads", significant=False,
-                             description="torch CPU threads; 0 = default")  # fmt: skip
+    num_threads = from_field(
+        TrainConfig, "num_threads", significant=False, description="torch CPU threads; 0 = default"
+    )
     configs = (config.crop,)
 
     train_split = "train"
@@ -52,15 +56,26 @@ class TrainingTask(PoseMaskTask):
 
     def model_config(self) -> ModelConfig:
         pose_channels = 14 if config.crop().per_joint_posemap else 1
-        return ModelConfig(base_channels=self.base_channels, depth=self.depth, pose_channels=pose_channels,
-                           head=self.head, norm=self.norm)  # fmt: skip
+        return ModelConfig(
+            base_channels=self.base_channels,
+            depth=self.depth,
+            pose_channels=pose_channels,
+            head=self.head,
+            norm=self.norm,
+        )
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            seed=self.seed, num_workers=self.num_workers, device=self.device, augment=self.augment,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            device=self.device,
+            augment=self.augment,
             num_threads=self.num_threads,
-        )  # fmt: skip
+        )
 
     def caches(self) -> tuple[list[str], list[str]]:
         req = self.input()
@@ -73,29 +88,47 @@ class TrainingTask(PoseMaskTask):
         train_paths, val_paths = self.caches()
         model_cfg = self.model_config()
         result = train(
-            model_cfg, self.train_config(), train_paths, val_paths, self.work_dir(),
+            model_cfg,
+            self.train_config(),
+            train_paths,
+            val_paths,
+            self.work_dir(),
             init_weights=self.init_weights(),
             progress=lambda done, total, msg: self.report_progress(done / max(total, 1), msg),
-        )  # fmt: skip
+        )
         selected = self.select
         if selected == "best" and not Path(result["best_checkpoint"]).is_file():
             # No epoch had a finite validation IoU (e.g. an empty val cache): nothing to call best.
-            logger.warning("%s: no best.pt (no finite validation IoU); keeping the last epoch's weights",
-                           self.task_family)
+            logger.warning(
+                "%s: no best.pt (no finite validation IoU); keeping the last epoch's weights", self.task_family
+            )
             selected = "last"
         chosen = result["best_checkpoint"] if selected == "best" else result["last_checkpoint"]
         model = PoseUNet(model_cfg)
         model.load_state_dict(read_weights(Path(chosen)))
-        meta = {"task": self.task_family, "dataset": self.dataset, "signature": self.signature(),
-                "selected": selected, "epochs_completed": result["epochs_completed"],
-                "best_val_iou": result["best_val_iou"], "best_epoch": result["best_epoch"]}  # fmt: skip
+        meta = {
+            "task": self.task_family,
+            "dataset": self.dataset,
+            "signature": self.signature(),
+            "selected": selected,
+            "epochs_completed": result["epochs_completed"],
+            "best_val_iou": result["best_val_iou"],
+            "best_epoch": result["best_epoch"],
+        }
         save_model(self.output()["model"].path, model, model_cfg, meta)
         history = result["history"]
-        write_json(self.output()["summary"].path, {
-            **meta, "resumed_from_epoch": result["resumed_from_epoch"], "device": result["device"],
-            "train_caches": train_paths, "val_caches": val_paths, "history": history,
-            "last_val_iou": history[-1].get("val_iou") if history else None,
-        })  # fmt: skip
+        write_json(
+            self.output()["summary"].path,
+            {
+                **meta,
+                "resumed_from_epoch": result["resumed_from_epoch"],
+                "device": result["device"],
+                "train_caches": train_paths,
+                "val_caches": val_paths,
+                "history": history,
+                "last_val_iou": history[-1].get("val_iou") if history else None,
+            },
+        )
 
 
 class TrainModel(TrainingTask):
@@ -104,8 +137,10 @@ class TrainModel(TrainingTask):
     dataset = luigi.Parameter(default="coco")
 
     def requires(self) -> dict[str, BuildCache]:
-        return {"train": BuildCache(dataset=self.dataset, split=self.train_split),
-                "val": BuildCache(dataset=self.dataset, split=self.val_split)}  # fmt: skip
+        return {
+            "train": BuildCache(dataset=self.dataset, split=self.train_split),
+            "val": BuildCache(dataset=self.dataset, split=self.val_split),
+        }
 
 
 class FineTune(TrainingTask):
@@ -120,8 +155,11 @@ class FineTune(TrainingTask):
     norm = luigi.Parameter(default="batch", significant=False, description="ignored: [TrainModel]'s")
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"pretrained": TrainModel(), "train": BuildCache(dataset=self.dataset, split=self.train_split),
-                "val": BuildCache(dataset=self.dataset, split=self.val_split)}  # fmt: skip
+        return {
+            "pretrained": TrainModel(),
+            "train": BuildCache(dataset=self.dataset, split=self.train_split),
+            "val": BuildCache(dataset=self.dataset, split=self.val_split),
+        }
 
     def init_weights(self) -> str:
         return self.input()["pretrained"]["model"].path

@@ -82,8 +82,11 @@ def build_one(args: tuple[int, dict, str, CropConfig]) -> SampleResult:
         sample = person_sample(image, mask, np.asarray(record["keypoints"], np.float32), record["bbox"], cfg)
     except Exception as e:  # noqa: BLE001 - any failure of one record is reported, the batch goes on
         reason = e.reason if isinstance(e, RecordError) else "sample_error"
-        return SampleResult(index, None, {"reason": reason, "file": record.get("image"),
-                                          "record": record.get("instance_id"), "detail": str(e)})  # fmt: skip
+        return SampleResult(
+            index,
+            None,
+            {"reason": reason, "file": record.get("image"), "record": record.get("instance_id"), "detail": str(e)},
+        )
     sample["image_id"] = np.int64(record["image_id"])
     sample["instance_id"] = np.int64(record["instance_id"])
     sample["source"] = record["dataset"]
@@ -114,8 +117,13 @@ class CacheWriter:
         layout = cache_layout(cfg)
         self.names = list(layout)
         for name, (shape, dtype) in layout.items():
-            h5.create_dataset(name, shape=(expected, *shape), maxshape=(None, *shape), dtype=dtype,
-                              chunks=(1, *shape) if shape else (min(max(expected, 1), 4096),))  # fmt: skip
+            h5.create_dataset(
+                name,
+                shape=(expected, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=(1, *shape) if shape else (min(max(expected, 1), 4096),),
+            )
         h5.attrs["crop_config"] = json.dumps(cfg.to_dict())
         h5.attrs["layout_version"] = 1
 
@@ -182,8 +190,15 @@ def build_cache_file(
             h5.attrs[key] = value
         h5.attrs["records"] = json.dumps([start, stop])
         cached = writer.n
-    return {"records": total, "cached": cached, "skipped": dict(skipped), "skipped_total": sum(skipped.values()),
-            "problems": problems, "crop_config": cfg.to_dict(), "cache": target.name}  # fmt: skip
+    return {
+        "records": total,
+        "cached": cached,
+        "skipped": dict(skipped),
+        "skipped_total": sum(skipped.values()),
+        "problems": problems,
+        "crop_config": cfg.to_dict(),
+        "cache": target.name,
+    }
 
 
 SHARD_FILES_ATTR = "shard_files"
@@ -217,8 +232,9 @@ def write_shard_index(target: Path, shard_files: list[Path], attrs: dict[str, ob
             offset = 0
             for path, n in zip(shard_files, counts, strict=True):
                 if n:  # an empty selection cannot be mapped
-                    vlayout[offset : offset + n] = h5py.VirtualSource(Path(path).name, name, shape=(n, *shape),
-                                                                      dtype=dtype)  # fmt: skip
+                    vlayout[offset : offset + n] = h5py.VirtualSource(
+                        Path(path).name, name, shape=(n, *shape), dtype=dtype
+                    )
                 offset += n
             h5.create_virtual_dataset(name, vlayout)
         for key, value in {**file_attrs, **(attrs or {})}.items():

@@ -398,16 +398,20 @@ def download(
         have = part.path.stat().st_size if part.path.exists() else 0
         free = shutil.disk_usage(dest.parent).free
         if free < expected_size - have:
-            raise DownloadError(
-                f"{url}: needs {expected_size - have} more bytes in {dest.parent}, only {free} free"
-            )
+            raise DownloadError(f"{url}: needs {expected_size - have} more bytes in {dest.parent}, only {free} free")
 
-    with tqdm(total=expected_size, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-              disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=expected_size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=dest.name,
+        disable=not progress,
+        leave=False,
+    ) as bar:
         attempts = 0
         failures_in_a_row = 0
-        while not (expected_size is not None and part.path.exists()
-                   and part.path.stat().st_size == expected_size):
+        while not (expected_size is not None and part.path.exists() and part.path.stat().st_size == expected_size):
             size_before = part.size
             attempts += 1
             try:
@@ -473,8 +477,13 @@ def _check_zip_member(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | N
     """Refuse links and special files (Unix mode in the high 16 bits of ``external_attr``) and bad names."""
     mode = info.external_attr >> 16
     if mode:
-        kinds = ((stat.S_ISLNK, "a symlink"), (stat.S_ISCHR, "a character device"),
-                 (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
+        kinds = (
+            (stat.S_ISLNK, "a symlink"),
+            (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"),
+            (stat.S_ISFIFO, "a fifo"),
+            (stat.S_ISSOCK, "a socket"),
+        )
         for is_kind, label in kinds:
             if is_kind(mode):
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is {label}; refused")
@@ -522,14 +531,16 @@ def _copy_stream(source: BinaryIO, dest: Path, chunk_bytes: int) -> None:
         shutil.copyfileobj(source, handle, chunk_bytes)
 
 
-def _extract_zip(archive: Path, tmp: Path, progress: bool, on_progress: ProgressCallback | None,
-                 chunk_bytes: int) -> None:
+def _extract_zip(
+    archive: Path, tmp: Path, progress: bool, on_progress: ProgressCallback | None, chunk_bytes: int
+) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         checked = [(info, _check_zip_member(info, archive)) for info in infos]
         _check_free_space(archive, tmp, sum(info.file_size for info in infos))
-        with tqdm(total=len(checked), unit="file", desc=f"extract {archive.name}", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=len(checked), unit="file", desc=f"extract {archive.name}", disable=not progress, leave=False
+        ) as bar:
             for done, (info, relpath) in enumerate(checked, start=1):
                 if relpath is not None:
                     dest = _inside(tmp, relpath, archive, info.filename)
@@ -549,8 +560,9 @@ def _extract_tar(archive: Path, tmp: Path, progress: bool, on_progress: Progress
         members = tf.getmembers()  # uncompressed tars: a quick seek through the headers
         checked = [(member, _check_tar_member(member, archive)) for member in members]
         _check_free_space(archive, tmp, sum(member.size for member in members if member.isreg()))
-        with tqdm(total=len(checked), unit="file", desc=f"extract {archive.name}", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=len(checked), unit="file", desc=f"extract {archive.name}", disable=not progress, leave=False
+        ) as bar:
             for done, (member, relpath) in enumerate(checked, start=1):
                 if relpath is not None:
                     _inside(tmp, relpath, archive, member.name)
@@ -704,8 +716,7 @@ def manifest_record(
     for path in files:
         path = Path(path)
         md5 = known_md5.get(path.name) or file_digest(path, "md5", chunk_bytes)
-        listed.append({"name": path.name, "path": str(path.resolve()), "size": path.stat().st_size,
-                       "md5": md5.lower()})
+        listed.append({"name": path.name, "path": str(path.resolve()), "size": path.stat().st_size, "md5": md5.lower()})
     return {
         "root": str(Path(folder).resolve()),
         "source": source,
@@ -735,8 +746,7 @@ def write_manifest(
         Path of the manifest.
     """
     folder = Path(folder)
-    manifest = manifest_record(folder, files, source=source, known_md5=known_md5, extra=extra,
-                               chunk_bytes=chunk_bytes)
+    manifest = manifest_record(folder, files, source=source, known_md5=known_md5, extra=extra, chunk_bytes=chunk_bytes)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     tmp = folder / f"{name}.tmp-{os.getpid()}"
@@ -844,10 +854,16 @@ def prepare_dataset(
     for index, spec in enumerate(archives):
         message = f"{dataset}: downloading {spec.name} ({index + 1}/{len(archives)})"
         progress.report(0, index, 0.0, message)
-        paths.append(download(
-            spec.url, archive_dir / spec.name, spec.size, spec.md5,
-            **asdict(options), on_progress=progress.callback(0, index, message),
-        ))
+        paths.append(
+            download(
+                spec.url,
+                archive_dir / spec.name,
+                spec.size,
+                spec.md5,
+                **asdict(options),
+                on_progress=progress.callback(0, index, message),
+            )
+        )
     root.mkdir(parents=True, exist_ok=True)
     for index, (spec, path) in enumerate(zip(archives, paths, strict=True)):
         marker = root / f".extracted-{spec.name}.json"
@@ -856,18 +872,34 @@ def prepare_dataset(
             continue
         message = f"{dataset}: extracting {spec.name} ({index + 1}/{len(archives)})"
         progress.report(1, index, 0.0, message)
-        created = safe_extract(path, root, progress=options.progress,
-                               on_progress=progress.callback(1, index, message), chunk_bytes=options.chunk_bytes)
-        write_manifest(root, [], source=str(path), name=marker.name,
-                       extra={"archive": spec.name, "created_entries": [entry.name for entry in created]})
+        created = safe_extract(
+            path,
+            root,
+            progress=options.progress,
+            on_progress=progress.callback(1, index, message),
+            chunk_bytes=options.chunk_bytes,
+        )
+        write_manifest(
+            root,
+            [],
+            source=str(path),
+            name=marker.name,
+            extra={"archive": spec.name, "created_entries": [entry.name for entry in created]},
+        )
     problems = check_layout(root)
     if problems:
-        raise LayoutError(f"{root}: {dataset} archives extracted, but the layout is still wrong: "
-                          + "; ".join(problems))
+        raise LayoutError(
+            f"{root}: {dataset} archives extracted, but the layout is still wrong: " + "; ".join(problems)
+        )
     known_md5 = {spec.name: spec.md5 for spec in archives if spec.md5}
-    manifest_path = write_manifest(root, paths, source=DOWNLOADED, known_md5=known_md5,
-                                   extra={"dataset": dataset, "urls": [spec.url for spec in archives]},
-                                   chunk_bytes=options.chunk_bytes)
+    manifest_path = write_manifest(
+        root,
+        paths,
+        source=DOWNLOADED,
+        known_md5=known_md5,
+        extra={"dataset": dataset, "urls": [spec.url for spec in archives]},
+        chunk_bytes=options.chunk_bytes,
+    )
     manifest = {**json.loads(manifest_path.read_text(encoding="utf-8")), "manifest": str(manifest_path)}
     if not keep_archives:
         for path in paths:

@@ -25,7 +25,6 @@ from pipeline.lib.files import short_hash
 NUM_COCO_KEYPOINTS = 17
 
 
-
 @dataclass
 class PersonKeypoints:
     """One person's keypoints from a file: (17,3) COCO keypoints, optional box, ids from the file."""
@@ -37,9 +36,13 @@ class PersonKeypoints:
     score: float | None = None
 
     def to_dict(self) -> dict:
-        return {"keypoints": np.asarray(self.keypoints, np.float32).reshape(-1).round(2).tolist(),
-                "bbox": self.bbox, "image_id": self.image_id, "annotation_id": self.annotation_id,
-                "score": self.score}  # fmt: skip
+        return {
+            "keypoints": np.asarray(self.keypoints, np.float32).reshape(-1).round(2).tolist(),
+            "bbox": self.bbox,
+            "image_id": self.image_id,
+            "annotation_id": self.annotation_id,
+            "score": self.score,
+        }
 
 
 def _person_from_record(record: dict, image_id: int | None) -> PersonKeypoints:
@@ -53,8 +56,9 @@ def _person_from_record(record: dict, image_id: int | None) -> PersonKeypoints:
             raise ValueError(f"bad bbox {bbox}")
     ann_id = record.get("id")
     score = record.get("score")
-    return PersonKeypoints(kps, bbox, image_id, int(ann_id) if ann_id is not None else None,
-                           float(score) if score is not None else None)  # fmt: skip
+    return PersonKeypoints(
+        kps, bbox, image_id, int(ann_id) if ann_id is not None else None, float(score) if score is not None else None
+    )
 
 
 @dataclass
@@ -118,8 +122,10 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
     elif isinstance(data, list):
         person_ids, names, records = {1}, {}, data
     else:
-        raise ValueError(f"keypoints file {path}: neither COCO annotations ({{images, annotations}}) "
-                         "nor COCO results ([{image_id, keypoints, ...}])")
+        raise ValueError(
+            f"keypoints file {path}: neither COCO annotations ({{images, annotations}}) "
+            "nor COCO results ([{image_id, keypoints, ...}])"
+        )
     for record in records:
         if not isinstance(record, dict) or not _is_person(record, person_ids):
             continue
@@ -137,8 +143,13 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
         elif image_id is not None:
             index.by_id.setdefault(image_id, []).append(person)
         else:
-            index.problems.append({"record": record.get("id"), "reason": "malformed_record",
-                                   "detail": "record names neither file_name nor image_id"})  # fmt: skip
+            index.problems.append(
+                {
+                    "record": record.get("id"),
+                    "reason": "malformed_record",
+                    "detail": "record names neither file_name nor image_id",
+                }
+            )
     return index
 
 
@@ -156,8 +167,7 @@ def load_sidecar(path: Path) -> list[PersonKeypoints]:
             data = data.get("annotations", data.get("people", [data] if "keypoints" in data else []))
         if not isinstance(data, list):
             raise ValueError("expected a list of person records")
-        return [_person_from_record(r, r.get("image_id")) for r in data
-                if isinstance(r, dict) and _is_person(r, {1})]  # fmt: skip
+        return [_person_from_record(r, r.get("image_id")) for r in data if isinstance(r, dict) and _is_person(r, {1})]
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"keypoints file {path}: {err}") from err
 

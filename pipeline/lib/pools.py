@@ -24,8 +24,15 @@ def bounded_imap(pool, fn: Callable, items: Iterable, max_in_flight: int) -> Ite
         yield pending.popleft().get()
 
 
-def pooled_map(fn: Callable, items: Iterable, processes: int, window: int, total: int,
-               progress: Callable[[int, int], None], desc: str) -> Iterator:  # fmt: skip
+def pooled_map(
+    fn: Callable,
+    items: Iterable,
+    processes: int,
+    window: int,
+    total: int,
+    progress: Callable[[int, int], None],
+    desc: str,
+) -> Iterator:
     """Ordered map over a fork pool with at most `window` items in flight, a tqdm bar and a progress callback."""
     with mp.get_context("fork").Pool(processes) as pool, tqdm(total=total, desc=desc) as bar:
         for done, result in enumerate(bounded_imap(pool, fn, items, window), start=1):
@@ -33,5 +40,3 @@ def pooled_map(fn: Callable, items: Iterable, processes: int, window: int, total
             bar.update(1)
             if done % 8 == 0 or done == total:
                 progress(done, total)
-
-

@@ -1,14 +1,14 @@
 """pred.h5: one method's per-sample probabilities, in the cache's sample order.
 
-    prob         (N, S, S) float16   foreground probability of sample i (one sample per chunk)
-    instance_id  (N,) int64          the cache's instance ids, same order
-    attrs        method, device, ms_per_image (wall time of the stage / N), and per method extras
-                 (crf_params for a refined prediction)
+prob         (N, S, S) float16   foreground probability of sample i (one sample per chunk)
+instance_id  (N,) int64          the cache's instance ids, same order
+attrs        method, device, ms_per_image (wall time of the stage / N), and per method extras
+             (crf_params for a refined prediction)
 
-    write_predictions(target, probs, ids, S, attrs)   stream probabilities in, atomically
-    stream_predictions(path)                           (S, S) float32 arrays, one at a time
-    prediction_attrs(path)                             the attrs as a dict
-    timed(items, attrs, count)                         pass items through, then set attrs["ms_per_image"]
+write_predictions(target, probs, ids, S, attrs)   stream probabilities in, atomically
+stream_predictions(path)                           (S, S) float32 arrays, one at a time
+prediction_attrs(path)                             the attrs as a dict
+timed(items, attrs, count)                         pass items through, then set attrs["ms_per_image"]
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 from pipeline.lib.files import atomic_path
 
 
-def write_predictions(target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, crop_size: int,
-                      attrs: dict) -> None:  # fmt: skip
+def write_predictions(
+    target: Path, probs: Iterable[np.ndarray], instance_ids: np.ndarray, crop_size: int, attrs: dict
+) -> None:
     """Stream (S,S) probabilities into pred.h5 atomically (one sample per chunk; an empty split is fine)."""
     with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
         chunks = (1, crop_size, crop_size) if len(instance_ids) else None  # HDF5 refuses chunks of an empty set
@@ -59,5 +60,3 @@ def timed(items: Iterable[np.ndarray], attrs: dict, count: int, base_ms: float =
     start = time.perf_counter()
     yield from items
     attrs["ms_per_image"] = base_ms + 1000 * (time.perf_counter() - start) / max(count, 1)
-
-

@@ -23,8 +23,18 @@ import numpy as np  # noqa: E402
 
 from models.visualize import grid, overlay  # noqa: E402
 
-COLUMNS = ("method", "instances", "mean IoU (crop)", "median IoU (crop)", "mean IoU (full)", "median IoU (full)",
-           "boundary F", "mask AP", "AP50", "ms / image")  # fmt: skip
+COLUMNS = (
+    "method",
+    "instances",
+    "mean IoU (crop)",
+    "median IoU (crop)",
+    "mean IoU (full)",
+    "median IoU (full)",
+    "boundary F",
+    "mask AP",
+    "AP50",
+    "ms / image",
+)
 OVERLAY_ROWS = 6
 SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
 
@@ -81,9 +91,20 @@ def _fmt(value: float, digits: int = 3) -> str:
 def table_rows(summaries: dict[str, dict]) -> list[list[str]]:
     rows = []
     for method, s in summaries.items():
-        rows.append([method, str(s["instances"]), _fmt(s["iou_crop"]["mean"]), _fmt(s["iou_crop"]["median"]),
-                     _fmt(s["iou_full"]["mean"]), _fmt(s["iou_full"]["median"]), _fmt(s["boundary_f"]["mean"]),
-                     _fmt(s["mask_ap"]["AP"]), _fmt(s["mask_ap"]["AP50"]), _fmt(s["ms_per_image"], 1)])  # fmt: skip
+        rows.append(
+            [
+                method,
+                str(s["instances"]),
+                _fmt(s["iou_crop"]["mean"]),
+                _fmt(s["iou_crop"]["median"]),
+                _fmt(s["iou_full"]["mean"]),
+                _fmt(s["iou_full"]["median"]),
+                _fmt(s["boundary_f"]["mean"]),
+                _fmt(s["mask_ap"]["AP"]),
+                _fmt(s["mask_ap"]["AP50"]),
+                _fmt(s["ms_per_image"], 1),
+            ]
+        )
     return rows
 
 
@@ -136,15 +157,19 @@ def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, thres
 def training_section(networks: list[Network], out: Path) -> tuple[list[str], list[str]]:
     """Markdown and HTML lines describing each trained network (and its loss/IoU curves)."""
     md, body = ["## Training", ""], ["<h2>Training</h2>"]
-    md += ["| network | task | epochs | device | head | last val IoU | best val IoU (epoch) | model |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    md += [
+        "| network | task | epochs | device | head | last val IoU | best val IoU (epoch) | model |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for net in networks:
         summary = _load(net.summary)
         if Path(net.curves).exists():
             shutil.copy(net.curves, out / f"history_{net.name}.png")
-        md.append(f"| {net.name} | {net.family} | {summary['epochs_completed']} | {summary['device']} | "
-                  f"{net.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
-                  f"({summary['best_epoch']}) | `{net.model}` |")  # fmt: skip
+        md.append(
+            f"| {net.name} | {net.family} | {summary['epochs_completed']} | {summary['device']} | "
+            f"{net.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
+            f"({summary['best_epoch']}) | `{net.model}` |"
+        )
     md.append("")
     curves = [n.name for n in networks if (out / f"history_{n.name}.png").exists()]
     md += [f"![{name} training curves](history_{name}.png)" for name in curves]
@@ -186,16 +211,34 @@ def write_report(out: Path, inputs: ReportInputs) -> None:
         rows = table_rows(summaries)
         slug = eval_set.replace("/", "_")
         box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
-        overlay_grid(set_files.cache, {m: set_files.methods[m].prediction for m in methods},
-                     out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS)  # fmt: skip
+        overlay_grid(
+            set_files.cache,
+            {m: set_files.methods[m].prediction for m in methods},
+            out / f"overlays_{slug}.png",
+            threshold,
+            OVERLAY_ROWS,
+        )
         persons = _load(set_files.persons_summary)
         cached = _load(set_files.cache_summary)
-        counts_md.append(f"| {eval_set} | {persons['kept']} | {persons['skipped_total']} | {cached['cached']} | "
-                         f"{cached['skipped_total']} |")  # fmt: skip
-        md += [f"## {eval_set}", "", markdown_table(rows), "",
-               f"![IoU distribution](iou_{slug}.png)", "", f"![overlays](overlays_{slug}.png)", ""]  # fmt: skip
-        body += [f"<h2>{html.escape(eval_set)}</h2>", html_table(rows),
-                 f'<p><img src="iou_{slug}.png"></p><p><img src="overlays_{slug}.png"></p>']  # fmt: skip
+        counts_md.append(
+            f"| {eval_set} | {persons['kept']} | {persons['skipped_total']} | {cached['cached']} | "
+            f"{cached['skipped_total']} |"
+        )
+        md += [
+            f"## {eval_set}",
+            "",
+            markdown_table(rows),
+            "",
+            f"![IoU distribution](iou_{slug}.png)",
+            "",
+            f"![overlays](overlays_{slug}.png)",
+            "",
+        ]
+        body += [
+            f"<h2>{html.escape(eval_set)}</h2>",
+            html_table(rows),
+            f'<p><img src="iou_{slug}.png"></p><p><img src="overlays_{slug}.png"></p>',
+        ]
     verdict = head_verdict(per_set)
     if verdict:
         md += [verdict, ""]
@@ -204,22 +247,34 @@ def write_report(out: Path, inputs: ReportInputs) -> None:
     md += train_md
     body += train_body
     md += ["## Dataset counts", "", *counts_md, ""]
-    md += ["Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by",
-           "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is",
-           "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on",
-           "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.", "",
-           "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
-           "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
-           "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
-           "by its instances (network: forward pass; +crf: forward pass plus refinement).", ""]  # fmt: skip
+    md += [
+        "Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by",
+        "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is",
+        "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on",
+        "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.",
+        "",
+        "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
+        "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
+        "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
+        "by its instances (network: forward pass; +crf: forward pass plus refinement).",
+        "",
+    ]
     md += ["## Configuration", "", "```ini", inputs.config_text, "```", ""]
-    body += ["<h2>Dataset counts</h2>", "<pre>" + html.escape("\n".join(counts_md)) + "</pre>",
-             "<h2>Configuration</h2>", "<pre>" + html.escape(inputs.config_text) + "</pre>"]  # fmt: skip
+    body += [
+        "<h2>Dataset counts</h2>",
+        "<pre>" + html.escape("\n".join(counts_md)) + "</pre>",
+        "<h2>Configuration</h2>",
+        "<pre>" + html.escape(inputs.config_text) + "</pre>",
+    ]
     (out / "report.md").write_text("\n".join(md))
-    style = ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>")  # fmt: skip
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>posemask report</title>"
-                                     f"{style}</head><body>{''.join(body)}</body></html>")  # fmt: skip
+    style = (
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>"
+    )
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>posemask report</title>"
+        f"{style}</head><body>{''.join(body)}</body></html>"
+    )
     with open(out / "iou.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["set", "method", *SCORE_FIELDS])
         writer.writeheader()

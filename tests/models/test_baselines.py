@@ -32,11 +32,20 @@ def _synthetic_joints(size: int = SYN_SIZE) -> np.ndarray:
     """A standing stick figure filling most of a size x size image. Returns (14, 3) float32."""
     s = size / 96.0
     xy = {
-        "head": (48, 10), "neck": (48, 22),
-        "r_shoulder": (38, 24), "r_elbow": (32, 38), "r_wrist": (30, 50),
-        "l_shoulder": (58, 24), "l_elbow": (64, 38), "l_wrist": (66, 50),
-        "r_hip": (42, 52), "r_knee": (40, 68), "r_ankle": (40, 84),
-        "l_hip": (54, 52), "l_knee": (56, 68), "l_ankle": (56, 84),
+        "head": (48, 10),
+        "neck": (48, 22),
+        "r_shoulder": (38, 24),
+        "r_elbow": (32, 38),
+        "r_wrist": (30, 50),
+        "l_shoulder": (58, 24),
+        "l_elbow": (64, 38),
+        "l_wrist": (66, 50),
+        "r_hip": (42, 52),
+        "r_knee": (40, 68),
+        "r_ankle": (40, 84),
+        "l_hip": (54, 52),
+        "l_knee": (56, 68),
+        "l_ankle": (56, 84),
     }
     joints = np.zeros((NUM_JOINTS, 3), np.float32)
     for name, (x, y) in xy.items():
@@ -159,8 +168,11 @@ def _real_crops(count: int = 5, margin: float = 0.2) -> list[tuple[np.ndarray, n
     """
     coco = COCO(str(COCO_ROOT / "annotations" / "person_keypoints_val2017.json"))
     anns = sorted(
-        (a for a in coco.loadAnns(coco.getAnnIds()) if not a["iscrowd"] and a["num_keypoints"] >= 10
-         and a["area"] >= 5000),
+        (
+            a
+            for a in coco.loadAnns(coco.getAnnIds())
+            if not a["iscrowd"] and a["num_keypoints"] >= 10 and a["area"] >= 5000
+        ),
         key=lambda a: a["id"],
     )[:count]
     crops = []
@@ -170,8 +182,10 @@ def _real_crops(count: int = 5, margin: float = 0.2) -> list[tuple[np.ndarray, n
         assert bgr is not None, info["file_name"]
         x, y, w, h = ann["bbox"]
         scale = CROP_SIZE / (max(w, h) * (1 + margin))
-        affine = np.array([[scale, 0, CROP_SIZE / 2 - (x + w / 2) * scale],
-                           [0, scale, CROP_SIZE / 2 - (y + h / 2) * scale]], np.float32)
+        affine = np.array(
+            [[scale, 0, CROP_SIZE / 2 - (x + w / 2) * scale], [0, scale, CROP_SIZE / 2 - (y + h / 2) * scale]],
+            np.float32,
+        )
         size = (CROP_SIZE, CROP_SIZE)
         image = cv2.cvtColor(cv2.warpAffine(bgr, affine, size, flags=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
         mask = cv2.warpAffine(coco.annToMask(ann), affine, size, flags=cv2.INTER_NEAREST)
@@ -199,8 +213,10 @@ def test_baselines_beat_trivial_masks_on_real_crops(real_crops: list) -> None:
         "slic_grabcut": slic_grabcut_baseline,
     }
     scores = {name: mean_iou([fn(img, j) for img, j, _ in real_crops], masks) for name, fn in methods.items()}
-    print(f"\nmean IoU on {len(masks)} COCO val crops: empty {empty:.3f} full {full:.3f} "
-          + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print(
+        f"\nmean IoU on {len(masks)} COCO val crops: empty {empty:.3f} full {full:.3f} "
+        + " ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    )
     for name, score in scores.items():
         assert score > max(empty, full) + 0.2, (name, score, full)
 

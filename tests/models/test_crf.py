@@ -161,8 +161,9 @@ def test_grid_search_fine_stage_explores_around_best_coarse_point() -> None:
         return np.full_like(p, params.bilateral_sxy if params.enabled else -1000.0)
 
     grid = {"bilateral_sxy": [8.0, 24.0, 80.0]}
-    best, table = grid_search([image], [prob], [mask], grid, refine_factor=1.5, refine_fn=encode_sxy,
-                              metric=fake_metric)
+    best, table = grid_search(
+        [image], [prob], [mask], grid, refine_factor=1.5, refine_fn=encode_sxy, metric=fake_metric
+    )
     assert best.bilateral_sxy == pytest.approx(target)
     assert sorted(p.bilateral_sxy for p, _ in table if p.enabled) == pytest.approx([8, 16, 24, 36, 80])
 

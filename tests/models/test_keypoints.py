@@ -21,8 +21,15 @@ def kps(**points: tuple[float, float]) -> np.ndarray:
     return out
 
 
-UPRIGHT = dict(nose=(50, 40), l_eye=(55, 35), r_eye=(45, 35), l_ear=(60, 38), r_ear=(40, 38),
-               l_shoulder=(70, 70), r_shoulder=(30, 70))  # fmt: skip
+UPRIGHT = dict(
+    nose=(50, 40),
+    l_eye=(55, 35),
+    r_eye=(45, 35),
+    l_ear=(60, 38),
+    r_ear=(40, 38),
+    l_shoulder=(70, 70),
+    r_shoulder=(30, 70),
+)
 
 
 def test_direct_joints_and_neck_are_mapped():

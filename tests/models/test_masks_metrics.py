@@ -43,8 +43,10 @@ def test_voc_person_instances_on_the_sample(sample):
     assert len(people) == 4
     for _, m in people:
         assert m.dtype == np.uint8 and (cls[m > 0] == 15).mean() > 0.9
-    none = voc_person_instances(np.array(Image.open(voc / "SegmentationObject/2007_000063.png")),
-                                np.array(Image.open(voc / "SegmentationClass/2007_000063.png")))  # fmt: skip
+    none = voc_person_instances(
+        np.array(Image.open(voc / "SegmentationObject/2007_000063.png")),
+        np.array(Image.open(voc / "SegmentationClass/2007_000063.png")),
+    )
     assert none == []
 
 

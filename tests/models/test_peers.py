@@ -40,8 +40,10 @@ def test_peer_finds_the_skier(name: str) -> None:
 
 def test_deeplab_is_shipped_with_its_licence() -> None:
     assert DEEPLAB_MODEL.is_file() and (DEEPLAB_MODEL.parent / "LICENSE").is_file()
-    assert "48a46b346ca7e2e96760b8a10a302046a3b5a9ce55e59d4c659c36d9cbd44118" in (
-        DEEPLAB_MODEL.parent / "NOTICE").read_text()  # fmt: skip
+    assert (
+        "48a46b346ca7e2e96760b8a10a302046a3b5a9ce55e59d4c659c36d9cbd44118"
+        in (DEEPLAB_MODEL.parent / "NOTICE").read_text()
+    )
 
 
 def test_unknown_peer_and_bad_image() -> None:

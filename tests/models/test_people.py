@@ -21,10 +21,12 @@ from models.unet import ModelConfig, PoseUNet
 
 def standing_person(cx: float, top: float, height: float) -> np.ndarray:
     """(17,3) COCO keypoints of an upright person."""
-    ys = top + height * np.array([0.05, 0.03, 0.03, 0.05, 0.05, 0.2, 0.2, 0.35, 0.35, 0.5, 0.5,
-                                  0.55, 0.55, 0.75, 0.75, 0.95, 0.95])  # fmt: skip
-    dx = height * np.array([0, 0.02, -0.02, 0.04, -0.04, 0.1, -0.1, 0.12, -0.12, 0.13, -0.13,
-                            0.07, -0.07, 0.07, -0.07, 0.07, -0.07])  # fmt: skip
+    ys = top + height * np.array(
+        [0.05, 0.03, 0.03, 0.05, 0.05, 0.2, 0.2, 0.35, 0.35, 0.5, 0.5, 0.55, 0.55, 0.75, 0.75, 0.95, 0.95]
+    )
+    dx = height * np.array(
+        [0, 0.02, -0.02, 0.04, -0.04, 0.1, -0.1, 0.12, -0.12, 0.13, -0.13, 0.07, -0.07, 0.07, -0.07, 0.07, -0.07]
+    )
     return np.stack([cx + dx, ys, np.full(17, 2.0)], 1).astype(np.float32)
 
 
@@ -64,8 +66,10 @@ def test_segment_people_pastes_each_person_back_where_they_stand():
     net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()  # zero-init head: the output is the prior
     image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), np.uint8)
     left, right = standing_person(50, 10, 100), standing_person(150, 10, 100)
-    people = [Person(left, np.array([30, 10, 40, 100], np.float32)),
-              Person(right, np.array([130, 10, 40, 100], np.float32))]  # fmt: skip
+    people = [
+        Person(left, np.array([30, 10, 40, 100], np.float32)),
+        Person(right, np.array([130, 10, 40, 100], np.float32)),
+    ]
     masks = segment_people(net, image, people, CropConfig(size=64), threshold=0.5)
     assert len(masks) == 2
     for m, cx in zip(masks, (50, 150), strict=True):
@@ -93,9 +97,15 @@ def test_box_person_gets_grabcut_mask_and_the_network_person_wins_shared_pixels(
     net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
     image = np.full((120, 200, 3), 30, np.uint8)
     image[20:110, 135:165] = (220, 60, 60)  # a red "person" inside the right box
-    people = [Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
-              Person(np.zeros((17, 3), np.float32), np.array([125, 10, 50, 105], np.float32), source=SOURCE_BOX,
-                     detection_score=0.6)]  # fmt: skip
+    people = [
+        Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
+        Person(
+            np.zeros((17, 3), np.float32),
+            np.array([125, 10, 50, 105], np.float32),
+            source=SOURCE_BOX,
+            detection_score=0.6,
+        ),
+    ]
     masks = segment_people(net, image, people, CropConfig(size=64), threshold=0.5)
     box = masks[1]
     assert box.score == pytest.approx(0.6)

@@ -12,11 +12,21 @@ from models.skeleton import J
 
 STANDING = np.zeros((14, 3), np.float32)
 for name, xy in {
-    "head": (128, 30), "neck": (128, 70), "r_shoulder": (100, 72), "l_shoulder": (156, 72),
-    "r_elbow": (92, 110), "l_elbow": (164, 110), "r_wrist": (88, 145), "l_wrist": (168, 145),
-    "r_hip": (112, 150), "l_hip": (144, 150), "r_knee": (110, 195), "l_knee": (146, 195),
-    "r_ankle": (108, 240), "l_ankle": (148, 240),
-}.items():  # fmt: skip
+    "head": (128, 30),
+    "neck": (128, 70),
+    "r_shoulder": (100, 72),
+    "l_shoulder": (156, 72),
+    "r_elbow": (92, 110),
+    "l_elbow": (164, 110),
+    "r_wrist": (88, 145),
+    "l_wrist": (168, 145),
+    "r_hip": (112, 150),
+    "l_hip": (144, 150),
+    "r_knee": (110, 195),
+    "l_knee": (146, 195),
+    "r_ankle": (108, 240),
+    "l_ankle": (148, 240),
+}.items():
     STANDING[J[name]] = (*xy, 2)
 
 

@@ -32,8 +32,9 @@ TINY = ModelConfig(base_channels=4, depth=2)
 
 
 def _train_cfg(epochs: int, **overrides) -> TrainConfig:
-    settings = dict(epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu",
-                    augment=True, progress_bar=False)
+    settings = dict(
+        epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu", augment=True, progress_bar=False
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -154,8 +155,14 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
 
 def test_train_writes_loadable_checkpoints_and_history(caches: dict[str, Path], tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
-    result = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path,
-                   progress=lambda done, total, msg: calls.append((done, total, msg)))
+    result = train(
+        TINY,
+        _train_cfg(2),
+        [caches["train"]],
+        [caches["val"]],
+        tmp_path,
+        progress=lambda done, total, msg: calls.append((done, total, msg)),
+    )
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert last["epoch"] == 2
     assert last["model_config"] == TINY.to_dict()
@@ -177,8 +184,9 @@ def test_train_writes_loadable_checkpoints_and_history(caches: dict[str, Path], 
     assert not list((tmp_path / "checkpoints").glob("*.tmp")), "temporary files left behind"
 
 
-def test_failed_training_closes_the_cache_files(caches: dict[str, Path], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_training_closes_the_cache_files(
+    caches: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import models.train as train_module
 
     open_at_close: list[bool] = []
@@ -212,11 +220,11 @@ def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp
     initial = PoseUNet(TINY).state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in a["model_state"].items()), "training did nothing"
     assert [r["train_loss"] for r in straight["history"]] == pytest.approx(
-        [r["train_loss"] for r in resumed["history"]], abs=1e-6)
+        [r["train_loss"] for r in resumed["history"]], abs=1e-6
+    )
 
 
-def test_finished_run_is_a_no_op_and_config_mismatch_is_refused(caches: dict[str, Path],
-                                                               tmp_path: Path) -> None:
+def test_finished_run_is_a_no_op_and_config_mismatch_is_refused(caches: dict[str, Path], tmp_path: Path) -> None:
     paper = ModelConfig(base_channels=4, depth=2, head="paper")
     train(paper, _train_cfg(1, augment=False), [caches["train"]], None, tmp_path)
     before = (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns
@@ -247,15 +255,27 @@ def test_model_file_round_trip_predict_and_init_weights(caches: dict[str, Path],
 
     # Fine-tuning starts from exactly these weights: one epoch at a negligible lr keeps them.
     cfg_ft = ModelConfig(base_channels=4, depth=2, zero_init_last=False)
-    result = train(cfg_ft, _train_cfg(1, lr=1e-12, augment=False), [caches["train"]], None,
-                   tmp_path / "ft", init_weights=tmp_path / "model.pt")
+    result = train(
+        cfg_ft,
+        _train_cfg(1, lr=1e-12, augment=False),
+        [caches["train"]],
+        None,
+        tmp_path / "ft",
+        init_weights=tmp_path / "model.pt",
+    )
     for key, value in model.state_dict().items():
         if "running" in key or "num_batches" in key:
             continue  # BatchNorm statistics move with every forward pass in train mode
         torch.testing.assert_close(result["model"].state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
     with pytest.raises(ValueError, match="init_weights"):
-        train(ModelConfig(base_channels=8, depth=2), _train_cfg(1), [caches["train"]], None,
-              tmp_path / "ft2", init_weights=tmp_path / "model.pt")
+        train(
+            ModelConfig(base_channels=8, depth=2),
+            _train_cfg(1),
+            [caches["train"]],
+            None,
+            tmp_path / "ft2",
+            init_weights=tmp_path / "model.pt",
+        )
     with pytest.raises(TypeError, match="meta"):
         save_model(tmp_path / "bad.pt", model, model.cfg, {"path": tmp_path})
 

@@ -21,8 +21,9 @@ def _inputs(batch: int, pose_channels: int, size: int = SIZE, seed: int = 0):
 @pytest.mark.parametrize("head", ["logit", "paper"])
 @pytest.mark.parametrize("pose_channels", [1, 14])
 def test_output_shape_and_probability_range(head: str, pose_channels: int) -> None:
-    model = PoseUNet(ModelConfig(base_channels=4, depth=2, pose_channels=pose_channels, head=head,
-                                 zero_init_last=False)).eval()
+    model = PoseUNet(
+        ModelConfig(base_channels=4, depth=2, pose_channels=pose_channels, head=head, zero_init_last=False)
+    ).eval()
     image, posemap, prior = _inputs(2, pose_channels)
     with torch.no_grad():
         output = model(image, posemap, prior)

@@ -113,8 +113,14 @@ def test_installed_script_works_from_an_empty_folder_offline(tmp_path, photos):
     cwd.mkdir()
     out = tmp_path / "masks"
     env = {k: v for k, v in os.environ.items() if k not in ("LUIGI_CONFIG_PATH", "PYTHONPATH")}
-    result = subprocess.run([*network_isolated(), str(script), "masks", str(photos), str(out), "--quiet"],
-                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [*network_isolated(), str(script), "masks", str(photos), str(out), "--quiet"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
     assert list(cwd.iterdir()) == []  # nothing read from or written to the current folder
     summary = json.loads((out / "summary.json").read_text())
@@ -122,8 +128,7 @@ def test_installed_script_works_from_an_empty_folder_offline(tmp_path, photos):
     assert (out / "000000000785.jpg.person0.png").is_file() and (out / "000000040083.jpg.labels.png").is_file()
     assert (out / ".posemask").is_dir() and not (out / ".posemask" / "work").exists()  # nothing to train
     assert "masks shard" not in result.stderr and "image/s" not in result.stderr  # --quiet: no progress bar
-    version = subprocess.run([str(script), "--version"], cwd=cwd, env=env, capture_output=True, text=True,
-                             timeout=60)  # fmt: skip
+    version = subprocess.run([str(script), "--version"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("posemask 0.")
 
 

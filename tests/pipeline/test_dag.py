@@ -15,8 +15,17 @@ from pipeline import EvaluateAll
 from pipeline.evaluate import Evaluate
 from tests.conftest import SAMPLE, build, restore_luigi_config, set_luigi_config
 
-METHODS = ["prior", "grabcut", "slic_grabcut", "posefree", "unet-coco", "unet-coco+crf", "unet-coco-paper", "unet-voc",
-           "unet-voc+crf"]
+METHODS = [
+    "prior",
+    "grabcut",
+    "slic_grabcut",
+    "posefree",
+    "unet-coco",
+    "unet-coco+crf",
+    "unet-coco-paper",
+    "unet-voc",
+    "unet-voc+crf",
+]
 EVAL_SETS = ["coco/val", "voc/val"]
 
 
@@ -24,13 +33,15 @@ def tiny_config(work: Path) -> dict[str, dict[str, object]]:
     """A configuration small enough to run the whole DAG in about a minute on 2 cores."""
     return {
         "work": {"root": work},
-        "coco": {"root": SAMPLE / "coco"}, "ochuman": {"root": SAMPLE / "ochuman"}, "voc": {"root": SAMPLE / "voc"},
+        "coco": {"root": SAMPLE / "coco"},
+        "ochuman": {"root": SAMPLE / "ochuman"},
+        "voc": {"root": SAMPLE / "voc"},
         "cache": {"processes": 2, "window": 16},
         "TrainModel": {"epochs": 2, "batch_size": 8, "base_channels": 4, "depth": 2, "num_workers": 0},
         "FineTune": {"epochs": 1, "batch_size": 4, "num_workers": 0},
         "TuneCRF": {"grid": json.dumps({"iterations": [3], "bilateral_sxy": [30, 60]}), "max_samples": 8},
         "EvaluateAll": {"eval_sets": json.dumps(EVAL_SETS), "methods": json.dumps(METHODS)},
-    }  # fmt: skip
+    }
 
 
 def all_tasks(task: luigi.Task) -> list[luigi.Task]:

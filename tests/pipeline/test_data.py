@@ -18,10 +18,16 @@ from pipeline.persons import VOCPersons
 from tests.conftest import build
 
 EXPECTED = {
-    "image": ((256, 256, 3), np.uint8), "mask": ((256, 256), np.uint8), "posemap": ((128, 128), np.uint8),
-    "prior": ((256, 256), np.uint8), "joints": ((14, 3), np.float32), "affine": ((2, 3), np.float32),
-    "image_id": ((), np.int64), "instance_id": ((), np.int64), "orig_size": ((2,), np.int32),
-}  # fmt: skip
+    "image": ((256, 256, 3), np.uint8),
+    "mask": ((256, 256), np.uint8),
+    "posemap": ((128, 128), np.uint8),
+    "prior": ((256, 256), np.uint8),
+    "joints": ((14, 3), np.float32),
+    "affine": ((2, 3), np.float32),
+    "image_id": ((), np.int64),
+    "instance_id": ((), np.int64),
+    "orig_size": ((2,), np.int32),
+}
 
 
 def check_cache(path: Path, picture: Path) -> int:
@@ -130,8 +136,11 @@ def test_malformed_annotation_json_names_the_file(sample, tmp_path):
     ann.parent.mkdir()
     ann.write_text('{"images": [ {"id": 1,')
     with pytest.raises(ValueError, match=r"malformed annotation JSON in .*person_keypoints_val2017\.json"):
-        list(coco_person_records(tmp_path, "annotations/person_keypoints_val2017.json", "val2017",
-                                 "coco", "val", PersonFilter(), Tally()))  # fmt: skip
+        list(
+            coco_person_records(
+                tmp_path, "annotations/person_keypoints_val2017.json", "val2017", "coco", "val", PersonFilter(), Tally()
+            )
+        )
 
 
 def test_malformed_json_fails_the_task_with_its_name(luigi_config, tmp_path):
@@ -173,7 +182,10 @@ def test_annotation_without_a_usable_id_is_skipped_not_fatal(luigi_config, sampl
     (root / "annotations").mkdir()
     (root / "annotations/person_keypoints_val2017.json").write_text(json.dumps(data))
     tally = Tally()
-    records = list(coco_person_records(root, "annotations/person_keypoints_val2017.json", "val2017", "coco", "val",
-                                       PersonFilter(), tally))  # fmt: skip
+    records = list(
+        coco_person_records(
+            root, "annotations/person_keypoints_val2017.json", "val2017", "coco", "val", PersonFilter(), tally
+        )
+    )
     assert tally.skipped["malformed_record"] == 2
     assert len(records) == len(kept) - 2

@@ -22,16 +22,19 @@ from tests.pipeline.archives import zip_bytes as _zip_bytes
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
-
-
-
 def _tiny_coco() -> dict[str, bytes]:
     """Official archive names -> tiny zips with the official layout, from a few sample files."""
     coco = SAMPLE / "coco"
-    archives = {"annotations_trainval2017.zip": _zip_bytes({
-        f"annotations/person_keypoints_{split}2017.json":
-            (coco / "annotations" / f"person_keypoints_{split}2017.json").read_bytes()
-        for split in ("train", "val")})}
+    archives = {
+        "annotations_trainval2017.zip": _zip_bytes(
+            {
+                f"annotations/person_keypoints_{split}2017.json": (
+                    coco / "annotations" / f"person_keypoints_{split}2017.json"
+                ).read_bytes()
+                for split in ("train", "val")
+            }
+        )
+    }
     for split in ("train", "val"):
         images = sorted((coco / f"{split}2017").glob("*.jpg"))[:2]
         archives[f"{split}2017.zip"] = _zip_bytes({f"{split}2017/{p.name}": p.read_bytes() for p in images})
@@ -139,19 +142,22 @@ def test_download_coco_and_voc_through_the_mirror(server: Server, config: dict[s
     assert manifest["source"] == "downloaded" and manifest["root"] == str((tmp_path / "coco").resolve())
     assert Path(coco.output().path).is_relative_to(tmp_path / "work" / "DownloadCOCO")
     assert json.loads((tmp_path / "coco" / MANIFEST_NAME).read_text())["files"] == manifest["files"]
-    assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == \
-        {name: (len(ARCHIVES[name]), _md5(ARCHIVES[name])) for name in COCO_MD5S}
+    assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == {
+        name: (len(ARCHIVES[name]), _md5(ARCHIVES[name])) for name in COCO_MD5S
+    }
     assert all(url.startswith(server.base) for url in manifest["urls"])
     assert sorted(p.name for p in (tmp_path / "raw" / "archives").iterdir()) == sorted(ARCHIVES)
-    assert (tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000063.jpg").read_bytes() == \
-        (SAMPLE / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000063.jpg").read_bytes()
+    assert (tmp_path / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000063.jpg").read_bytes() == (
+        SAMPLE / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000063.jpg"
+    ).read_bytes()
     # Done means done: a second build is a no-op.
     assert _build(DownloadCOCO(root=str(tmp_path / "coco")), DownloadVOC(root=str(tmp_path / "voc")))
     assert len(server.hits) == len(URL_PATHS)
 
 
-def test_existing_copy_is_used_without_touching_the_network(server: Server, config: dict[str, str],
-                                                           tmp_path: Path) -> None:
+def test_existing_copy_is_used_without_touching_the_network(
+    server: Server, config: dict[str, str], tmp_path: Path
+) -> None:
     root = _existing_coco(tmp_path / "my_coco")
     before = _tree(root)
     task = DownloadCOCO(root=str(root))
@@ -181,8 +187,7 @@ def _existing_coco(root: Path) -> Path:
     return root
 
 
-def test_completion_rechecks_the_layout_and_the_splits(server: Server, config: dict[str, str],
-                                                       tmp_path: Path) -> None:
+def test_completion_rechecks_the_layout_and_the_splits(server: Server, config: dict[str, str], tmp_path: Path) -> None:
     root = _existing_coco(tmp_path / "my_coco")
     assert _build(DownloadCOCO(root=str(root)))
     assert DownloadCOCO(root=str(root)).complete()
@@ -203,8 +208,7 @@ def test_completion_rechecks_the_layout_and_the_splits(server: Server, config: d
     assert server.hits == []
 
 
-def test_wrong_archive_fails_the_task_and_is_kept_aside(server: Server, config: dict[str, str],
-                                                        tmp_path: Path) -> None:
+def test_wrong_archive_fails_the_task_and_is_kept_aside(server: Server, config: dict[str, str], tmp_path: Path) -> None:
     parser = luigi.configuration.get_config()
     parser.set("DownloadConfig", "voc_md5s", json.dumps(VOC_MD5S))  # the official MD5: the tiny tar fails it
     task = DownloadVOC(root=str(tmp_path / "voc"))
@@ -240,9 +244,11 @@ def test_official_archive_table() -> None:
     """The defaults are the published archives (a typo here would cost an 18 GB download)."""
     spec = {archive_name(url): url for url in (*COCO_URLS, *VOC_URLS)}
     assert spec["train2017.zip"] == "http://images.cocodataset.org/zips/train2017.zip"
-    assert COCO_MD5S == {"train2017.zip": "cced6f7f71b7629ddf16f17bbcfab6b2",
-                         "val2017.zip": "442b8da7639aecaf257c1dceb8ba8c80",
-                         "annotations_trainval2017.zip": "f4bbac642086de4f52a3fdda2de5fa2c"}
+    assert COCO_MD5S == {
+        "train2017.zip": "cced6f7f71b7629ddf16f17bbcfab6b2",
+        "val2017.zip": "442b8da7639aecaf257c1dceb8ba8c80",
+        "annotations_trainval2017.zip": "f4bbac642086de4f52a3fdda2de5fa2c",
+    }
     assert VOC_MD5S == {"VOCtrainval_11-May-2012.tar": "6cd6e144f989b92b3379bac3b3de84fd"}
 
 
@@ -250,8 +256,19 @@ def test_command_line_with_an_existing_copy(server: Server, config: dict[str, st
     """``luigi DownloadVOC --root PATH`` parses next to every other registered task and config flag."""
     shutil.copytree(SAMPLE / "voc", tmp_path / "voc")
     before = _tree(tmp_path / "voc")
-    ok = luigi.run(["--module", "pipeline.download", "DownloadVOC", "--root", str(tmp_path / "voc"),
-                    "--local-scheduler", "--no-lock", "--log-level", "WARNING"])
+    ok = luigi.run(
+        [
+            "--module",
+            "pipeline.download",
+            "DownloadVOC",
+            "--root",
+            str(tmp_path / "voc"),
+            "--local-scheduler",
+            "--no-lock",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     assert ok is True
     task = DownloadVOC(root=str(tmp_path / "voc"))
     assert json.loads(Path(task.output().path).read_text())["source"] == EXISTING_COPY

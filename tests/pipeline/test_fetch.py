@@ -40,11 +40,14 @@ from pipeline.lib.fetch import (
 from tests.pipeline.archives import zip_bytes as _zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-FAST = {"retries": 3, "backoff_s": 0.001, "max_backoff_s": 0.01, "timeout_s": 5.0, "chunk_bytes": 4096,
-        "progress": False}
-
-
-
+FAST = {
+    "retries": 3,
+    "backoff_s": 0.001,
+    "max_backoff_s": 0.01,
+    "timeout_s": 5.0,
+    "chunk_bytes": 4096,
+    "progress": False,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,8 +181,7 @@ def test_resume_after_connection_dropped_halfway(server: FakeServer, tmp_path: P
     server.drop_after["/a.bin"] = [half]
     dest = tmp_path / "a.bin"
     seen = []
-    download(server.url("/a.bin"), dest, len(data), _md5(data), on_progress=lambda d, t: seen.append((d, t)),
-             **FAST)
+    download(server.url("/a.bin"), dest, len(data), _md5(data), on_progress=lambda d, t: seen.append((d, t)), **FAST)
     assert dest.read_bytes() == data
     assert [(h.range, h.status) for h in server.hits] == [(None, 200), (f"bytes={half}-", 206)]
     assert seen[-1] == (len(data), len(data))
@@ -300,8 +302,7 @@ def test_timeout_is_retried(server: FakeServer, tmp_path: Path, caplog: pytest.L
     with caplog.at_level("WARNING", logger="pipeline.lib.fetch"):
         download(server.url("/a.bin"), dest, len(data), _md5(data), **{**FAST, "timeout_s": 0.2})
     assert dest.read_bytes() == data
-    assert any("retry 1/3" in record.getMessage() and "timed out" in record.getMessage()
-               for record in caplog.records)
+    assert any("retry 1/3" in record.getMessage() and "timed out" in record.getMessage() for record in caplog.records)
 
 
 def test_complete_part_gets_416_and_is_accepted(server: FakeServer, tmp_path: Path) -> None:
@@ -433,8 +434,13 @@ def test_extract_tar_gz(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("../evil.txt", "'..'"), ("ok/../../evil.txt", "'..'"), ("..\\evil.txt", "'..'"),
-     ("/tmp/evil.txt", "absolute"), ("C:/evil.txt", "absolute")],
+    [
+        ("../evil.txt", "'..'"),
+        ("ok/../../evil.txt", "'..'"),
+        ("..\\evil.txt", "'..'"),
+        ("/tmp/evil.txt", "absolute"),
+        ("C:/evil.txt", "absolute"),
+    ],
 )
 def test_zip_escaping_member_refused(tmp_path: Path, name: str, reason: str) -> None:
     archive = tmp_path / "bad.zip"
@@ -471,8 +477,7 @@ def test_zip_symlink_member_refused(tmp_path: Path) -> None:
         (("../evil.txt", b"evil"), "'..'"),
     ],
 )
-def test_tar_unsafe_member_refused(tmp_path: Path, member: tarfile.TarInfo | tuple[str, bytes],
-                                   reason: str) -> None:
+def test_tar_unsafe_member_refused(tmp_path: Path, member: tarfile.TarInfo | tuple[str, bytes], reason: str) -> None:
     archive = tmp_path / "bad.tar"
     archive.write_bytes(_tar_bytes([("data/ok.txt", b"ok"), member]))
     target = tmp_path / "out"
@@ -484,11 +489,15 @@ def test_tar_unsafe_member_refused(tmp_path: Path, member: tarfile.TarInfo | tup
 
 @pytest.mark.parametrize(
     "member",
-    [_special("data/link", tarfile.SYMTYPE, "../../evil.txt"), _special("data/dev", tarfile.CHRTYPE),
-     ("data/../../evil.txt", b"evil")],
+    [
+        _special("data/link", tarfile.SYMTYPE, "../../evil.txt"),
+        _special("data/dev", tarfile.CHRTYPE),
+        ("data/../../evil.txt", b"evil"),
+    ],
 )
-def test_tar_data_filter_is_a_second_line_of_defence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     member: tarfile.TarInfo | tuple[str, bytes]) -> None:
+def test_tar_data_filter_is_a_second_line_of_defence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, member: tarfile.TarInfo | tuple[str, bytes]
+) -> None:
     """With our own member check switched off, tarfile's "data" filter (or our path resolution) still refuses."""
     monkeypatch.setattr(fetch, "_check_tar_member", lambda info, archive: PurePosixPath(info.name))
     archive = tmp_path / "bad.tar"
@@ -569,9 +578,12 @@ def test_write_manifest_is_complete_json(tmp_path: Path) -> None:
 
 def _tiny_coco_archives() -> dict[str, bytes]:
     """Three zips shaped like the official ones, built from a few sample files."""
-    annotations = {f"annotations/person_keypoints_{split}2017.json":
-                   (SAMPLE / "coco" / "annotations" / f"person_keypoints_{split}2017.json").read_bytes()
-                   for split in ("train", "val")}
+    annotations = {
+        f"annotations/person_keypoints_{split}2017.json": (
+            SAMPLE / "coco" / "annotations" / f"person_keypoints_{split}2017.json"
+        ).read_bytes()
+        for split in ("train", "val")
+    }
     zips = {"annotations_trainval2017.zip": _zip_bytes(annotations)}
     for split in ("train", "val"):
         images = sorted((SAMPLE / "coco" / f"{split}2017").glob("*.jpg"))[:2]
@@ -581,23 +593,34 @@ def _tiny_coco_archives() -> dict[str, bytes]:
 
 def test_prepare_dataset_downloads_then_reruns_resume_extraction(server: FakeServer, tmp_path: Path) -> None:
     zips = _tiny_coco_archives()
-    paths = {"train2017.zip": "/zips/train2017.zip", "val2017.zip": "/zips/val2017.zip",
-             "annotations_trainval2017.zip": "/annotations/annotations_trainval2017.zip"}
+    paths = {
+        "train2017.zip": "/zips/train2017.zip",
+        "val2017.zip": "/zips/val2017.zip",
+        "annotations_trainval2017.zip": "/annotations/annotations_trainval2017.zip",
+    }
     for name, path in paths.items():
         server.files[path] = zips[name]
     specs = [ArchiveSpec(server.url(path), len(zips[name]), _md5(zips[name])) for name, path in paths.items()]
     root, archives = tmp_path / "coco", tmp_path / "archives"
     statuses: list[tuple[float, str]] = []
     options = DownloadOptions(**FAST)
-    record = prepare_dataset(root, specs, archives, check_coco_layout, dataset="coco", options=options,
-                             on_status=lambda pct, msg: statuses.append((pct, msg)))
+    record = prepare_dataset(
+        root,
+        specs,
+        archives,
+        check_coco_layout,
+        dataset="coco",
+        options=options,
+        on_status=lambda pct, msg: statuses.append((pct, msg)),
+    )
     manifest_path = Path(record["manifest"])
     assert manifest_path == root / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
     assert record == {**manifest, "manifest": str(manifest_path)}
     assert manifest["source"] == "downloaded" and manifest["dataset"] == "coco"
-    assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == \
-        {name: (len(data), _md5(data)) for name, data in zips.items()}
+    assert {f["name"]: (f["size"], f["md5"]) for f in manifest["files"]} == {
+        name: (len(data), _md5(data)) for name, data in zips.items()
+    }
     assert check_coco_layout(root) == []
     assert statuses[0][0] == 0.0 and statuses[-1] == (100.0, "coco: complete")
     assert all(a[0] <= b[0] for a, b in zip(statuses, statuses[1:], strict=False))
@@ -613,8 +636,7 @@ def test_prepare_dataset_downloads_then_reruns_resume_extraction(server: FakeSer
             gone.rmdir()
         else:
             gone.unlink()
-    prepare_dataset(root, specs, archives, check_coco_layout, dataset="coco", options=options,
-                    keep_archives=False)
+    prepare_dataset(root, specs, archives, check_coco_layout, dataset="coco", options=options, keep_archives=False)
     assert check_coco_layout(root) == [] and len(server.hits) == 3
     assert (root / "train2017").stat().st_ino == train_before
     assert list(archives.iterdir()) == []  # keep_archives=False
@@ -630,8 +652,9 @@ def test_prepare_dataset_uses_existing_copy_without_network(server: FakeServer, 
             (dest / file.name).write_bytes(file.read_bytes())
     specs = [ArchiveSpec(server.url("/voc.tar"), 1, "0" * 32)]
     before = sorted(str(path) for path in root.rglob("*"))
-    record = prepare_dataset(root, specs, tmp_path / "archives", check_voc_layout, dataset="voc",
-                             options=DownloadOptions(**FAST))
+    record = prepare_dataset(
+        root, specs, tmp_path / "archives", check_voc_layout, dataset="voc", options=DownloadOptions(**FAST)
+    )
     assert record["source"] == EXISTING_COPY and record["root"] == str(root.resolve()) and record["files"] == []
     assert sorted(str(path) for path in root.rglob("*")) == before  # nothing written into the copy
     assert server.hits == [] and not (tmp_path / "archives").exists()
@@ -641,7 +664,12 @@ def test_prepare_dataset_reports_a_wrong_layout(server: FakeServer, tmp_path: Pa
     data = _zip_bytes({"something_else/a.txt": b"a"})
     server.files["/x.zip"] = data
     with pytest.raises(fetch.LayoutError, match="person_keypoints_val2017.json"):
-        prepare_dataset(tmp_path / "coco", [ArchiveSpec(server.url("/x.zip"), len(data), _md5(data))],
-                        tmp_path / "archives", lambda root: check_coco_layout(root, splits=("val",)),
-                        dataset="coco", options=DownloadOptions(**FAST))
+        prepare_dataset(
+            tmp_path / "coco",
+            [ArchiveSpec(server.url("/x.zip"), len(data), _md5(data))],
+            tmp_path / "archives",
+            lambda root: check_coco_layout(root, splits=("val",)),
+            dataset="coco",
+            options=DownloadOptions(**FAST),
+        )
     assert not (tmp_path / "coco" / MANIFEST_NAME).exists()

@@ -100,8 +100,13 @@ def test_nights_are_incremental(tmp_path, luigi_config, tiny_model):
     photos = copy_photos(tmp_path / "photos", PHOTOS[:3])
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
-    params = {"input_dir": str(photos), "output_dir": str(out), "model": str(tiny_model),
-              "keypoints": str(keypoints), "shard_size": 2}  # fmt: skip
+    params = {
+        "input_dir": str(photos),
+        "output_dir": str(out),
+        "model": str(tiny_model),
+        "keypoints": str(keypoints),
+        "shard_size": 2,
+    }
 
     ok, first = generate(**params)
     assert ok and first["processed"] == 3 and first["done"] == 3 and first["problems_total"] == 1
@@ -143,14 +148,16 @@ def test_bad_inputs_are_reported_and_counted(tmp_path, luigi_config, tiny_model)
     ghost = {"id": 999, "file_name": "ghost.jpg", "width": 640, "height": 480}
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS[:3], [ghost])
     data = json.loads(keypoints.read_text())
-    data["images"] = [dict(im, file_name="Nested.JPEG") if im["file_name"] == PHOTOS[2] else im
-                      for im in data["images"]]  # fmt: skip
+    data["images"] = [
+        dict(im, file_name="Nested.JPEG") if im["file_name"] == PHOTOS[2] else im for im in data["images"]
+    ]
     data["annotations"].append(dict(data["annotations"][0], id=1, image_id=999))
     keypoints.write_text(json.dumps(data))
     out = tmp_path / "masks"
 
-    ok, summary = generate(input_dir=str(photos), output_dir=str(out), model=str(tiny_model),
-                           keypoints=str(keypoints), shard_size=3)  # fmt: skip
+    ok, summary = generate(
+        input_dir=str(photos), output_dir=str(out), model=str(tiny_model), keypoints=str(keypoints), shard_size=3
+    )
     assert ok
     assert summary["skipped"] == {"corrupt_image": 1, "empty_file": 1, "not_an_image": 1, "decompression_bomb": 1}
     assert summary["refused"] == {"symlink": 1}
@@ -171,8 +178,13 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
     photos = copy_photos(tmp_path / "photos", PHOTOS)
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
-    params = {"input_dir": str(photos), "output_dir": str(out), "model": str(tiny_model),
-              "keypoints": str(keypoints), "shard_size": 10}  # fmt: skip
+    params = {
+        "input_dir": str(photos),
+        "output_dir": str(out),
+        "model": str(tiny_model),
+        "keypoints": str(keypoints),
+        "shard_size": 10,
+    }
     real_write = MaskShard.write_masks
     calls = []
 
@@ -194,8 +206,9 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
     ok, summary = generate(**params)
     assert ok and summary["done"] == 4
     rows = check_consistent(out)
-    assert sorted(r["path"] for r in rows if r["run"] == "processed") == sorted(calls[2:] + [
-        p for p in PHOTOS if p not in calls])  # the two journaled images were not redone
+    assert sorted(r["path"] for r in rows if r["run"] == "processed") == sorted(
+        calls[2:] + [p for p in PHOTOS if p not in calls]
+    )  # the two journaled images were not redone
     assert not list((out / "shards").glob("*/journal.jsonl"))
 
 
@@ -203,8 +216,13 @@ def test_errors_and_the_pixel_limit_are_retried(tmp_path, luigi_config, tiny_mod
     photos = copy_photos(tmp_path / "photos", PHOTOS[:2])
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
-    params = {"input_dir": str(photos), "output_dir": str(out), "model": str(tiny_model),
-              "keypoints": str(keypoints), "shard_size": 10}  # fmt: skip
+    params = {
+        "input_dir": str(photos),
+        "output_dir": str(out),
+        "model": str(tiny_model),
+        "keypoints": str(keypoints),
+        "shard_size": 10,
+    }
     real_write = MaskShard.write_masks
 
     def out_of_memory_once(self, rel, masks, threshold):
@@ -250,9 +268,22 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "PYTHONPATH": str(REPO)}
     (tmp_path / "luigid").mkdir()
-    luigid = subprocess.Popen([str(bin_dir / "luigid"), "--port", str(port), "--address", "127.0.0.1",
-                               "--logdir", str(tmp_path / "luigid"), "--state-path", str(tmp_path / "state.pickle")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    luigid = subprocess.Popen(
+        [
+            str(bin_dir / "luigid"),
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--logdir",
+            str(tmp_path / "luigid"),
+            "--state-path",
+            str(tmp_path / "state.pickle"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 20
         while True:
@@ -262,11 +293,30 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
             except OSError:
                 assert time.time() < deadline and luigid.poll() is None, "luigid did not start"
                 time.sleep(0.2)
-        command = [str(bin_dir / "luigi"), "--module", "pipeline", "GenerateMasks", "--input-dir", str(photos),
-                   "--output-dir", str(out), "--model", str(tiny_model), "--keypoints", str(keypoints),
-                   "--shard-size", "1", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)]
-        workers = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                   for _ in range(2)]  # fmt: skip
+        command = [
+            str(bin_dir / "luigi"),
+            "--module",
+            "pipeline",
+            "GenerateMasks",
+            "--input-dir",
+            str(photos),
+            "--output-dir",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--keypoints",
+            str(keypoints),
+            "--shard-size",
+            "1",
+            "--scheduler-host",
+            "127.0.0.1",
+            "--scheduler-port",
+            str(port),
+        ]
+        workers = [
+            subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for _ in range(2)
+        ]
         logs = [w.communicate(timeout=120)[0].decode() for w in workers]
         assert all(w.returncode == 0 for w in workers), logs
     finally:
@@ -275,8 +325,9 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
     rows = check_consistent(out)
     assert sorted(r["path"] for r in rows) == sorted(PHOTOS)
     assert all(r["run"] == "processed" for r in rows)  # each image made exactly once, by one worker
-    assert len(list((out / "shards").glob("*/manifest.jsonl"))) == len(json.loads((out / "summary.json").read_text())
-                                                                       ["shards"])  # fmt: skip
+    assert len(list((out / "shards").glob("*/manifest.jsonl"))) == len(
+        json.loads((out / "summary.json").read_text())["shards"]
+    )
 
 
 @pytest.mark.slow
@@ -288,8 +339,14 @@ def test_masks_match_the_evaluate_report(tmp_path, luigi_config):
     luigi_config({"TrainModel": {"epochs": 1, "base_channels": 4, "depth": 2, "batch_size": 4, "num_workers": 0}})
     evaluate = Evaluate(dataset="coco", split="val", method="unet-coco")
     out = tmp_path / "masks"
-    ok, summary = generate(input_dir=str(VAL_IMAGES), output_dir=str(out), model="unet-coco",
-                           keypoints=str(VAL_KEYPOINTS), min_keypoints=1, grabcut=False)  # fmt: skip
+    ok, summary = generate(
+        input_dir=str(VAL_IMAGES),
+        output_dir=str(out),
+        model="unet-coco",
+        keypoints=str(VAL_KEYPOINTS),
+        min_keypoints=1,
+        grabcut=False,
+    )
     assert ok and build(evaluate)
     report = json.loads(Path(evaluate.output()["summary"].path).read_text())
     scores = {}
@@ -301,8 +358,9 @@ def test_masks_match_the_evaluate_report(tmp_path, luigi_config):
     gt = json.loads(VAL_KEYPOINTS.read_text())
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     annotations = {a["id"]: a for a in gt["annotations"]}
-    results = {r["annotation_id"]: r for m in (out / "shards").glob("*/results.json")
-               for r in json.loads(m.read_text())}  # fmt: skip
+    results = {
+        r["annotation_id"]: r for m in (out / "shards").glob("*/results.json") for r in json.loads(m.read_text())
+    }
     from pycocotools import mask as mask_utils
 
     ours = []
@@ -311,10 +369,13 @@ def test_masks_match_the_evaluate_report(tmp_path, luigi_config):
         truth = coco_instance_mask(ann["segmentation"], *sizes[ann["image_id"]])
         rle = dict(results[instance_id]["segmentation"], counts=results[instance_id]["segmentation"]["counts"].encode())
         ours.append(iou(mask_utils.decode(rle) > 0, truth > 0))
-    print(f"GenerateMasks mean IoU {np.mean(ours):.4f} vs Evaluate iou_full {report['iou_full']['mean']:.4f} "
-          f"over {len(ours)} persons")
+    print(
+        f"GenerateMasks mean IoU {np.mean(ours):.4f} vs Evaluate iou_full {report['iou_full']['mean']:.4f} "
+        f"over {len(ours)} persons"
+    )
     assert len(ours) == report["instances"] > 10
     assert abs(np.mean(ours) - report["iou_full"]["mean"]) < 0.02
     assert np.abs(np.array(ours) - np.array(list(scores.values()))).max() < 0.05
-    assert summary["done"] == len({a["image_id"] for a in gt["annotations"] if a.get("num_keypoints", 0) > 0
-                                   and not a.get("iscrowd")})  # fmt: skip
+    assert summary["done"] == len(
+        {a["image_id"] for a in gt["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")}
+    )

@@ -24,8 +24,18 @@ from pipeline.persons import VOCPersons
 from tests.conftest import SAMPLE, build
 
 VAL_JSON = SAMPLE / "coco" / "annotations" / "person_keypoints_val2017.json"
-CACHE_NAMES = ("image", "mask", "posemap", "prior", "joints", "affine", "image_id", "instance_id", "source",
-               "orig_size")  # fmt: skip
+CACHE_NAMES = (
+    "image",
+    "mask",
+    "posemap",
+    "prior",
+    "joints",
+    "affine",
+    "image_id",
+    "instance_id",
+    "source",
+    "orig_size",
+)
 
 
 # --- streaming JSON ----------------------------------------------------------------------------
@@ -55,22 +65,35 @@ def test_stream_numbers_at_buffer_ends_are_not_cut(tmp_path):
         assert got == {"a": [12345, 675.0, True, None, "x"], "b": 9876543210}
 
 
-@pytest.mark.parametrize("text, reason", [
-    ('{"images": [ {"id": 1,', "Expecting"),
-    ("[1, 2]", "top level is not a JSON object"),
-    ('{"images": [], "annotations": []} junk', "text after the top-level object"),
-    ('{"images": [{"id": 1} {"id": 2}], "annotations": []}', "between items"),
-    ('{"images": [] "annotations": []}', "between top-level keys"),
-    ('{1: []}', "object key 1 is not a string"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"images": [ {"id": 1,', "Expecting"),
+        ("[1, 2]", "top level is not a JSON object"),
+        ('{"images": [], "annotations": []} junk', "text after the top-level object"),
+        ('{"images": [{"id": 1} {"id": 2}], "annotations": []}', "between items"),
+        ('{"images": [] "annotations": []}', "between top-level keys"),
+        ("{1: []}", "object key 1 is not a string"),
+    ],
+)
 def test_malformed_json_names_file_and_reason(tmp_path, text, reason):
     path = tmp_path / "annotations" / "person_keypoints_val2017.json"
     path.parent.mkdir()
     path.write_text(text)
     pattern = rf"malformed annotation JSON in .*person_keypoints_val2017\.json.*{reason}"
     with pytest.raises(MalformedJSONError, match=pattern):
-        list(coco_person_records(tmp_path, "annotations/person_keypoints_val2017.json", "val2017", "coco", "val",
-                                 PersonFilter(), Tally(), chunk_chars=8))  # fmt: skip
+        list(
+            coco_person_records(
+                tmp_path,
+                "annotations/person_keypoints_val2017.json",
+                "val2017",
+                "coco",
+                "val",
+                PersonFilter(),
+                Tally(),
+                chunk_chars=8,
+            )
+        )
 
 
 def test_missing_annotations_list_is_named(tmp_path):
@@ -84,8 +107,18 @@ def test_records_do_not_depend_on_the_buffer_size():
     runs = []
     for chunk in (16, 1 << 20):
         tally = Tally()
-        records = list(coco_person_records(SAMPLE / "coco", "annotations/person_keypoints_val2017.json", "val2017",
-                                           "coco", "val", PersonFilter(), tally, chunk_chars=chunk))  # fmt: skip
+        records = list(
+            coco_person_records(
+                SAMPLE / "coco",
+                "annotations/person_keypoints_val2017.json",
+                "val2017",
+                "coco",
+                "val",
+                PersonFilter(),
+                tally,
+                chunk_chars=chunk,
+            )
+        )
         runs.append((records, tally.to_dict()))
     assert runs[0] == runs[1] and runs[0][1]["kept"] == len(runs[0][0]) > 10
     # file order of the annotations
@@ -96,8 +129,17 @@ def test_records_do_not_depend_on_the_buffer_size():
 
 def test_single_person_filter_counts_persons_per_image():
     tally = Tally()
-    records = list(coco_person_records(SAMPLE / "coco", "annotations/person_keypoints_val2017.json", "val2017",
-                                       "coco", "val", PersonFilter(single_person_only=True), tally))  # fmt: skip
+    records = list(
+        coco_person_records(
+            SAMPLE / "coco",
+            "annotations/person_keypoints_val2017.json",
+            "val2017",
+            "coco",
+            "val",
+            PersonFilter(single_person_only=True),
+            tally,
+        )
+    )
     data = json.loads(VAL_JSON.read_text())
     per_image: dict[int, int] = {}
     for a in data["annotations"]:
@@ -123,8 +165,14 @@ def test_persons_memory_is_a_fraction_of_json_load(synthetic_coco, tmp_path):
     assert ann.stat().st_size > 15e6
     plain = measure("json_load", annotation_file=ann)
     records = tmp_path / "persons.jsonl"
-    persons = measure("persons", root=synthetic_coco, annotations="annotations/person_keypoints_train2017.json",
-                      images="train2017", split="train", out=records)  # fmt: skip
+    persons = measure(
+        "persons",
+        root=synthetic_coco,
+        annotations="annotations/person_keypoints_train2017.json",
+        images="train2017",
+        split="train",
+        out=records,
+    )
     assert plain["count"] >= 20_000 and persons["count"] == count_records(records) > 5_000
     # json.load holds the parsed file (~5x its size); the stream holds one item + a compact image table.
     assert plain["growth_mib"] > 60
@@ -136,8 +184,15 @@ def test_persons_memory_is_a_fraction_of_json_load(synthetic_coco, tmp_path):
 def test_build_cache_memory_does_not_grow_with_records(synthetic_coco, tmp_path):
     records = tmp_path / "persons.jsonl"
     with open(records, "w") as f:
-        for r in coco_person_records(synthetic_coco, "annotations/person_keypoints_train2017.json", "train2017",
-                                     "coco", "train", PersonFilter(), Tally()):  # fmt: skip
+        for r in coco_person_records(
+            synthetic_coco,
+            "annotations/person_keypoints_train2017.json",
+            "train2017",
+            "coco",
+            "train",
+            PersonFilter(),
+            Tally(),
+        ):
             f.write(json.dumps(r) + "\n")
             if f.tell() > 2e6:
                 break
@@ -145,8 +200,9 @@ def test_build_cache_memory_does_not_grow_with_records(synthetic_coco, tmp_path)
     for n in (40, 160):
         subset = tmp_path / f"persons-{n}.jsonl"
         assert truncate_records(records, subset, n) == n
-        runs[n] = measure("cache", records=subset, root=synthetic_coco, out=tmp_path / f"cache-{n}.h5",
-                          processes=2, window=8)  # fmt: skip
+        runs[n] = measure(
+            "cache", records=subset, root=synthetic_coco, out=tmp_path / f"cache-{n}.h5", processes=2, window=8
+        )
         assert runs[n]["count"] == n
     # 4x the records (and of the cache file) adds no more than noise to the peak memory.
     assert runs[160]["peak_rss_mib"] < runs[40]["peak_rss_mib"] + 40, runs

@@ -15,8 +15,10 @@ import pytest
 from pipeline.settings import DEFAULTS
 from tests.conftest import REPO
 
-READ_SETTING = ("import sys; from pipeline.settings import load_settings; load_settings(sys.argv[1] or None); "
-                "from pipeline.config import detect; print(detect().yolox_min_score, detect().method)")  # fmt: skip
+READ_SETTING = (
+    "import sys; from pipeline.settings import load_settings; load_settings(sys.argv[1] or None); "
+    "from pipeline.config import detect; print(detect().yolox_min_score, detect().method)"
+)
 
 
 def setting_seen(cwd: Path, env_config: Path | None = None, extra: Path | None = None) -> str:
@@ -24,8 +26,14 @@ def setting_seen(cwd: Path, env_config: Path | None = None, extra: Path | None =
     env["PYTHONPATH"] = str(REPO)
     if env_config is not None:
         env["LUIGI_CONFIG_PATH"] = str(env_config)
-    result = subprocess.run([sys.executable, "-c", READ_SETTING, str(extra or "")], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", READ_SETTING, str(extra or "")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -59,18 +67,27 @@ def test_repository_luigi_cfg_only_overrides_the_work_folder():
 
 @pytest.mark.slow
 def test_wheel_holds_models_licences_and_default_settings(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     (wheel,) = tmp_path.glob("posemask-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("pipeline/defaults.cfg",
-                     "models/weights/yolox_nano/yolox_nano_416x416.onnx", "models/weights/yolox_nano/LICENSE",
-                     "models/weights/yolox_nano/NOTICE",
-                     "models/weights/deeplabv3_mnv2/deeplab_v3_1_default_1.onnx",
-                     "models/weights/deeplabv3_mnv2/LICENSE", "models/weights/deeplabv3_mnv2/NOTICE",
-                     "models/weights/posemask_unet/model.pt", "models/weights/posemask_unet/crf.json",
-                     "models/weights/posemask_unet/MODEL_CARD.md"):  # fmt: skip
+    for expected in (
+        "pipeline/defaults.cfg",
+        "models/weights/yolox_nano/yolox_nano_416x416.onnx",
+        "models/weights/yolox_nano/LICENSE",
+        "models/weights/yolox_nano/NOTICE",
+        "models/weights/deeplabv3_mnv2/deeplab_v3_1_default_1.onnx",
+        "models/weights/deeplabv3_mnv2/LICENSE",
+        "models/weights/deeplabv3_mnv2/NOTICE",
+        "models/weights/posemask_unet/model.pt",
+        "models/weights/posemask_unet/crf.json",
+        "models/weights/posemask_unet/MODEL_CARD.md",
+    ):
         assert expected in names, f"{expected} missing from {wheel.name}"
     assert not any(n.startswith(("data/", "tests/")) for n in names)
 
@@ -106,7 +123,8 @@ def test_every_config_key_is_declared_and_overrides_a_different_default():
                 assert key in declared[section], f"{path.name}: [{section}] {key} is not a declared parameter"
                 param = next(p for k, p in _params(section) if k == key)
                 assert param.normalize(param.parse(text)) != param.normalize(declared[section][key]), (
-                    f"{path.name}: [{section}] {key} = {text} repeats the code's default")
+                    f"{path.name}: [{section}] {key} = {text} repeats the code's default"
+                )
 
 
 def _params(section: str):

@@ -42,8 +42,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     cfg, work = tmp_path / "resume.cfg", tmp_path / "work"
     write_config(cfg, work)
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
-    proc = subprocess.Popen(luigi_cmd(), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        luigi_cmd(), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     checkpoint = None
     while time.monotonic() < deadline and proc.poll() is None:
