@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.dataset import CacheDataset, InMemoryBatch, write_synthetic_cache  # noqa: E402
+from bench.synthetic import write_synthetic_cache  # noqa: E402
+from models.dataset import CacheDataset, InMemoryBatch  # noqa: E402
 from models.train import batch_to_device, train_step  # noqa: E402
 from models.unet import ModelConfig, PoseUNet, count_parameters  # noqa: E402
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.dataset import CacheDataset, InMemoryBatch, flipped_joint_order, write_synthetic_cache
+from bench.synthetic import write_synthetic_cache
+from models.dataset import CacheDataset, InMemoryBatch, flipped_joint_order
 from models.skeleton import JOINT_NAMES
 from models.train import (
     TrainConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -67,8 +68,12 @@ def test_repository_luigi_cfg_only_overrides_the_work_folder():
 
 @pytest.mark.slow
 def test_wheel_holds_models_licences_and_default_settings(tmp_path):
+    # build from a copy: setuptools writes build/ into the source folder
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns(".venv", ".git", "data", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, source, ignore=skip)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         timeout=300,

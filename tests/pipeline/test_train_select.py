@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 import pipeline.train as pipeline_train
-from models.dataset import write_synthetic_cache
+from bench.synthetic import write_synthetic_cache
 from models.train import load_model
 from pipeline.train import TrainModel
 
