@@ -169,10 +169,19 @@ def coco17_to_joints14(keypoints: np.ndarray | list, cfg: HeadConfig | None = No
     return joints, rules
 
 
+def outside_image(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Which (x, y) points lie outside an image of (height, width): (N, >=2) -> (N,) bool.
+
+    The one rule posemask uses everywhere: pixel i covers [i, i + 1) (COCO's convention), so a point
+    is inside when 0 <= x < width and 0 <= y < height. NaN or infinite coordinates are outside.
+    """
+    x, y = np.asarray(points, np.float64)[:, 0], np.asarray(points, np.float64)[:, 1]
+    with np.errstate(invalid="ignore"):
+        return ~((x >= 0) & (x < width) & (y >= 0) & (y < height))
+
+
 def joints_inside(joints: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Drop joints that lie outside an image of (height, width): (14,3) -> (14,3) copy."""
+    """Drop joints that lie outside an image of (height, width) (`outside_image`): (14,3) -> (14,3) copy."""
     out = joints.copy()
-    x, y = out[:, 0], out[:, 1]
-    outside = (x < 0) | (y < 0) | (x > width - 1) | (y > height - 1)
-    out[outside] = 0.0
+    out[outside_image(out, height, width)] = 0.0
     return out

@@ -23,7 +23,7 @@ from models.crf import CRFParams, refine
 from models.crop import paste_back
 from models.dataset import UINT8_MAX, normalize_image, prior_to_probability
 from models.detect import keypoint_box
-from models.pose import COCO17_NAMES
+from models.keypoints import COCO17_NAMES, outside_image
 from models.sample import CropConfig, person_sample
 from models.unet import PoseUNet
 
@@ -67,8 +67,7 @@ def present_keypoints(keypoints: np.ndarray) -> int:
 def clean_keypoints(keypoints: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     """(17,3) float32 copy with keypoints outside the image set missing (as BuildCache does)."""
     kps = np.asarray(keypoints, np.float32).reshape(-1, 3).copy()
-    h, w = image_hw
-    outside = (kps[:, 2] > 0) & ((kps[:, 0] < 0) | (kps[:, 1] < 0) | (kps[:, 0] >= w) | (kps[:, 1] >= h))
+    outside = (kps[:, 2] > 0) & outside_image(kps, *image_hw)
     kps[outside] = 0.0
     return kps
 

@@ -25,28 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from models.keypoints import COCO17_NAMES, outside_image
+
 # BlazePose-33 landmark index of each COCO-17 keypoint. BlazePose's "left" is the person's left,
 # as in COCO, so no left/right swap is needed.
 BLAZEPOSE_TO_COCO17: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-COCO17_NAMES: tuple[str, ...] = (
-    "nose",
-    "l_eye",
-    "r_eye",
-    "l_ear",
-    "r_ear",
-    "l_shoulder",
-    "r_shoulder",
-    "l_elbow",
-    "r_elbow",
-    "l_wrist",
-    "r_wrist",
-    "l_hip",
-    "r_hip",
-    "l_knee",
-    "r_knee",
-    "l_ankle",
-    "r_ankle",
-)
 NUM_COCO_KEYPOINTS = len(COCO17_NAMES)
 
 # The only BlazePose landmark model shipped in the mediapipe wheel (see module docstring).
@@ -226,7 +209,7 @@ class PoseEstimator:
             lm = landmarks[blaze_index]
             x = x0 + lm.x * crop_w
             y = y0 + lm.y * crop_h
-            if not (0.0 <= x <= width - 1 and 0.0 <= y <= height - 1):
+            if outside_image(np.array([[x, y]]), height, width)[0]:
                 continue  # outside the image: missing, stays (0, 0, 0)
             keypoints[k] = (x, y, 2.0 if lm.visibility >= self.vis_threshold else 1.0)
         if not keypoints[:, 2].any():

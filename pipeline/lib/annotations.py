@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.keypoints import outside_image
 from models.masks import VOC_VOID, voc_person_instances
 from pipeline.lib.files import resolve_inside
 from pipeline.lib.records import read_palette_png
@@ -332,7 +333,7 @@ def _coco_record(
         tally.skip("malformed_record", file_name, ann_id, f"bad bbox {bbox}")
         return None
     labelled = kps[:, 2] > 0
-    outside = labelled & ((kps[:, 0] < 0) | (kps[:, 1] < 0) | (kps[:, 0] >= width) | (kps[:, 1] >= height))
+    outside = labelled & outside_image(kps, height, width)
     if outside.any():
         tally.warn("keypoint_outside_image", file_name, ann_id, f"keypoints {np.flatnonzero(outside).tolist()} dropped")
         kps[outside] = 0.0

@@ -144,3 +144,12 @@ def test_head_lies_on_the_person_on_the_real_sample(sample):
         assert y - 0.2 * h <= head[1] <= y + 1.2 * h, ann["id"]
         checked += 1
     assert checked >= 10
+
+
+def test_outside_image_is_one_rule_pixel_i_covers_i_to_i_plus_1():
+    from models.keypoints import outside_image
+
+    points = np.array([[0, 0], [99.9, 49.9], [100, 10], [10, 50], [-0.1, 3], [np.nan, 1], [np.inf, 1]], np.float32)
+    assert outside_image(points, 50, 100).tolist() == [False, False, True, True, True, True, True]
+    joints = np.array([[99.5, 10, 2]] + [[0, 0, 0]] * 13, np.float32)
+    assert joints_inside(joints, 50, 100)[0].tolist() == [99.5, 10, 2]  # inside its last pixel: kept
