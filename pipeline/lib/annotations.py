@@ -21,6 +21,7 @@ import numpy as np
 from models.keypoints import outside_image
 from models.masks import VOC_VOID, voc_person_instances
 from pipeline.lib.files import resolve_inside
+from pipeline.lib.images import read_rgb
 from pipeline.lib.records import read_palette_png
 
 log = logging.getLogger("posemask.persons")
@@ -404,8 +405,8 @@ def voc_person_records(
         if missing:
             tally.skip("missing_image", str(missing[0]), image_id, "file not found")
             continue
-        bgr = cv2.imread(str(jpg), cv2.IMREAD_COLOR)
-        if bgr is None:
+        image = read_rgb(jpg)
+        if image is None:
             tally.skip("corrupt_image", str(jpg), image_id, "cannot decode")
             continue
         try:
@@ -416,7 +417,7 @@ def voc_person_records(
         if not instances:
             tally.warnings["image_without_person"] += 1
             continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = image
         h, w = rgb.shape[:2]
         if instances[0][1].shape != (h, w):
             tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {(h, w)}")

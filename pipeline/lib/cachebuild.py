@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 
 from models.sample import CropConfig, person_sample
 from pipeline.lib.files import atomic_path, resolve_inside
+from pipeline.lib.images import read_rgb
 from pipeline.lib.pools import bounded_imap
 from pipeline.lib.records import RecordError, count_records, read_records, record_mask
 
@@ -58,12 +58,14 @@ class SampleResult:
 
 def decode_image(path: Path, height: int | None = None, width: int | None = None) -> np.ndarray:
     """Read an image as (H,W,3) uint8 RGB; RecordError when it cannot be decoded or its size is off."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+    image = read_rgb(path)
+    if image is None:
         raise RecordError("corrupt_image", "cannot decode image (corrupt or not an image)")
-    if height is not None and bgr.shape[:2] != (height, width):
-        raise RecordError("size_mismatch", f"image is {bgr.shape[1]}x{bgr.shape[0]}, annotation says {width}x{height}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if height is not None and image.shape[:2] != (height, width):
+        raise RecordError(
+            "size_mismatch", f"image is {image.shape[1]}x{image.shape[0]}, annotation says {width}x{height}"
+        )
+    return image
 
 
 def build_one(args: tuple[int, dict, str, CropConfig]) -> SampleResult:

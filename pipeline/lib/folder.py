@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.lib.files import write_json
+from pipeline.lib.images import decode_rgb
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 HASH_CHUNK_BYTES = 1 << 20
@@ -203,10 +204,8 @@ def check_image_header(path: Path | str, max_pixels: int) -> tuple[int, int]:
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
-    """Encoded bytes -> (H,W,3) uint8 RGB (OpenCV, as BuildCache decodes); BadImageError when it fails."""
-    import cv2
-
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    """Encoded bytes -> (H,W,3) uint8 RGB (lib/images.py, as BuildCache decodes); BadImageError when it fails."""
+    image = decode_rgb(data)
+    if image is None:
         raise BadImageError("corrupt_image", "pixel data cannot be decoded")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image
