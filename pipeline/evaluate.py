@@ -7,21 +7,16 @@ import os
 import shutil
 from pathlib import Path
 
-import h5py
 import luigi
-from tqdm import tqdm
 
-from models.evaluation import coco_mask_ap, score_instance
-from models.masks import encode_rle
-from models.metrics import summarize
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
 from pipeline.lib.files import atomic_path, write_json
-from pipeline.lib.predictions import prediction_attrs, stream_predictions
-from pipeline.lib.records import read_records, record_ignore, record_mask
-from pipeline.lib.report import SCORE_FIELDS as SCORE_COLUMNS
+from pipeline.lib.predictions import prediction_attrs
+from pipeline.lib.records import read_records
 from pipeline.lib.report import MethodFiles, Network, ReportInputs, SetFiles, write_report
+from pipeline.lib.scoring import SCORE_FIELDS, score_predictions
 from pipeline.methods import REPORT_METHODS, prediction_task
 from pipeline.settings import config_text
 from pipeline.train import MODELS
@@ -52,60 +47,30 @@ class Evaluate(PoseMaskTask):
         settings = config.evaluation()
         cache_task = self.requires()["cache"]
         records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
-        root = cache_task.dataset_root()
         pred_path = self.input()["pred"]["pred"].path
-        attrs = prediction_attrs(pred_path)
-        rows, results, gt_masks = [], [], []
-        with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
-            ids = h5["instance_id"][:]
-            probs = stream_predictions(pred_path)
-            for i in tqdm(range(len(ids)), desc=f"evaluate {self.method} {self.dataset}/{self.split}"):
-                record = records[int(ids[i])]
-                gt_full = record_mask(record, root)
-                scores, full = score_instance(
-                    next(probs),
-                    h5["mask"][i],
-                    h5["affine"][i],
-                    gt_full,
-                    settings.threshold,
-                    settings.boundary_px,
-                    record_ignore(record, root),
-                )
-                rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **scores})
-                gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
-                results.append(
-                    {
-                        "image_id": record["image_id"],
-                        "category_id": 1,
-                        "segmentation": encode_rle(full),
-                        "score": scores["score"],
-                        "instance_id": record["instance_id"],
-                    }
-                )
-                if i % 16 == 0:
-                    self.report_progress(i / len(ids), f"{i}/{len(ids)} scored")
-        ap = coco_mask_ap(gt_masks, results)
-        with atomic_path(self.output()["scores"].path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SCORE_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        write_json(self.output()["results"].path, results)
-        write_json(
-            self.output()["summary"].path,
-            {
-                "dataset": self.dataset,
-                "split": self.split,
-                "method": self.method,
-                "instances": len(rows),
-                "iou_crop": summarize([r["iou_crop"] for r in rows]),
-                "iou_full": summarize([r["iou_full"] for r in rows]),
-                "boundary_f": summarize([r["boundary_f"] for r in rows]),
-                "mask_ap": ap,
-                "ms_per_image": float(attrs.get("ms_per_image", float("nan"))),
-                "device": attrs.get("device", ""),
-                "prediction": self.input()["pred"]["pred"].path,
-            },
+        scores = score_predictions(
+            records,
+            cache_task.dataset_root(),
+            self.input()["cache"]["cache"].path,
+            pred_path,
+            settings.threshold,
+            settings.boundary_px,
+            progress=lambda done, total: self.report_progress(done / max(total, 1), f"{done}/{total} scored"),
+            desc=f"evaluate {self.method} {self.dataset}/{self.split}",
         )
+        with atomic_path(self.output()["scores"].path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SCORE_FIELDS)
+            writer.writeheader()
+            writer.writerows(scores.rows)
+        write_json(self.output()["results"].path, scores.results)
+        attrs = prediction_attrs(pred_path)
+        summary = scores.summary(dataset=self.dataset, split=self.split, method=self.method)
+        summary.update(
+            ms_per_image=float(attrs.get("ms_per_image", float("nan"))),
+            device=attrs.get("device", ""),
+            prediction=pred_path,
+        )
+        write_json(self.output()["summary"].path, summary)
 
 
 class EvaluateAll(PoseMaskTask):

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.visualize import grid, overlay  # noqa: E402
+from pipeline.lib.scoring import SCORE_FIELDS  # noqa: E402
 
 COLUMNS = (
     "method",
@@ -36,7 +37,6 @@ COLUMNS = (
     "ms / image",
 )
 OVERLAY_ROWS = 6
-SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
 
 
 @dataclass

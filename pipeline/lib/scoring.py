@@ -1,0 +1,86 @@
+"""Scoring one method's predictions against the ground truth of one evaluation set (Evaluate's work).
+
+score_predictions(records, root, cache_path, pred_path, threshold, boundary_px, progress)
+    -> Scores: one row per instance (SCORE_FIELDS), COCO results (RLE), COCO mask AP
+Scores.summary(extra)   the summary.json dict (mean/median per metric, AP, instances)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+from tqdm import tqdm
+
+from models.evaluation import coco_mask_ap, score_instance
+from models.masks import encode_rle
+from models.metrics import summarize
+from pipeline.lib.predictions import stream_predictions
+from pipeline.lib.records import record_ignore, record_mask
+
+# Columns of scores.csv (and of the report's iou.csv after set and method).
+SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
+
+
+@dataclass
+class Scores:
+    """Per-instance rows, COCO results records and the mask AP of one method on one set."""
+
+    rows: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+    mask_ap: dict = field(default_factory=dict)
+
+    def summary(self, **extra: object) -> dict:
+        return {
+            **extra,
+            "instances": len(self.rows),
+            "iou_crop": summarize([r["iou_crop"] for r in self.rows]),
+            "iou_full": summarize([r["iou_full"] for r in self.rows]),
+            "boundary_f": summarize([r["boundary_f"] for r in self.rows]),
+            "mask_ap": self.mask_ap,
+        }
+
+
+def score_predictions(
+    records: dict[int, dict],
+    root: Path,
+    cache_path: str,
+    pred_path: str,
+    threshold: float,
+    boundary_px: int,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    desc: str = "evaluate",
+) -> Scores:
+    """Score every sample of a cache (in its order) with the matching pred.h5 probabilities.
+
+    records: persons.jsonl records by instance id (the full-size ground truth comes from them).
+    Predictions are streamed, so memory stays flat; the ground truth for AP is kept as RLE.
+    """
+    scores, gt_masks = Scores(), []
+    with h5py.File(cache_path, "r") as h5:
+        ids = h5["instance_id"][:]
+        probs = stream_predictions(pred_path)
+        for i in tqdm(range(len(ids)), desc=desc):
+            record = records[int(ids[i])]
+            gt_full = record_mask(record, root)
+            ignore = record_ignore(record, root)
+            row, full = score_instance(
+                next(probs), h5["mask"][i], h5["affine"][i], gt_full, threshold, boundary_px, ignore
+            )
+            scores.rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **row})
+            gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
+            scores.results.append(
+                {
+                    "image_id": record["image_id"],
+                    "category_id": 1,
+                    "segmentation": encode_rle(full),
+                    "score": row["score"],
+                    "instance_id": record["instance_id"],
+                }
+            )
+            if i % 16 == 0:
+                progress(i, len(ids))
+    scores.mask_ap = coco_mask_ap(gt_masks, scores.results)
+    return scores
