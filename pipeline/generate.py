@@ -24,60 +24,42 @@ a shard with another outcome has no mask files.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import re
 import shutil
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import luigi
 import numpy as np
-from tqdm import tqdm
 
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
 from models.detect import DetectorConfig
-from models.masks import encode_rle
-from models.people import SOURCE_BOX, Person, estimate_people, person_from_keypoints, present_keypoints, segment_people
-from models.people import instance_labels as label_map
+from models.people import Person, estimate_people, segment_people
 from pipeline import config
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF
-from pipeline.lib.files import atomic_path, exclusive_lock, jsonl_line, read_jsonl, short_hash, write_json, write_jsonl
+from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
 from pipeline.lib.folder import (
-    BadImageError,
     HashCache,
-    bytes_hash,
-    check_image_header,
-    decode_image_bytes,
     discover_images,
     file_hash,
     shard_count,
     shard_of,
-    shards_overlap,
-    stable_image_id,
 )
 from pipeline.lib.keypoint_files import (
     KeypointIndex,
-    PersonKeypoints,
     load_keypoint_file,
-    load_sidecar,
     people_digest,
     sidecar_path,
 )
+from pipeline.lib.mask_shard import SHARD_NAME, SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_name
 from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
 from pipeline.train import MODELS
 
 STATE_DIR = ".posemask"
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
-SHARDS_DIR = "shards"
-SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
-# Skip reasons that are worth another try when a shard runs again (see MaskShard.reusable).
-RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
 
 
 @functools.lru_cache(maxsize=2)
@@ -411,16 +393,12 @@ def prune_stale_shards(out: Path, current: list[str]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-@dataclass
-class Earlier:
-    """An image's latest earlier row and its COCO results records."""
-
-    row: dict
-    results: list[dict]
-
-
 class MaskShard(MaskSettings, PoseMaskTask):
-    """Masks for one shard's images -> shards/<name>/{manifest.jsonl, results.json, shard.json}."""
+    """Masks for one shard's images -> shards/<name>/{manifest.jsonl, results.json, shard.json}.
+
+    The work itself is pipeline/lib/mask_shard.py's; this task loads the model and estimators,
+    finds the earlier rows and holds the shard's lock.
+    """
 
     shard_index = luigi.IntParameter()
     shard_count = luigi.IntParameter()
@@ -431,239 +409,18 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return self.model_requirement()
 
     def shard_name(self) -> str:
-        """``<model tag>-<index>of<count>-<digest>``; the digest covers the items and ``max_pixels``.
-
-        ``max_pixels`` is in the digest, not in the model tag, so a new limit re-runs the shards but
-        their earlier rows stay reusable (see :meth:`reusable`).
-        """
-        tag = hashlib.sha1(self.model_id.encode()).hexdigest()[:8]  # of the string itself (not its JSON)
-        digest = short_hash([self.model_id, [list(item) for item in self.items], self.max_pixels])
-        return f"{tag}-{self.shard_index:04d}of{self.shard_count:04d}-{digest}"
+        return shard_name(self.model_id, self.shard_index, self.shard_count, self.items, self.max_pixels)
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(Path(self.output_dir) / SHARDS_DIR / self.shard_name() / "manifest.jsonl"))
 
-    # -- earlier work -------------------------------------------------------------------------------
-
-    def earlier_rows(self) -> dict[str, Earlier]:
-        """Latest row per image from earlier shard folders of this model that can hold this shard's images."""
-        out = Path(self.output_dir)
-        mine = {item[0] for item in self.items}
-        tag = self.shard_name().split("-")[0]
-        found: dict[str, Earlier] = {}
-        folders = sorted((out / SHARDS_DIR).glob("*"), key=lambda p: (p / "manifest.jsonl").is_file())
-        for folder in folders:  # incomplete folders (journals) last: they are the newest work
-            match = SHARD_NAME.match(folder.name)
-            if not match or match["tag"] != tag:
-                continue
-            if not shards_overlap(self.shard_index, self.shard_count, int(match["index"]), int(match["count"])):
-                continue
-            manifest = folder / "manifest.jsonl"
-            if manifest.is_file():
-                results: dict[str, list[dict]] = {}
-                for record in json.loads((folder / "results.json").read_text()):
-                    results.setdefault(record["file_name"], []).append(record)
-                for row in read_jsonl(manifest):
-                    if row.get("path") in mine:
-                        found[row["path"]] = Earlier(row, results.get(row["path"], []))
-            else:
-                for row in read_jsonl(folder / "journal.jsonl"):
-                    if row.get("path") in mine and "results" in row:
-                        found[row["path"]] = Earlier({k: v for k, v in row.items() if k != "results"}, row["results"])
-        return found
-
-    def reusable(self, earlier: Earlier | None, content_hash: str, keypoints_id: str) -> bool:
-        """Whether an image's earlier row stands: same content, model and keypoints, and nothing to retry.
-
-        Rows skipped for an unexpected "error" (maybe transient, e.g. out of memory) and for
-        "decompression_bomb" (the limit may have been raised; the header check is cheap) are redone,
-        and so are rows of images with more pixels than the current ``max_pixels``.
-        """
-        if earlier is None:
-            return False
-        row = earlier.row
-        if (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) != (
-            content_hash,
-            self.model_id,
-            keypoints_id,
-        ):
-            return False
-        if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
-            return False
-        out = Path(self.output_dir)
-        return row.get("outcome") != "done" or all((out / f).is_file() for f in row.get("files", []))
-
-    # -- one image ----------------------------------------------------------------------------------
-
-    def people_for(self, rel: str, image: np.ndarray, index: KeypointIndex | None) -> tuple[list[Person], int, str]:
-        """(people, image id, reason when none) of one image."""
-        hw = image.shape[:2]
-        if index is not None:
-            key, given = index.lookup(rel)
-            image_id = self._image_id(rel, given, index)
-            if not key:
-                return [], image_id, "no keypoints for this image in the keypoints file"
-            return self._people_from_file(given, hw), image_id, "no person with enough keypoints"
-        sidecar = sidecar_path(Path(self.input_dir) / rel)
-        if sidecar.is_file() and not sidecar.is_symlink():
-            given = load_sidecar(sidecar)
-            return self._people_from_file(given, hw), self._image_id(rel, given, None), "no person in " + sidecar.name
-        detector, estimator = estimators()
-        people = estimate_people(
-            image, detector.detect, estimator.estimate, self.min_keypoints, config.detect().box_fallback
-        )
-        return people, stable_image_id(rel), "no person detected"
-
-    def _image_id(self, rel: str, given: list[PersonKeypoints], index: KeypointIndex | None) -> int:
-        for p in given:
-            if p.image_id is not None:
-                return int(p.image_id)
-        if index is not None:
-            for key in (rel, Path(rel).name):
-                if key in index.id_of_name:
-                    return index.id_of_name[key]
-        return stable_image_id(rel)
-
-    def _people_from_file(self, given: list[PersonKeypoints], hw: tuple[int, int]) -> list[Person]:
-        cfg = DetectorConfig()
-        people = []
-        for p in given:
-            person = person_from_keypoints(
-                p.keypoints, p.bbox, hw, cfg.landmark_pad, cfg.landmark_pad_top, p.annotation_id
-            )
-            if person is not None and present_keypoints(person.keypoints) >= self.min_keypoints:
-                people.append(person)
-        return people
-
-    def process(
-        self, rel: str, size: int, net, crop_cfg, threshold: float, crf: CRFParams | None, index: KeypointIndex | None
-    ) -> tuple[dict, list[dict]]:
-        """One image -> (manifest row, COCO results records). Bad input becomes a "skipped" row."""
-        path = Path(self.input_dir) / rel
-        row = {
-            "path": rel,
-            "size": size,
-            "model_id": self.model_id,
-            "people": 0,
-            "files": [],
-            "reason": "",
-            "detail": "",
-        }
-        started = time.perf_counter()
-        results: list[dict] = []
-        try:
-            width, height = check_image_header(path, self.max_pixels)
-            row["pixels"] = width * height
-            data = path.read_bytes()
-            row["size"], row["content_hash"] = len(data), bytes_hash(data)
-            image = decode_image_bytes(data)
-            if self.method != POSEMASK:
-                return self.process_with_peer(rel, image, threshold, row, started)
-            people, image_id, none_reason = self.people_for(rel, image, index)
-            row["image_id"] = image_id
-            if not people:
-                row.update(outcome="no_person", reason="no_person", detail=none_reason)
-            else:
-                masks = segment_people(net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut)
-                row["files"] = self.write_masks(rel, masks, threshold)
-                row.update(
-                    outcome="done", people=len(masks), people_from_box=sum(m.person.source == SOURCE_BOX for m in masks)
-                )
-                for k, m in enumerate(masks):
-                    record = {
-                        "image_id": image_id,
-                        "file_name": rel,
-                        "category_id": 1,
-                        "person": k,
-                        "segmentation": encode_rle(m.mask),
-                        "bbox": [round(float(v), 2) for v in m.person.bbox],
-                        "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
-                        "score": round(m.score, 5),
-                        "mask_source": m.person.source,
-                    }
-                    if m.person.annotation_id is not None:
-                        record["annotation_id"] = m.person.annotation_id
-                    results.append(record)
-        except BadImageError as err:
-            row.update(outcome="skipped", reason=err.reason, detail=err.detail)
-        except Exception as err:  # noqa: BLE001 - one bad image is reported, the batch goes on
-            reason = "bad_keypoints" if "keypoints file" in str(err) else "error"
-            row.update(outcome="skipped", reason=reason, detail=f"{type(err).__name__}: {err}")
-        row.setdefault("content_hash", "")
-        if row["outcome"] != "done":
-            self.remove_masks(rel, keep=0)
-        row["seconds"] = round(time.perf_counter() - started, 4)
-        return row, results
-
-    def process_with_peer(
-        self, rel: str, image: np.ndarray, threshold: float, row: dict, started: float
-    ) -> tuple[dict, list[dict]]:
-        """A whole-photo peer's result: one semantic mask, written as <rel>.labels.png (1 = a person)."""
-        mask = peer_segmenter(self.method).segment(image) >= threshold
-        row["image_id"] = stable_image_id(rel)
-        results = []
-        if mask.any():
-            target = self.mask_base(rel).with_name(f"{Path(rel).name}.labels.png")
-            write_png(target, mask.astype(np.uint8))
-            self.remove_masks(rel, keep=0, keep_labels=True)
-            row.update(outcome="done", files=[target.relative_to(Path(self.output_dir)).as_posix()])
-            results.append(
-                {
-                    "image_id": row["image_id"],
-                    "file_name": rel,
-                    "category_id": 1,
-                    "person": None,
-                    "segmentation": encode_rle(mask),
-                    "score": 1.0,
-                    "mask_source": self.method,
-                }
-            )
-        else:
-            row.update(outcome="no_person", reason="no_person", detail=f"{self.method} found no person pixel")
-            self.remove_masks(rel, keep=0)
-        row.setdefault("content_hash", "")
-        row["seconds"] = round(time.perf_counter() - started, 4)
-        return row, results
-
-    def mask_base(self, rel: str) -> Path:
-        return Path(self.output_dir) / rel
-
-    def write_masks(self, rel: str, masks: list, threshold: float) -> list[str]:
-        """Person PNGs then the label PNG, each renamed into place; returns paths relative to output_dir."""
-        base = self.mask_base(rel)
-        files = []
-        for k, m in enumerate(masks):
-            target = base.with_name(f"{base.name}.person{k}.png")
-            write_png(target, m.mask.astype(np.uint8) * 255)
-            files.append(target)
-        target = base.with_name(f"{base.name}.labels.png")
-        write_png(target, label_map([m.prob for m in masks], threshold))
-        files.append(target)
-        self.remove_masks(rel, keep=len(masks))
-        return [f.relative_to(Path(self.output_dir)).as_posix() for f in files]
-
-    def remove_masks(self, rel: str, keep: int, keep_labels: bool = False) -> None:
-        """Remove this image's person masks numbered >= keep (and its labels when keep == 0, unless kept)."""
-        base = self.mask_base(rel)
-        if not base.parent.is_dir():
-            return
-        pattern = re.compile(re.escape(base.name) + r"\.person(\d+)\.png$")
-        for f in base.parent.iterdir():
-            match = pattern.match(f.name)
-            if match and int(match[1]) >= keep:
-                f.unlink(missing_ok=True)
-        if keep == 0 and not keep_labels:
-            base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
-
-    # -- the shard ----------------------------------------------------------------------------------
-
     def load(self) -> tuple:
-        """(network, crop config, threshold, CRF params or None) for this run."""
+        """(network or None for a peer, CRF params or None) for this run."""
         from models.train import load_model, resolve_device
 
+        if self.method != POSEMASK:
+            return None, None
         inputs = self.input()
-        if self.method != POSEMASK:  # a peer needs no network
-            return None, config.crop().to_crop_config(), config.evaluation().threshold, None
         if "model" in inputs:
             model_path = inputs["model"]["model"].path
         else:
@@ -677,7 +434,38 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 crf = shipped_crf()
             else:
                 crf = CRFParams.from_dict(dict(self.crf_params))
-        return net, config.crop().to_crop_config(), config.evaluation().threshold, crf
+        return net, crf
+
+    def masker(self) -> PhotoMasker:
+        """The plain per-photo worker with this run's model, CRF, estimators and settings."""
+        net, crf = self.load()
+        crop_cfg, threshold = config.crop().to_crop_config(), config.evaluation().threshold
+        box_fallback = config.detect().box_fallback
+
+        def find_people(image: np.ndarray) -> list[Person]:
+            detector, estimator = estimators()
+            return estimate_people(image, detector.detect, estimator.estimate, self.min_keypoints, box_fallback)
+
+        def segment(image: np.ndarray, people: list[Person]) -> list:
+            return segment_people(net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut)
+
+        peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None
+        pads = DetectorConfig()
+        return PhotoMasker(
+            input_dir=Path(self.input_dir),
+            output_dir=Path(self.output_dir),
+            model_id=self.model_id,
+            max_pixels=self.max_pixels,
+            min_keypoints=self.min_keypoints,
+            threshold=threshold,
+            index=keypoint_index(self.keypoints) if self.keypoints else None,
+            find_people=find_people,
+            segment=segment,
+            peer=peer,
+            peer_name=self.method,
+            person_box_pad=pads.landmark_pad,
+            person_box_pad_top=pads.landmark_pad_top,
+        )
 
     def run(self) -> None:
         folder = Path(self.output().path).parent
@@ -685,62 +473,13 @@ class MaskShard(MaskSettings, PoseMaskTask):
         # Two workers that scheduled this shard at the same moment (each saw it incomplete) may both
         # be handed it: the second waits for the first, then finds the manifest in place.
         with exclusive_lock(folder / LOCK_NAME):
-            if not self.complete():
-                self.make_shard(folder)
+            if self.complete():
+                return
+            paths = {item[0] for item in self.items}
+            earlier = earlier_rows(Path(self.output_dir), self.shard_index, self.shard_count, self.model_id, paths)
+            label = f"shard {self.shard_index + 1}/{self.shard_count}"
 
-    def make_shard(self, folder: Path) -> None:
-        """Process the shard's images into folder/{journal.jsonl -> results.json, shard.json, manifest.jsonl}."""
-        started_at, started = time.time(), time.perf_counter()
-        earlier = self.earlier_rows()
-        net, crop_cfg, threshold, crf = self.load()
-        index = keypoint_index(self.keypoints) if self.keypoints else None
-        rows, results, processed = [], [], 0
-        journal_path = folder / "journal.jsonl"
-        if journal_path.is_file() and not journal_path.read_bytes().endswith(b"\n"):
-            with open(journal_path, "a", encoding="utf-8") as j:
-                j.write("\n")  # a killed writer's partial last line stays unparseable on its own
-        label = f"shard {self.shard_index + 1}/{self.shard_count}"
-        with (
-            open(journal_path, "a", encoding="utf-8") as journal,
-            tqdm(self.items, desc=f"masks {label}", unit="image", disable=not self.progress) as bar,
-        ):
-            for n, (rel, size, content_hash, keypoints_id) in enumerate(bar):
-                before = earlier.get(rel)
-                if self.reusable(before, content_hash, keypoints_id):
-                    row, records = dict(before.row, run="reused"), before.results
-                else:
-                    row, records = self.process(rel, size, net, crop_cfg, threshold, crf, index)
-                    row.update(keypoints_id=keypoints_id, run="processed")
-                    processed += 1
-                    if row["outcome"] == "skipped":
-                        tqdm.write(f"skipped {rel}: {row['reason']} ({row['detail']})")
-                    journal.write(jsonl_line({**row, "results": records}))
-                    journal.flush()
-                rows.append(row)
-                results += records
-                self.report_progress(
-                    (n + 1) / max(len(self.items), 1),
-                    f"{label}: {n + 1}/{len(self.items)} images, {processed} processed",
-                )
-        seconds = time.perf_counter() - started
-        write_json(folder / "results.json", results)
-        write_json(
-            folder / "shard.json",
-            {
-                "shard": self.shard_name(),
-                "images": len(rows),
-                "processed": processed,
-                "seconds": round(seconds, 3),
-                "started_at": started_at,
-                "finished_at": time.time(),
-            },
-        )
-        write_jsonl(self.output().path, rows)
-        journal_path.unlink(missing_ok=True)
+            def progress(done: int, total: int, processed: int) -> None:
+                self.report_progress(done / max(total, 1), f"{label}: {done}/{total} images, {processed} processed")
 
-
-def write_png(target: Path, array: np.ndarray) -> None:
-    """Write a (H,W) uint8/uint16 PNG atomically."""
-    with atomic_path(target) as tmp:
-        if not cv2.imwrite(str(tmp), array):
-            raise OSError(f"cannot write {target}")
+            make_shard(self.masker(), self.items, earlier, folder, self.shard_name(), label, self.progress, progress)

@@ -23,8 +23,9 @@ from models.masks import coco_instance_mask
 from models.metrics import iou
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
-from pipeline.generate import GenerateMasks, MaskShard
+from pipeline.generate import GenerateMasks
 from pipeline.lib import files
+from pipeline.lib.mask_shard import PhotoMasker
 from tests.conftest import REPO, SAMPLE, build
 
 VAL_IMAGES = SAMPLE / "coco" / "val2017"
@@ -185,24 +186,24 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
         "keypoints": str(keypoints),
         "shard_size": 10,
     }
-    real_write = MaskShard.write_masks
+    real_write = PhotoMasker.write_masks
     calls = []
 
-    def dies_on_third_image(self, rel, masks, threshold):
+    def dies_on_third_image(self, rel, masks):
         calls.append(rel)
         if len(calls) == 3:
-            real_write(self, rel, masks[:1], threshold)  # part of this image's files land, then the kill
+            real_write(self, rel, masks[:1])  # part of this image's files land, then the kill
             raise KeyboardInterrupt("killed")
-        return real_write(self, rel, masks, threshold)
+        return real_write(self, rel, masks)
 
-    monkeypatch.setattr(MaskShard, "write_masks", dies_on_third_image)
+    monkeypatch.setattr(PhotoMasker, "write_masks", dies_on_third_image)
     with pytest.raises(KeyboardInterrupt):
         generate(**params)
     assert not list((out / "shards").glob("*/manifest.jsonl"))
     journal = [r for j in (out / "shards").glob("*/journal.jsonl") for r in files.read_jsonl(j)]
     assert [r["path"] for r in journal] == calls[:2]
 
-    monkeypatch.setattr(MaskShard, "write_masks", real_write)
+    monkeypatch.setattr(PhotoMasker, "write_masks", real_write)
     ok, summary = generate(**params)
     assert ok and summary["done"] == 4
     rows = check_consistent(out)
@@ -223,17 +224,17 @@ def test_errors_and_the_pixel_limit_are_retried(tmp_path, luigi_config, tiny_mod
         "keypoints": str(keypoints),
         "shard_size": 10,
     }
-    real_write = MaskShard.write_masks
+    real_write = PhotoMasker.write_masks
 
-    def out_of_memory_once(self, rel, masks, threshold):
+    def out_of_memory_once(self, rel, masks):
         if rel == PHOTOS[0]:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_write(self, rel, masks, threshold)
+        return real_write(self, rel, masks)
 
-    monkeypatch.setattr(MaskShard, "write_masks", out_of_memory_once)
+    monkeypatch.setattr(PhotoMasker, "write_masks", out_of_memory_once)
     ok, first = generate(**params)
     assert ok and first["skipped"] == {"error": 1} and first["done"] == 1
-    monkeypatch.setattr(MaskShard, "write_masks", real_write)
+    monkeypatch.setattr(PhotoMasker, "write_masks", real_write)
 
     shutil.copy(VAL_IMAGES / PHOTOS[2], photos / PHOTOS[2])  # changes the (only) shard
     ok, second = generate(**params)

@@ -1,0 +1,361 @@
+"""One MaskShard's work, as plain code: photos -> person masks, manifest rows and COCO results.
+
+Layout under the output folder (documented for users in docs/generate.md)::
+
+    <rel>.person<k>.png      person k's mask, 0/255          <rel>.labels.png   instance labels
+    shards/<tag>-<i>of<n>-<digest>/journal.jsonl   rows appended while the shard runs (resume point)
+                                  /manifest.jsonl  one row per photo, renamed into place last
+                                  /results.json    COCO results of the shard
+                                  /shard.json      timing
+
+    shard_name(model_id, index, count, items, max_pixels)   the folder name (tag = hash of the model id)
+    earlier_rows(out, index, count, model_id, paths)        latest earlier row per photo (manifests, journals)
+    PhotoMasker(...).process(rel, size)                      one photo -> (manifest row, results records)
+    make_shard(masker, items, earlier, folder, ...)          the loop: reuse or process, journal, write
+Invariant: every row with outcome "done" lists mask files that exist, and a photo with another
+outcome has no mask files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from models.masks import encode_rle
+from models.people import SOURCE_BOX, Person, PersonMask, person_from_keypoints, present_keypoints
+from models.people import instance_labels as label_map
+from pipeline.lib.files import atomic_path, jsonl_line, read_jsonl, short_hash, write_json, write_jsonl
+from pipeline.lib.folder import BadImageError, bytes_hash, check_image_header, decode_image_bytes, stable_image_id
+from pipeline.lib.keypoint_files import KeypointIndex, PersonKeypoints, load_sidecar, sidecar_path
+
+SHARDS_DIR = "shards"
+SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
+# Skip reasons that are worth another try when a shard runs again (see reusable).
+RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
+
+
+def shard_tag(model_id: str) -> str:
+    return hashlib.sha1(model_id.encode()).hexdigest()[:8]  # of the string itself (not its JSON)
+
+
+def shard_name(model_id: str, index: int, count: int, items: Sequence[Sequence], max_pixels: int) -> str:
+    """``<model tag>-<index>of<count>-<digest>``; the digest covers the items and ``max_pixels``.
+
+    ``max_pixels`` is in the digest, not in the model tag, so a new limit re-runs the shards but
+    their earlier rows stay reusable (see `reusable`).
+    """
+    digest = short_hash([model_id, [list(item) for item in items], max_pixels])
+    return f"{shard_tag(model_id)}-{index:04d}of{count:04d}-{digest}"
+
+
+@dataclass
+class Earlier:
+    """A photo's latest earlier row and its COCO results records."""
+
+    row: dict
+    results: list[dict]
+
+
+def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[str]) -> dict[str, Earlier]:
+    """Latest row per photo from earlier shard folders of this model that can hold these photos."""
+    from pipeline.lib.folder import shards_overlap
+
+    tag = shard_tag(model_id)
+    found: dict[str, Earlier] = {}
+    folders = sorted((out / SHARDS_DIR).glob("*"), key=lambda p: (p / "manifest.jsonl").is_file())
+    for folder in folders:  # incomplete folders (journals) last: they are the newest work
+        match = SHARD_NAME.match(folder.name)
+        if not match or match["tag"] != tag:
+            continue
+        if not shards_overlap(index, count, int(match["index"]), int(match["count"])):
+            continue
+        manifest = folder / "manifest.jsonl"
+        if manifest.is_file():
+            results: dict[str, list[dict]] = {}
+            for record in json.loads((folder / "results.json").read_text()):
+                results.setdefault(record["file_name"], []).append(record)
+            for row in read_jsonl(manifest):
+                if row.get("path") in paths:
+                    found[row["path"]] = Earlier(row, results.get(row["path"], []))
+        else:
+            for row in read_jsonl(folder / "journal.jsonl"):
+                if row.get("path") in paths and "results" in row:
+                    found[row["path"]] = Earlier({k: v for k, v in row.items() if k != "results"}, row["results"])
+    return found
+
+
+def write_png(target: Path, array: np.ndarray) -> None:
+    """Write a (H,W) uint8/uint16 PNG atomically."""
+    with atomic_path(target) as tmp:
+        if not cv2.imwrite(str(tmp), array):
+            raise OSError(f"cannot write {target}")
+
+
+@dataclass
+class PhotoMasker:
+    """Turns one photo into its mask files, manifest row and COCO results records.
+
+    find_people: (image) -> people for a photo without given keypoints (detector + pose estimator).
+    segment: (image, people) -> PersonMask per person (network, CRF, GrabCut).
+    peer: (image) -> (H,W) probability, for a whole-photo peer (then find_people/segment are unused).
+    person_box_pad / person_box_pad_top: box around given keypoints without a bbox (detect.keypoint_box).
+    """
+
+    input_dir: Path
+    output_dir: Path
+    model_id: str
+    max_pixels: int
+    min_keypoints: int
+    threshold: float
+    index: KeypointIndex | None
+    find_people: Callable[[np.ndarray], list[Person]]
+    segment: Callable[[np.ndarray, list[Person]], list[PersonMask]]
+    peer: Callable[[np.ndarray], np.ndarray] | None
+    peer_name: str
+    person_box_pad: float
+    person_box_pad_top: float
+
+    def reusable(self, earlier: Earlier | None, content_hash: str, keypoints_id: str) -> bool:
+        """Whether a photo's earlier row stands: same content, model and keypoints, and nothing to retry.
+
+        Rows skipped for an unexpected "error" (maybe transient, e.g. out of memory) and for
+        "decompression_bomb" (the limit may have been raised; the header check is cheap) are redone,
+        and so are rows of photos with more pixels than the current ``max_pixels``.
+        """
+        if earlier is None:
+            return False
+        row = earlier.row
+        if (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) != (
+            content_hash,
+            self.model_id,
+            keypoints_id,
+        ):
+            return False
+        if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
+            return False
+        return row.get("outcome") != "done" or all((self.output_dir / f).is_file() for f in row.get("files", []))
+
+    # -- people ---------------------------------------------------------------------------------------
+
+    def people_for(self, rel: str, image: np.ndarray) -> tuple[list[Person], int, str]:
+        """(people, image id, reason when none) of one photo: keypoints file, sidecar, or the estimators."""
+        hw = image.shape[:2]
+        if self.index is not None:
+            key, given = self.index.lookup(rel)
+            image_id = self.image_id(rel, given)
+            if not key:
+                return [], image_id, "no keypoints for this image in the keypoints file"
+            return self.people_from_file(given, hw), image_id, "no person with enough keypoints"
+        sidecar = sidecar_path(self.input_dir / rel)
+        if sidecar.is_file() and not sidecar.is_symlink():
+            given = load_sidecar(sidecar)
+            return self.people_from_file(given, hw), self.image_id(rel, given), "no person in " + sidecar.name
+        return self.find_people(image), stable_image_id(rel), "no person detected"
+
+    def image_id(self, rel: str, given: list[PersonKeypoints]) -> int:
+        for p in given:
+            if p.image_id is not None:
+                return int(p.image_id)
+        if self.index is not None:
+            for key in (rel, Path(rel).name):
+                if key in self.index.id_of_name:
+                    return self.index.id_of_name[key]
+        return stable_image_id(rel)
+
+    def people_from_file(self, given: list[PersonKeypoints], hw: tuple[int, int]) -> list[Person]:
+        people = []
+        for p in given:
+            person = person_from_keypoints(
+                p.keypoints, p.bbox, hw, self.person_box_pad, self.person_box_pad_top, p.annotation_id
+            )
+            if person is not None and present_keypoints(person.keypoints) >= self.min_keypoints:
+                people.append(person)
+        return people
+
+    # -- one photo ------------------------------------------------------------------------------------
+
+    def process(self, rel: str, size: int) -> tuple[dict, list[dict]]:
+        """One photo -> (manifest row, COCO results records). Bad input becomes a "skipped" row."""
+        path = self.input_dir / rel
+        row = {
+            "path": rel,
+            "size": size,
+            "model_id": self.model_id,
+            "people": 0,
+            "files": [],
+            "reason": "",
+            "detail": "",
+        }
+        started = time.perf_counter()
+        results: list[dict] = []
+        try:
+            width, height = check_image_header(path, self.max_pixels)
+            row["pixels"] = width * height
+            data = path.read_bytes()
+            row["size"], row["content_hash"] = len(data), bytes_hash(data)
+            image = decode_image_bytes(data)
+            if self.peer is not None:
+                results = self.masks_from_peer(rel, image, row)
+            else:
+                results = self.masks_of_people(rel, image, row)
+        except BadImageError as err:
+            row.update(outcome="skipped", reason=err.reason, detail=err.detail)
+        except Exception as err:  # noqa: BLE001 - one bad image is reported, the batch goes on
+            reason = "bad_keypoints" if "keypoints file" in str(err) else "error"
+            row.update(outcome="skipped", reason=reason, detail=f"{type(err).__name__}: {err}")
+        row.setdefault("content_hash", "")
+        if row.get("outcome") != "done":
+            self.remove_masks(rel, keep=0)
+        row["seconds"] = round(time.perf_counter() - started, 4)
+        return row, results
+
+    def masks_of_people(self, rel: str, image: np.ndarray, row: dict) -> list[dict]:
+        people, image_id, none_reason = self.people_for(rel, image)
+        row["image_id"] = image_id
+        if not people:
+            row.update(outcome="no_person", reason="no_person", detail=none_reason)
+            return []
+        masks = self.segment(image, people)
+        row["files"] = self.write_masks(rel, masks)
+        row.update(outcome="done", people=len(masks), people_from_box=sum(m.person.source == SOURCE_BOX for m in masks))
+        return [person_record(image_id, rel, k, m) for k, m in enumerate(masks)]
+
+    def masks_from_peer(self, rel: str, image: np.ndarray, row: dict) -> list[dict]:
+        """A whole-photo peer's result: one semantic mask, written as <rel>.labels.png (1 = a person)."""
+        mask = self.peer(image) >= self.threshold
+        row["image_id"] = stable_image_id(rel)
+        if not mask.any():
+            row.update(outcome="no_person", reason="no_person", detail=f"{self.peer_name} found no person pixel")
+            return []
+        target = self.mask_base(rel).with_name(f"{Path(rel).name}.labels.png")
+        write_png(target, mask.astype(np.uint8))
+        self.remove_masks(rel, keep=0, keep_labels=True)
+        row.update(outcome="done", files=[target.relative_to(self.output_dir).as_posix()])
+        return [
+            {
+                "image_id": row["image_id"],
+                "file_name": rel,
+                "category_id": 1,
+                "person": None,
+                "segmentation": encode_rle(mask),
+                "score": 1.0,
+                "mask_source": self.peer_name,
+            }
+        ]
+
+    # -- mask files -----------------------------------------------------------------------------------
+
+    def mask_base(self, rel: str) -> Path:
+        return self.output_dir / rel
+
+    def write_masks(self, rel: str, masks: list[PersonMask]) -> list[str]:
+        """Person PNGs then the label PNG, each renamed into place; returns paths relative to output_dir."""
+        base = self.mask_base(rel)
+        files = []
+        for k, m in enumerate(masks):
+            target = base.with_name(f"{base.name}.person{k}.png")
+            write_png(target, m.mask.astype(np.uint8) * 255)
+            files.append(target)
+        target = base.with_name(f"{base.name}.labels.png")
+        write_png(target, label_map([m.prob for m in masks], self.threshold))
+        files.append(target)
+        self.remove_masks(rel, keep=len(masks))
+        return [f.relative_to(self.output_dir).as_posix() for f in files]
+
+    def remove_masks(self, rel: str, keep: int, keep_labels: bool = False) -> None:
+        """Remove this photo's person masks numbered >= keep (and its labels when keep == 0, unless kept)."""
+        base = self.mask_base(rel)
+        if not base.parent.is_dir():
+            return
+        pattern = re.compile(re.escape(base.name) + r"\.person(\d+)\.png$")
+        for f in base.parent.iterdir():
+            match = pattern.match(f.name)
+            if match and int(match[1]) >= keep:
+                f.unlink(missing_ok=True)
+        if keep == 0 and not keep_labels:
+            base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
+
+
+def person_record(image_id: int, rel: str, k: int, m: PersonMask) -> dict:
+    """COCO results record of person k of a photo."""
+    record = {
+        "image_id": image_id,
+        "file_name": rel,
+        "category_id": 1,
+        "person": k,
+        "segmentation": encode_rle(m.mask),
+        "bbox": [round(float(v), 2) for v in m.person.bbox],
+        "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
+        "score": round(m.score, 5),
+        "mask_source": m.person.source,
+    }
+    if m.person.annotation_id is not None:
+        record["annotation_id"] = m.person.annotation_id
+    return record
+
+
+def make_shard(
+    masker: PhotoMasker,
+    items: Sequence[Sequence],
+    earlier: dict[str, Earlier],
+    folder: Path,
+    name: str,
+    label: str,
+    show_progress: bool,
+    progress: Callable[[int, int, int], None],
+) -> None:
+    """Process (or reuse) every item [rel, size, content hash, keypoints id] into folder's files.
+
+    Every processed photo is appended to journal.jsonl after its masks are in place, so a killed
+    shard resumes where it stopped; manifest.jsonl is renamed into place last.
+    progress(done, total, processed) is called after each photo.
+    """
+    started_at, started = time.time(), time.perf_counter()
+    rows, results, processed = [], [], 0
+    journal_path = folder / "journal.jsonl"
+    if journal_path.is_file() and not journal_path.read_bytes().endswith(b"\n"):
+        with open(journal_path, "a", encoding="utf-8") as j:
+            j.write("\n")  # a killed writer's partial last line stays unparseable on its own
+    with (
+        open(journal_path, "a", encoding="utf-8") as journal,
+        tqdm(items, desc=f"masks {label}", unit="image", disable=not show_progress) as bar,
+    ):
+        for n, (rel, size, content_hash, keypoints_id) in enumerate(bar):
+            before = earlier.get(rel)
+            if masker.reusable(before, content_hash, keypoints_id):
+                row, records = dict(before.row, run="reused"), before.results
+            else:
+                row, records = masker.process(rel, size)
+                row.update(keypoints_id=keypoints_id, run="processed")
+                processed += 1
+                if row["outcome"] == "skipped":
+                    tqdm.write(f"skipped {rel}: {row['reason']} ({row['detail']})")
+                journal.write(jsonl_line({**row, "results": records}))
+                journal.flush()
+            rows.append(row)
+            results += records
+            progress(n + 1, len(items), processed)
+    seconds = time.perf_counter() - started
+    write_json(folder / "results.json", results)
+    write_json(
+        folder / "shard.json",
+        {
+            "shard": name,
+            "images": len(rows),
+            "processed": processed,
+            "seconds": round(seconds, 3),
+            "started_at": started_at,
+            "finished_at": time.time(),
+        },
+    )
+    write_jsonl(folder / "manifest.jsonl", rows)
+    journal_path.unlink(missing_ok=True)
