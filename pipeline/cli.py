@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from models.assets import SHIPPED_NAME
-from pipeline.generate import STATE_DIR
+from pipeline.lib.night import STATE_DIR
 from pipeline.nightly import METHODS, POSEMASK
 
 EXIT_OK = 0
@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         check_usage(args, parser)
         configure(args)
-        from pipeline.generate import GenerateMasks, format_summary
+        from pipeline.generate import GenerateMasks
+        from pipeline.lib.night import format_summary
 
         params = {
             "input_dir": args.input_dir,

@@ -19,15 +19,14 @@ runs, every finished image is appended to ``journal.jsonl`` (after its masks are
 place), so a killed shard resumes where it stopped; ``manifest.jsonl`` is renamed into place last.
 Invariant: every manifest row with outcome "done" lists mask files that exist, and every image of
 a shard with another outcome has no mask files.
+
+The tasks hold parameters, model identity and locks; the plan and the summary are
+pipeline/lib/night.py's, a shard's work pipeline/lib/mask_shard.py's.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import shutil
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import luigi
@@ -42,23 +41,25 @@ from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
 from pipeline.lib.folder import (
-    HashCache,
-    discover_images,
     file_hash,
-    shard_count,
-    shard_of,
 )
 from pipeline.lib.keypoint_files import (
     KeypointIndex,
     load_keypoint_file,
-    people_digest,
-    sidecar_path,
 )
-from pipeline.lib.mask_shard import SHARD_NAME, SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_name
+from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_name
+from pipeline.lib.night import (
+    STATE_DIR,
+    Plan,
+    format_summary,
+    plan_folder,
+    prune_stale_shards,
+    read_json_or_empty,
+    summarize_rows,
+)
 from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
 from pipeline.train import MODELS
 
-STATE_DIR = ".posemask"
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
 
 
@@ -174,20 +175,6 @@ class MaskSettings:
         return {name: getattr(self, name) for name in names}
 
 
-@dataclass
-class Plan:
-    """What GenerateMasks found: items per shard, refused files, keypoint records without an image."""
-
-    model_id: str
-    shards: dict[int, list[tuple[str, int, str, str]]] = field(default_factory=dict)
-    count: int = 1
-    images: int = 0
-    refused: list[dict] = field(default_factory=list)
-    keypoint_problems: list[dict] = field(default_factory=list)
-    hash_hits: int = 0
-    hash_misses: int = 0
-
-
 class GenerateMasks(MaskSettings, PoseMaskTask):
     """Masks for every person in every photo under input_dir, shard by shard (see module docstring).
 
@@ -206,55 +193,24 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         super().__init__(*args, **kwargs)
         self._plan: Plan | None = None
 
-    def keypoint_id(self, root: Path, rel: str, index: KeypointIndex | None) -> str:
-        """What this image's keypoints come from, hashed (a change re-runs the image)."""
-        if index is not None:
-            key, people = index.lookup(rel)
-            return f"file:{people_digest(people)}" if key else "file:none"
-        sidecar = sidecar_path(root / rel)
-        if sidecar.is_file() and not sidecar.is_symlink():
-            return f"sidecar:{file_hash(sidecar)[:12]}"
-        return f"estimator:{short_hash(config.detect().settings(), 8)}"
-
     def plan(self) -> Plan:
-        """Discover, hash and shard the folder.
+        """Discover, hash and shard the folder (lib/night.py), once per task instance.
 
-        Once per task instance, as requires() is called often; luigi reuses instances with the same
-        parameters within a process, so a long-lived process that builds twice calls
+        requires() is called often; luigi reuses instances with the same parameters within a
+        process, so a long-lived process that builds twice calls
         luigi.task_register.Register.clear_instance_cache() in between.
         """
-        if self._plan is not None:
-            return self._plan
-        root, out = Path(self.input_dir), Path(self.output_dir)
-        found = discover_images(root, exclude=[out])
-        index = keypoint_index(self.keypoints) if self.keypoints else None
-        hashes = HashCache(out / STATE_DIR / "hashes.json")
-        plan = Plan(model_id=self.model_id(), refused=found.refused, images=len(found.images))
-        plan.count = shard_count(len(found.images), self.shard_size)
-        matched: set[str] = set()
-        for rel in found.images:
-            size, digest = hashes.hash(root, rel)
-            if index is not None:
-                key, _ = index.lookup(rel)
-                if key:
-                    matched.add(key)
-            item = (rel, size, digest, self.keypoint_id(root, rel, index))
-            plan.shards.setdefault(shard_of(rel, plan.count), []).append(item)
-        if hashes.misses:
-            hashes.save()
-        plan.hash_hits, plan.hash_misses = hashes.hits, hashes.misses
-        if index is not None:
-            plan.keypoint_problems = [dict(p, file=self.keypoints) for p in index.problems]
-            for key in sorted(set(index.keys()) - matched):
-                plan.keypoint_problems.append(
-                    {
-                        "file": key.split(":", 1)[1],
-                        "reason": "keypoints_for_missing_image",
-                        "detail": f"{self.keypoints} has people for {key} but no such image is under {root}",
-                    }
-                )
-        self._plan = plan
-        return plan
+        if self._plan is None:
+            self._plan = plan_folder(
+                Path(self.input_dir),
+                Path(self.output_dir),
+                self.model_id(),
+                self.shard_size,
+                keypoint_index(self.keypoints) if self.keypoints else None,
+                self.keypoints,
+                estimator_id=f"estimator:{short_hash(config.detect().settings(), 8)}",
+            )
+        return self._plan
 
     def requires(self) -> list[MaskShard]:
         plan = self.plan()
@@ -317,80 +273,6 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         prune_stale_shards(out, shard_names)
         if self.print_summary:
             print(format_summary(summary))
-
-
-def read_json_or_empty(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
-    """The night's numbers from the manifest rows (each with `new`: its shard ran since the last summary)."""
-    processed = [r for r in rows if r.get("run") == "processed" and r.get("new")]
-    skipped = Counter(r["reason"] for r in rows if r["outcome"] == "skipped")
-    refused = Counter(r["reason"] for r in plan.refused)
-    kp_problems = Counter(r["reason"] for r in plan.keypoint_problems)
-    problems = [
-        {"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")}
-        for r in rows
-        if r["outcome"] == "skipped"
-    ]
-    problems += [{"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.refused]
-    problems += [
-        {"file": r.get("file"), "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.keypoint_problems
-    ]
-    return {
-        "images": len(rows),
-        "processed": len(processed),
-        "reused": len(rows) - len(processed),
-        "done": sum(r["outcome"] == "done" for r in rows),
-        "no_person": sum(r["outcome"] == "no_person" for r in rows),
-        "people": sum(int(r.get("people", 0)) for r in rows),
-        "skipped": dict(skipped),
-        "skipped_total": sum(skipped.values()),
-        "refused": dict(refused),
-        "keypoint_problems": dict(kp_problems),
-        "problems_total": sum(skipped.values()) + sum(refused.values()) + sum(kp_problems.values()),
-        "problems": problems,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(len(processed) / seconds, 3) if seconds > 0 else None,
-    }
-
-
-def format_summary(summary: dict) -> str:
-    """A few lines for people: what was done, what was skipped and why, how fast, where the masks are."""
-    skipped = (
-        ", ".join(
-            f"{k} {v}"
-            for k, v in sorted({**summary["skipped"], **summary["refused"], **summary["keypoint_problems"]}.items())
-        )
-        or "none"
-    )
-    rate = f"{summary['images_per_s']:.2f} images/s" if summary.get("images_per_s") else "-"
-    return "\n".join(
-        [
-            f"posemask masks: {summary['images']} images, {summary['processed']} processed now, "
-            f"{summary['reused']} unchanged since an earlier run",
-            f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
-            f"  skipped: {summary['problems_total']} ({skipped})",
-            f"  time: {summary['seconds']:.1f} s, {rate}",
-            f"  masks: {summary['output_dir']}  (summary.json, shards/*/manifest.jsonl, shards/*/results.json)",
-        ]
-    )
-
-
-def prune_stale_shards(out: Path, current: list[str]) -> None:
-    """Remove complete shard folders of this model that the current shard set replaced.
-
-    Their rows live on in the current manifests (reused rows are copied), so nothing is lost.
-    """
-    tags = {SHARD_NAME.match(name)["tag"] for name in current if SHARD_NAME.match(name)}
-    for folder in (out / SHARDS_DIR).glob("*"):
-        match = SHARD_NAME.match(folder.name)
-        if match and match["tag"] in tags and folder.name not in current and (folder / "manifest.jsonl").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 class MaskShard(MaskSettings, PoseMaskTask):

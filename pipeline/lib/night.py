@@ -1,0 +1,161 @@
+"""A night over a photo folder, as plain code: the plan (photos found, hashed and sharded) and the summary.
+
+plan_folder(root, out, model_id, shard_size, index, keypoints_file, estimator_id) -> Plan
+    every photo under root (lib/folder.discover_images), its content hash (cached in
+    out/.posemask/hashes.json), what its keypoints come from (keypoint_id), its shard
+summarize_rows(rows, plan, seconds)   the numbers of summary.json from the manifest rows
+format_summary(summary)               what the posemask command prints
+prune_stale_shards(out, current)      complete shard folders of this model that the current set replaced
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
+from pipeline.lib.keypoint_files import KeypointIndex, people_digest, sidecar_path
+from pipeline.lib.mask_shard import SHARD_NAME, SHARDS_DIR
+
+STATE_DIR = ".posemask"
+
+
+@dataclass
+class Plan:
+    """What GenerateMasks found: items per shard, refused files, keypoint records without an image."""
+
+    model_id: str
+    shards: dict[int, list[tuple[str, int, str, str]]] = field(default_factory=dict)
+    count: int = 1
+    images: int = 0
+    refused: list[dict] = field(default_factory=list)
+    keypoint_problems: list[dict] = field(default_factory=list)
+    hash_hits: int = 0
+    hash_misses: int = 0
+
+
+def keypoint_id(root: Path, rel: str, index: KeypointIndex | None, estimator_id: str) -> str:
+    """What a photo's keypoints come from, hashed (a change re-runs the photo)."""
+    if index is not None:
+        key, people = index.lookup(rel)
+        return f"file:{people_digest(people)}" if key else "file:none"
+    sidecar = sidecar_path(root / rel)
+    if sidecar.is_file() and not sidecar.is_symlink():
+        return f"sidecar:{file_hash(sidecar)[:12]}"
+    return estimator_id
+
+
+def plan_folder(
+    root: Path,
+    out: Path,
+    model_id: str,
+    shard_size: int,
+    index: KeypointIndex | None,
+    keypoints_file: str,
+    estimator_id: str,
+) -> Plan:
+    """Discover, hash and shard the photos under `root` (the output folder `out` is left out)."""
+    found = discover_images(root, exclude=[out])
+    hashes = HashCache(out / STATE_DIR / "hashes.json")
+    plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images))
+    plan.count = shard_count(len(found.images), shard_size)
+    matched: set[str] = set()
+    for rel in found.images:
+        size, digest = hashes.hash(root, rel)
+        if index is not None:
+            key, _ = index.lookup(rel)
+            if key:
+                matched.add(key)
+        item = (rel, size, digest, keypoint_id(root, rel, index, estimator_id))
+        plan.shards.setdefault(shard_of(rel, plan.count), []).append(item)
+    if hashes.misses:
+        hashes.save()
+    plan.hash_hits, plan.hash_misses = hashes.hits, hashes.misses
+    if index is not None:
+        plan.keypoint_problems = [dict(p, file=keypoints_file) for p in index.problems]
+        for key in sorted(set(index.keys()) - matched):
+            plan.keypoint_problems.append(
+                {
+                    "file": key.split(":", 1)[1],
+                    "reason": "keypoints_for_missing_image",
+                    "detail": f"{keypoints_file} has people for {key} but no such image is under {root}",
+                }
+            )
+    return plan
+
+
+def read_json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
+    """The night's numbers from the manifest rows (each with `new`: its shard ran since the last summary)."""
+    processed = [r for r in rows if r.get("run") == "processed" and r.get("new")]
+    skipped = Counter(r["reason"] for r in rows if r["outcome"] == "skipped")
+    refused = Counter(r["reason"] for r in plan.refused)
+    kp_problems = Counter(r["reason"] for r in plan.keypoint_problems)
+    problems = [
+        {"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")}
+        for r in rows
+        if r["outcome"] == "skipped"
+    ]
+    problems += [{"file": r["path"], "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.refused]
+    problems += [
+        {"file": r.get("file"), "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.keypoint_problems
+    ]
+    return {
+        "images": len(rows),
+        "processed": len(processed),
+        "reused": len(rows) - len(processed),
+        "done": sum(r["outcome"] == "done" for r in rows),
+        "no_person": sum(r["outcome"] == "no_person" for r in rows),
+        "people": sum(int(r.get("people", 0)) for r in rows),
+        "skipped": dict(skipped),
+        "skipped_total": sum(skipped.values()),
+        "refused": dict(refused),
+        "keypoint_problems": dict(kp_problems),
+        "problems_total": sum(skipped.values()) + sum(refused.values()) + sum(kp_problems.values()),
+        "problems": problems,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(processed) / seconds, 3) if seconds > 0 else None,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for people: what was done, what was skipped and why, how fast, where the masks are."""
+    skipped = (
+        ", ".join(
+            f"{k} {v}"
+            for k, v in sorted({**summary["skipped"], **summary["refused"], **summary["keypoint_problems"]}.items())
+        )
+        or "none"
+    )
+    rate = f"{summary['images_per_s']:.2f} images/s" if summary.get("images_per_s") else "-"
+    return "\n".join(
+        [
+            f"posemask masks: {summary['images']} images, {summary['processed']} processed now, "
+            f"{summary['reused']} unchanged since an earlier run",
+            f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
+            f"  skipped: {summary['problems_total']} ({skipped})",
+            f"  time: {summary['seconds']:.1f} s, {rate}",
+            f"  masks: {summary['output_dir']}  (summary.json, shards/*/manifest.jsonl, shards/*/results.json)",
+        ]
+    )
+
+
+def prune_stale_shards(out: Path, current: list[str]) -> None:
+    """Remove complete shard folders of this model that the current shard set replaced.
+
+    Their rows live on in the current manifests (reused rows are copied), so nothing is lost.
+    """
+    tags = {SHARD_NAME.match(name)["tag"] for name in current if SHARD_NAME.match(name)}
+    for folder in (out / SHARDS_DIR).glob("*"):
+        match = SHARD_NAME.match(folder.name)
+        if match and match["tag"] in tags and folder.name not in current and (folder / "manifest.jsonl").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
