@@ -7,6 +7,8 @@ record format is pipeline/lib/records.py's; the readers of each source are in pi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import luigi
@@ -87,12 +89,27 @@ class VOCPersons(PoseMaskTask):
         self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset by name: its config section (holding `root`) and the task that reads its persons."""
+
+    section: type[luigi.Config]
+    records: Callable[[str], COCOPersons | VOCPersons]
+
+
+# The dataset catalog: name -> Dataset. Add a COCO-format dataset as a section in config.py with
+# root / annotations / images, an entry in COCO_DATASETS and one here.
+DATASETS: dict[str, Dataset] = {
+    "coco": Dataset(config.coco, lambda split: COCOPersons(dataset="coco", split=split)),
+    "ochuman": Dataset(config.ochuman, lambda split: COCOPersons(dataset="ochuman", split=split)),
+    "voc": Dataset(config.voc, lambda split: VOCPersons(split=split)),
+}
+
+
 def persons_task(dataset: str, split: str) -> COCOPersons | VOCPersons:
-    """The records task of a dataset name: coco, ochuman or voc."""
-    if dataset == "voc":
-        return VOCPersons(split=split)
-    return COCOPersons(dataset=dataset, split=split)
+    """The records task of a dataset name (one of DATASETS)."""
+    return DATASETS[dataset].records(split)
 
 
 def dataset_root(dataset: str) -> Path:
-    return Path(config.voc().root if dataset == "voc" else COCO_DATASETS[dataset]().root)
+    return Path(DATASETS[dataset].section().root)
