@@ -35,13 +35,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import cv2
 import numpy as np
 
 from models.assets import YOLOX_MODEL, require
+from models.plain import ClosesOnExit
 from models.pose import PoseEstimator, check_image_rgb, import_mediapipe_quietly, quiet_native_stderr
 
 METHODS: tuple[str, ...] = ("yolox", "blazepose", "blazepose_landmarks", "hog")
@@ -254,7 +254,7 @@ def decode_yolox(
     return np.concatenate([boxes, score[:, None]], axis=1).astype(np.float32)
 
 
-class PersonDetector:
+class PersonDetector(ClosesOnExit):
     """Person boxes by one of METHODS. Not fork-safe: create one per process.
 
     Context manager; models are created lazily on first use and freed by `close()`.
@@ -413,17 +413,6 @@ class PersonDetector:
         if self._pose is not None:
             self._pose.close()
             self._pose = None
-
-    def __enter__(self) -> PersonDetector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def detect_people(

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.skeleton import NUM_JOINTS, J
+from models.skeleton import JOINT_NAMES, NUM_JOINTS, J
 
 COCO17_NAMES: tuple[str, ...] = (
     "nose",
@@ -49,23 +49,7 @@ COCO17_NAMES: tuple[str, ...] = (
 C = {name: i for i, name in enumerate(COCO17_NAMES)}
 FACE = (C["nose"], C["l_eye"], C["r_eye"], C["l_ear"], C["r_ear"])
 # 14-joint index <- COCO-17 index, for the joints that exist in both.
-DIRECT: dict[int, int] = {
-    J[name]: C[name]
-    for name in (
-        "r_shoulder",
-        "r_elbow",
-        "r_wrist",
-        "l_shoulder",
-        "l_elbow",
-        "l_wrist",
-        "r_hip",
-        "r_knee",
-        "r_ankle",
-        "l_hip",
-        "l_knee",
-        "l_ankle",
-    )
-}
+DIRECT: dict[int, int] = {J[name]: C[name] for name in JOINT_NAMES if name in C}
 
 
 @dataclass(frozen=True)

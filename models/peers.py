@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from models.assets import DEEPLAB_MODEL, require
+from models.plain import ClosesOnExit
 from models.pose import check_image_rgb
 from models.posefree import PoseFreeSegmenter
 
@@ -31,7 +32,7 @@ DEEPLAB_PERSON_CLASS = 15  # PASCAL VOC class index
 _UINT8_HALF = 127.5
 
 
-class DeepLabSegmenter:
+class DeepLabSegmenter(ClosesOnExit):
     """Person probability of a whole photo from DeepLab-v3 (VOC). Create one per process."""
 
     def __init__(self, threads: int = 1) -> None:
@@ -69,12 +70,6 @@ class DeepLabSegmenter:
 
     def close(self) -> None:
         self._session = None
-
-    def __enter__(self) -> DeepLabSegmenter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # name -> builder of a segmenter (an object with .segment(image_rgb) -> (H,W) prob, and .close()).

@@ -1,9 +1,10 @@
-"""Dataclass configs <-> plain dicts (what checkpoints and JSON files hold)."""
+"""Small shared helpers: dataclass configs <-> plain dicts (what checkpoints and JSON hold), and
+the context-manager protocol of every model wrapper that owns native resources."""
 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -15,3 +16,16 @@ def from_plain_dict(cls: type[T], data: dict[str, Any]) -> T:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
     return cls(**data)
+
+
+class ClosesOnExit:
+    """``with Model() as m:`` calls ``m.close()`` on the way out (subclasses define close)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

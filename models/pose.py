@@ -20,12 +20,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from models.keypoints import COCO17_NAMES, outside_image
+from models.plain import ClosesOnExit
 
 # BlazePose-33 landmark index of each COCO-17 keypoint. BlazePose's "left" is the person's left,
 # as in COCO, so no left/right swap is needed.
@@ -122,7 +122,7 @@ def context_region(
     return x0, y0, x1, y1
 
 
-class PoseEstimator:
+class PoseEstimator(ClosesOnExit):
     """COCO-17 keypoints for one person per box, from MediaPipe Pose (offline, CPU).
 
     Not fork-safe and not thread-safe: create one per process (and use it from one thread).
@@ -230,14 +230,3 @@ class PoseEstimator:
             self._pose = None
             self._owner_pid = None
             self._landmarks_seen = False
-
-    def __enter__(self) -> PoseEstimator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from models.plain import ClosesOnExit
 from models.pose import import_mediapipe_quietly, quiet_native_stderr
 
 
-class PoseFreeSegmenter:
+class PoseFreeSegmenter(ClosesOnExit):
     """Person probability for a whole image, without keypoints. Create one per process.
 
     model_selection: 0 = the general 256x256 model, 1 = the landscape model.
@@ -24,12 +25,6 @@ class PoseFreeSegmenter:
         self.model_selection = model_selection
         self._model: Any = None
         self._pid = -1
-
-    def __enter__(self) -> PoseFreeSegmenter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._model is not None and self._pid == os.getpid():
