@@ -405,6 +405,74 @@ def _make_loader(
     )
 
 
+def _prepare_device(train_cfg: TrainConfig) -> tuple[torch.device, bool, bool]:
+    """(device, bf16 autocast, channels_last) for a run; cudnn autotuning and torch threads set."""
+    device = resolve_device(train_cfg.device)
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+    if train_cfg.num_threads:
+        torch.set_num_threads(train_cfg.num_threads)
+    return device, train_cfg.amp and on_cuda, train_cfg.channels_last and on_cuda
+
+
+def _restore_weights(
+    model: PoseUNet,
+    model_cfg: ModelConfig,
+    checkpoint: dict | None,
+    last_path: Path,
+    init_weights: PathLike | None,
+) -> tuple[int, float, int, list[dict]]:
+    """Load a resume checkpoint (or init_weights) into `model` -> (start epoch, best IoU, best epoch, history)."""
+    if checkpoint is not None:
+        if checkpoint["model_config"] != model_cfg.to_dict():
+            raise ValueError(
+                f"checkpoint {last_path} was made with model config "
+                f"{checkpoint['model_config']}, not {model_cfg.to_dict()}; "
+                "use another out_dir or delete the checkpoint"
+            )
+        model.load_state_dict(checkpoint["model_state"])
+        best_iou = float(checkpoint["best_val_iou"])
+        best_iou = -math.inf if math.isnan(best_iou) else best_iou
+        return int(checkpoint["epoch"]), best_iou, int(checkpoint["best_epoch"]), list(checkpoint["history"])
+    if init_weights is not None:
+        try:
+            model.load_state_dict(read_weights(Path(init_weights)))
+        except RuntimeError as err:
+            raise ValueError(f"init_weights {init_weights} do not fit model config {model_cfg}: {err}") from err
+    return 0, -math.inf, 0, []
+
+
+def _save_checkpoint(
+    path: Path,
+    epoch: int,
+    model: PoseUNet,
+    optimizer: torch.optim.Optimizer,
+    best_iou: float,
+    best_epoch: int,
+    history: list[dict],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+) -> None:
+    """The resume point after `epoch`: weights, optimizer, RNG states, history (tensors and plain types)."""
+    _atomic_torch_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": FORMAT_VERSION,
+            "epoch": epoch,
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer_state": optimizer.state_dict(),
+            "best_val_iou": best_iou,
+            "best_epoch": best_epoch,
+            "history": history,
+            "rng": _rng_state(),
+            "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_dict(),
+        },
+        path,
+    )
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -428,40 +496,15 @@ def train(
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    device = resolve_device(train_cfg.device)
-    on_cuda = device.type == "cuda"
-    use_amp = train_cfg.amp and on_cuda
-    channels_last = train_cfg.channels_last and on_cuda
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
-    if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
+    device, use_amp, channels_last = _prepare_device(train_cfg)
     notify = progress or (lambda done, total, message: None)
 
     random.seed(train_cfg.seed)
     np.random.seed(train_cfg.seed)
     torch.manual_seed(train_cfg.seed)
     model = PoseUNet(model_cfg)
-
-    start_epoch, best_iou, best_epoch, history = 0, -math.inf, 0, []
     checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
-    if checkpoint is not None:
-        if checkpoint["model_config"] != model_cfg.to_dict():
-            raise ValueError(
-                f"checkpoint {last_path} was made with model config "
-                f"{checkpoint['model_config']}, not {model_cfg.to_dict()}; "
-                "use another out_dir or delete the checkpoint"
-            )
-        model.load_state_dict(checkpoint["model_state"])
-        start_epoch = int(checkpoint["epoch"])
-        best_iou, best_epoch = float(checkpoint["best_val_iou"]), int(checkpoint["best_epoch"])
-        best_iou = -math.inf if math.isnan(best_iou) else best_iou
-        history = list(checkpoint["history"])
-    elif init_weights is not None:
-        try:
-            model.load_state_dict(read_weights(Path(init_weights)))
-        except RuntimeError as err:
-            raise ValueError(f"init_weights {init_weights} do not fit model config {model_cfg}: {err}") from err
+    start_epoch, best_iou, best_epoch, history = _restore_weights(model, model_cfg, checkpoint, last_path, init_weights)
 
     model.to(device)
     if channels_last:
@@ -528,21 +571,8 @@ def train(
                     best_iou = val_iou
                 best_epoch = epoch + 1
                 save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
-            _atomic_torch_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "version": FORMAT_VERSION,
-                    "epoch": epoch + 1,
-                    "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer_state": optimizer.state_dict(),
-                    "best_val_iou": best_iou,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "rng": _rng_state(),
-                    "model_config": model_cfg.to_dict(),
-                    "train_config": train_cfg.to_dict(),
-                },
-                last_path,
+            _save_checkpoint(
+                last_path, epoch + 1, model, optimizer, best_iou, best_epoch, history, model_cfg, train_cfg
             )
             _write_history(history, out_dir / "history.csv", out_dir / "history.png")
             notify(
