@@ -94,15 +94,19 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         raise SystemExit(f"{cache} has {len(dataset)} samples, fewer than --batch-size {batch_size}")
     memory = InMemoryBatch.from_dataset(dataset, batch_size).to(device, channels_last).as_dict()
     dataset.close()
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=args.num_workers,
-        pin_memory=on_cuda,
-        drop_last=True,
-        persistent_workers=args.num_workers > 0,
-    )
+
+    def loader_of(data: CacheDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=args.num_workers,
+            pin_memory=on_cuda,
+            drop_last=True,
+            persistent_workers=args.num_workers > 0,
+        )
+
+    loader = loader_of(dataset, shuffle=True)
     label = f"[{device.type}] batch={batch_size} steps={steps} workers={args.num_workers} amp={use_amp}"
 
     def train_fn(batch: dict) -> None:
@@ -130,15 +134,7 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
 
     model.eval()
     infer_dataset = CacheDataset(cache)
-    infer_loader = DataLoader(
-        infer_dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=args.num_workers,
-        pin_memory=on_cuda,
-        drop_last=True,
-        persistent_workers=args.num_workers > 0,
-    )
+    infer_loader = loader_of(infer_dataset, shuffle=False)
     real, mem = _best_of(
         args.repeats,
         device,

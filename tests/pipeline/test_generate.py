@@ -175,17 +175,22 @@ def test_bad_inputs_are_reported_and_counted(tmp_path, luigi_config, tiny_model)
     assert labels.shape == (427, 640) and labels.max() == rows["sub/Nested.JPEG"]["people"]
 
 
+def shard_params(photos: Path, out: Path, model: Path, keypoints: Path) -> dict:
+    """GenerateMasks parameters of one shard of up to 10 photos with a keypoints file."""
+    return {
+        "input_dir": str(photos),
+        "output_dir": str(out),
+        "model": str(model),
+        "keypoints": str(keypoints),
+        "shard_size": 10,
+    }
+
+
 def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, monkeypatch):
     photos = copy_photos(tmp_path / "photos", PHOTOS)
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
-    params = {
-        "input_dir": str(photos),
-        "output_dir": str(out),
-        "model": str(tiny_model),
-        "keypoints": str(keypoints),
-        "shard_size": 10,
-    }
+    params = shard_params(photos, out, tiny_model, keypoints)
     real_write = PhotoMasker.write_masks
     calls = []
 
@@ -217,13 +222,7 @@ def test_errors_and_the_pixel_limit_are_retried(tmp_path, luigi_config, tiny_mod
     photos = copy_photos(tmp_path / "photos", PHOTOS[:2])
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
-    params = {
-        "input_dir": str(photos),
-        "output_dir": str(out),
-        "model": str(tiny_model),
-        "keypoints": str(keypoints),
-        "shard_size": 10,
-    }
+    params = shard_params(photos, out, tiny_model, keypoints)
     real_write = PhotoMasker.write_masks
 
     def out_of_memory_once(self, rel, masks):

@@ -103,22 +103,18 @@ def test_missing_annotations_list_is_named(tmp_path):
         list(coco_person_records(tmp_path, "a.json", ".", "coco", "val", PersonFilter(), Tally()))
 
 
+def val_records(filt: PersonFilter, tally: Tally, **kwargs: object):
+    """coco_person_records over the sample's COCO val2017 annotations."""
+    return coco_person_records(
+        SAMPLE / "coco", "annotations/person_keypoints_val2017.json", "val2017", "coco", "val", filt, tally, **kwargs
+    )
+
+
 def test_records_do_not_depend_on_the_buffer_size():
     runs = []
     for chunk in (16, 1 << 20):
         tally = Tally()
-        records = list(
-            coco_person_records(
-                SAMPLE / "coco",
-                "annotations/person_keypoints_val2017.json",
-                "val2017",
-                "coco",
-                "val",
-                PersonFilter(),
-                tally,
-                chunk_chars=chunk,
-            )
-        )
+        records = list(val_records(PersonFilter(), tally, chunk_chars=chunk))
         runs.append((records, tally.to_dict()))
     assert runs[0] == runs[1] and runs[0][1]["kept"] == len(runs[0][0]) > 10
     # file order of the annotations
@@ -129,17 +125,7 @@ def test_records_do_not_depend_on_the_buffer_size():
 
 def test_single_person_filter_counts_persons_per_image():
     tally = Tally()
-    records = list(
-        coco_person_records(
-            SAMPLE / "coco",
-            "annotations/person_keypoints_val2017.json",
-            "val2017",
-            "coco",
-            "val",
-            PersonFilter(single_person_only=True),
-            tally,
-        )
-    )
+    records = list(val_records(PersonFilter(single_person_only=True), tally))
     data = json.loads(VAL_JSON.read_text())
     per_image: dict[int, int] = {}
     for a in data["annotations"]:
