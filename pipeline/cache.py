@@ -20,6 +20,7 @@ from pipeline.lib.cachebuild import (
     build_cache_file,
     cache_files,
     count_records,
+    merge_shard_summaries,
     shard_file_name,
     shard_range,
     write_shard_index,
@@ -47,6 +48,39 @@ def cache_paths(cache: luigi.Task | dict | luigi.LocalTarget | str | Path) -> li
 def cache_build_settings() -> dict[str, int]:
     settings = config.cache()
     return {"processes": settings.processes, "window": settings.window}
+
+
+def build_range(
+    task: PoseMaskTask,
+    records_path: Path,
+    root: Path,
+    target: Path,
+    start: int,
+    stop: int | None,
+    attrs: dict,
+    label: str,
+) -> dict:
+    """build_cache_file over records start .. stop-1 (stop None: to the end) with a tqdm bar and the
+    task's Luigi progress; returns the cache file's summary."""
+    total = (stop if stop is not None else count_records(records_path)) - start
+    with tqdm(total=total, desc=label, unit="person") as bar:
+
+        def progress(done: int, count: int) -> None:
+            bar.update(1)
+            if done % 64 == 0 or done == count:
+                task.report_progress(done / max(count, 1), f"{label}: {done}/{count} persons cached")
+
+        return build_cache_file(
+            records_path,
+            root,
+            target,
+            config.crop().to_crop_config(),
+            **cache_build_settings(),
+            start=start,
+            stop=stop,
+            attrs=attrs,
+            progress=progress,
+        )
 
 
 class BuildCache(PoseMaskTask):
@@ -91,23 +125,9 @@ class BuildCache(PoseMaskTask):
         target = Path(self.output()["cache"].path)
         if self.shards == 1:
             records_path = Path(self.input()["records"].path)
-            bar = tqdm(total=count_records(records_path), desc=f"cache {self.dataset}/{self.split}", unit="person")
-
-            def progress(done: int, total: int) -> None:
-                bar.update(1)
-                if done % 64 == 0 or done == total:
-                    self.report_progress(done / max(total, 1), f"{done}/{total} persons cached")
-
-            summary = build_cache_file(
-                records_path,
-                self.dataset_root(),
-                target,
-                cfg,
-                **cache_build_settings(),
-                attrs={"dataset": self.dataset, "split": self.split},
-                progress=progress,
-            )
-            bar.close()
+            attrs = {"dataset": self.dataset, "split": self.split}
+            label = f"cache {self.dataset}/{self.split}"
+            summary = build_range(self, records_path, self.dataset_root(), target, 0, None, attrs, label)
             write_json(
                 self.output()["summary"].path,
                 {"dataset": self.dataset, "split": self.split, **summary, "shards": 1, "cache": str(target)},
@@ -120,27 +140,15 @@ class BuildCache(PoseMaskTask):
         shard_summaries = [json.loads(Path(t.output()["summary"].path).read_text()) for t in shard_tasks]
         shard_paths = [Path(t.output()["cache"].path) for t in shard_tasks]
         count = write_shard_index(target, shard_paths, {"dataset": self.dataset, "split": self.split})
-        skipped: dict[str, int] = {}
-        for s in shard_summaries:
-            for reason, n in s["skipped"].items():
-                skipped[reason] = skipped.get(reason, 0) + n
-        write_json(
-            self.output()["summary"].path,
-            {
-                "dataset": self.dataset,
-                "split": self.split,
-                "records": sum(s["records"] for s in shard_summaries),
-                "cached": count,
-                "skipped": skipped,
-                "skipped_total": sum(skipped.values()),
-                "problems": [p for s in shard_summaries for p in s["problems"]],
-                "crop_config": cfg.to_dict(),
-                "cache": str(target),
-                "shards": self.shards,
-                "shard_files": [p.name for p in shard_paths],
-                "shard_cached": [s["cached"] for s in shard_summaries],
-            },
+        summary = merge_shard_summaries(shard_summaries, count, cfg)
+        summary.update(
+            dataset=self.dataset,
+            split=self.split,
+            cache=str(target),
+            shards=self.shards,
+            shard_files=[p.name for p in shard_paths],
         )
+        write_json(self.output()["summary"].path, summary)
 
 
 class CacheShard(PoseMaskTask):
@@ -167,27 +175,12 @@ class CacheShard(PoseMaskTask):
         }
 
     def run(self) -> None:
-        cfg = config.crop().to_crop_config()
         records_path = Path(self.input()["records"].path)
         start, stop = shard_range(count_records(records_path), self.shard, self.shards)
         label = f"cache {self.dataset}/{self.split} shard {self.shard + 1}/{self.shards}"
-
-        def progress(done: int, total: int) -> None:
-            if done % 64 == 0 or done == total:
-                self.report_progress(done / max(total, 1), f"{label}: {done}/{total} persons")
-
         root = BuildCache(dataset=self.dataset, split=self.split).dataset_root()
-        summary = build_cache_file(
-            records_path,
-            root,
-            Path(self.output()["cache"].path),
-            cfg,
-            **cache_build_settings(),
-            start=start,
-            stop=stop,
-            progress=progress,
-            attrs={"dataset": self.dataset, "split": self.split, "shard": self.shard, "shards": self.shards},
-        )
+        attrs = {"dataset": self.dataset, "split": self.split, "shard": self.shard, "shards": self.shards}
+        summary = build_range(self, records_path, root, Path(self.output()["cache"].path), start, stop, attrs, label)
         write_json(
             self.output()["summary"].path,
             {

@@ -275,3 +275,20 @@ def cache_ids(path: str | Path) -> tuple[np.ndarray, int]:
     """Instance ids (N,) of a cache.h5 and its crop size S."""
     with h5py.File(path, "r") as h5:
         return h5["instance_id"][:], int(h5["image"].shape[1])
+
+
+def merge_shard_summaries(summaries: list[dict], cached: int, cfg: CropConfig) -> dict:
+    """One split's summary from its shards' summaries (records, skip reasons and problems added up)."""
+    skipped: dict[str, int] = {}
+    for summary in summaries:
+        for reason, n in summary["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    return {
+        "records": sum(s["records"] for s in summaries),
+        "cached": cached,
+        "skipped": skipped,
+        "skipped_total": sum(skipped.values()),
+        "problems": [p for s in summaries for p in s["problems"]],
+        "crop_config": cfg.to_dict(),
+        "shard_cached": [s["cached"] for s in summaries],
+    }
