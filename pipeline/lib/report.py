@@ -108,16 +108,62 @@ def table_rows(summaries: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
-def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+@dataclass
+class Block:
+    """One piece of the report, rendered to both Markdown and HTML: kind is h1, h2, p, pre, img or table.
+
+    text: the heading, paragraph, preformatted text or image alt text; src: an image file;
+    header / rows: a table.
+    """
+
+    kind: str
+    text: str = ""
+    src: str = ""
+    header: tuple[str, ...] = ()
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            lines.append("#" * int(b.kind[1]) + " " + b.text)
+        elif b.kind == "p":
+            lines.append(b.text)
+        elif b.kind == "pre":
+            lines += ["```", b.text, "```"]
+        elif b.kind == "img":
+            lines.append(f"![{b.text}]({b.src})")
+        elif b.kind == "table":
+            lines += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+            lines += ["| " + " | ".join(r) + " |" for r in b.rows]
+        lines.append("")
     return "\n".join(lines)
 
 
-def html_table(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def to_html(blocks: list[Block]) -> str:
+    parts: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            parts.append(f"<p>{html.escape(b.text)}</p>")
+        elif b.kind == "pre":
+            parts.append(f"<pre>{html.escape(b.text)}</pre>")
+        elif b.kind == "img":
+            parts.append(f'<p><img src="{html.escape(b.src)}" alt="{html.escape(b.text)}"></p>')
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in b.header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in b.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    style = (
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>posemask report</title>{style}</head>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
 
 
 def box_plot(scores: dict[str, list[float]], title: str, path: Path) -> None:
@@ -154,28 +200,44 @@ def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, thres
     cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
 
-def training_section(networks: list[Network], out: Path) -> tuple[list[str], list[str]]:
-    """Markdown and HTML lines describing each trained network (and its loss/IoU curves)."""
-    md, body = ["## Training", ""], ["<h2>Training</h2>"]
-    md += [
-        "| network | task | epochs | device | head | last val IoU | best val IoU (epoch) | model |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+TRAINING_COLUMNS = ("network", "task", "epochs", "device", "head", "last val IoU", "best val IoU (epoch)", "model")
+COUNT_COLUMNS = ("set", "persons kept", "skipped (records)", "cached", "skipped (images)")
+NOTES = (
+    "Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by "
+    "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is "
+    "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on "
+    "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.",
+    "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back "
+    "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each "
+    "prediction scored by its mean probability. ms / image is wall time of the method's stage divided "
+    "by its instances (network: forward pass; +crf: forward pass plus refinement).",
+)
+
+
+def training_section(networks: list[Network], out: Path) -> list[Block]:
+    """Each trained network (copying its loss/IoU curves into `out`)."""
+    rows = []
     for net in networks:
         summary = _load(net.summary)
         if Path(net.curves).exists():
             shutil.copy(net.curves, out / f"history_{net.name}.png")
-        md.append(
-            f"| {net.name} | {net.family} | {summary['epochs_completed']} | {summary['device']} | "
-            f"{net.head} | {_fmt(summary['last_val_iou'])} | {_fmt(summary['best_val_iou'])} "
-            f"({summary['best_epoch']}) | `{net.model}` |"
+        rows.append(
+            [
+                net.name,
+                net.family,
+                str(summary["epochs_completed"]),
+                summary["device"],
+                net.head,
+                _fmt(summary["last_val_iou"]),
+                f"{_fmt(summary['best_val_iou'])} ({summary['best_epoch']})",
+                f"`{net.model}`",
+            ]
         )
-    md.append("")
-    curves = [n.name for n in networks if (out / f"history_{n.name}.png").exists()]
-    md += [f"![{name} training curves](history_{name}.png)" for name in curves]
-    body += ["<pre>" + html.escape("\n".join(md[2:])) + "</pre>"]
-    body += [f'<p><img src="history_{name}.png"></p>' for name in curves]
-    return md + [""], body
+    blocks = [Block("h2", "Training"), Block("table", header=TRAINING_COLUMNS, rows=rows)]
+    for net in networks:
+        if (out / f"history_{net.name}.png").exists():
+            blocks.append(Block("img", f"{net.name} training curves", f"history_{net.name}.png"))
+    return blocks
 
 
 def head_verdict(per_set: dict[str, dict[str, dict]]) -> str:
@@ -190,92 +252,58 @@ def head_verdict(per_set: dict[str, dict[str, dict]]) -> str:
     return ("Which head wins, by mean IoU (full): " + "; ".join(parts) + ".") if parts else ""
 
 
+def set_section(eval_set: str, files: SetFiles, out: Path, threshold: float, csv_rows: list[dict]) -> tuple:
+    """One evaluation set: its table, IoU box plot and overlay grid -> (blocks, summaries, counts row).
+
+    Appends the set's per-instance rows (with set and method) to `csv_rows`.
+    """
+    methods = list(files.methods)
+    summaries = {m: _load(files.methods[m].summary) for m in methods}
+    scores: dict[str, list[float]] = {}
+    for m in methods:
+        with open(files.methods[m].scores, newline="") as f:
+            for row in csv.DictReader(f):
+                csv_rows.append({"set": eval_set, "method": m, **row})
+                scores.setdefault(m, []).append(float(row["iou_full"]))
+    slug = eval_set.replace("/", "_")
+    box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
+    predictions = {m: files.methods[m].prediction for m in methods}
+    overlay_grid(files.cache, predictions, out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS)
+    persons, cached = _load(files.persons_summary), _load(files.cache_summary)
+    counts = [
+        eval_set,
+        str(persons["kept"]),
+        str(persons["skipped_total"]),
+        str(cached["cached"]),
+        str(cached["skipped_total"]),
+    ]
+    blocks = [
+        Block("h2", eval_set),
+        Block("table", header=COLUMNS, rows=table_rows(summaries)),
+        Block("img", "IoU distribution", f"iou_{slug}.png"),
+        Block("img", "overlays", f"overlays_{slug}.png"),
+    ]
+    return blocks, summaries, counts
+
+
 def write_report(out: Path, inputs: ReportInputs) -> None:
     """Write every report file into the folder `out` (report.md, report.html, iou.csv, plots)."""
-    threshold = inputs.threshold
-    md = ["# posemask evaluation report", ""]
-    body = ["<h1>posemask evaluation report</h1>"]
-    counts_md = ["| set | persons kept | skipped (records) | cached | skipped (images) |", "|---|---|---|---|---|"]
-    all_rows = []
+    blocks, csv_rows, counts = [Block("h1", "posemask evaluation report")], [], []
     per_set: dict[str, dict[str, dict]] = {}
-    for eval_set, set_files in inputs.sets.items():
-        methods = list(set_files.methods)
-        summaries = {m: _load(set_files.methods[m].summary) for m in methods}
-        per_set[eval_set] = summaries
-        scores: dict[str, list[float]] = {}
-        for m in methods:
-            with open(set_files.methods[m].scores, newline="") as f:
-                for row in csv.DictReader(f):
-                    all_rows.append({"set": eval_set, "method": m, **row})
-                    scores.setdefault(m, []).append(float(row["iou_full"]))
-        rows = table_rows(summaries)
-        slug = eval_set.replace("/", "_")
-        box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
-        overlay_grid(
-            set_files.cache,
-            {m: set_files.methods[m].prediction for m in methods},
-            out / f"overlays_{slug}.png",
-            threshold,
-            OVERLAY_ROWS,
-        )
-        persons = _load(set_files.persons_summary)
-        cached = _load(set_files.cache_summary)
-        counts_md.append(
-            f"| {eval_set} | {persons['kept']} | {persons['skipped_total']} | {cached['cached']} | "
-            f"{cached['skipped_total']} |"
-        )
-        md += [
-            f"## {eval_set}",
-            "",
-            markdown_table(rows),
-            "",
-            f"![IoU distribution](iou_{slug}.png)",
-            "",
-            f"![overlays](overlays_{slug}.png)",
-            "",
-        ]
-        body += [
-            f"<h2>{html.escape(eval_set)}</h2>",
-            html_table(rows),
-            f'<p><img src="iou_{slug}.png"></p><p><img src="overlays_{slug}.png"></p>',
-        ]
+    for eval_set, files in inputs.sets.items():
+        set_blocks, per_set[eval_set], set_counts = set_section(eval_set, files, out, inputs.threshold, csv_rows)
+        blocks += set_blocks
+        counts.append(set_counts)
     verdict = head_verdict(per_set)
     if verdict:
-        md += [verdict, ""]
-        body += [f"<p>{html.escape(verdict)}</p>"]
-    train_md, train_body = training_section(inputs.networks, out)
-    md += train_md
-    body += train_body
-    md += ["## Dataset counts", "", *counts_md, ""]
-    md += [
-        "Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by",
-        "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is",
-        "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on",
-        "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.",
-        "",
-        "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back",
-        "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each",
-        "prediction scored by its mean probability. ms / image is wall time of the method's stage divided",
-        "by its instances (network: forward pass; +crf: forward pass plus refinement).",
-        "",
-    ]
-    md += ["## Configuration", "", "```ini", inputs.config_text, "```", ""]
-    body += [
-        "<h2>Dataset counts</h2>",
-        "<pre>" + html.escape("\n".join(counts_md)) + "</pre>",
-        "<h2>Configuration</h2>",
-        "<pre>" + html.escape(inputs.config_text) + "</pre>",
-    ]
-    (out / "report.md").write_text("\n".join(md))
-    style = (
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style>"
-    )
-    (out / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>posemask report</title>"
-        f"{style}</head><body>{''.join(body)}</body></html>"
-    )
+        blocks.append(Block("p", verdict))
+    blocks += training_section(inputs.networks, out)
+    blocks += [Block("h2", "Dataset counts"), Block("table", header=COUNT_COLUMNS, rows=counts)]
+    blocks += [Block("p", note) for note in NOTES]
+    blocks += [Block("h2", "Configuration"), Block("pre", inputs.config_text)]
+    (out / "report.md").write_text(to_markdown(blocks))
+    (out / "report.html").write_text(to_html(blocks))
     with open(out / "iou.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["set", "method", *SCORE_FIELDS])
         writer.writeheader()
-        writer.writerows(all_rows)
+        writer.writerows(csv_rows)
