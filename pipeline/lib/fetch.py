@@ -327,6 +327,69 @@ def _verify(
         raise ChecksumMismatchError(f"{url}: {'; '.join(problems)}; the file was moved aside to {bad}", bad)
 
 
+def _already_valid(dest: Path, expected_size: int | None, expected: dict[str, str], url: str) -> bool:
+    """Whether an existing `dest` passes verification (a failing one is moved aside by _verify)."""
+    try:
+        _verify(dest, expected_size, expected, None, url)
+    except ChecksumMismatchError as error:
+        logger.warning("existing %s failed verification (%s); downloading again", dest, error)
+        return False
+    logger.info("%s already present and verified", dest)
+    return True
+
+
+def _resumable_part(
+    dest: Path, url: str, expected_size: int | None, expected: dict[str, str], chunk_bytes: int
+) -> _PartFile:
+    """dest.part to resume (restarted when it is larger than expected); DownloadError when the disk
+    cannot hold the rest."""
+    part = _PartFile(dest.with_name(dest.name + ".part"), tuple(expected), chunk_bytes)
+    if expected_size is not None and part.path.exists() and part.path.stat().st_size > expected_size:
+        logger.warning("%s is larger than the expected %d bytes; starting over", part.path, expected_size)
+        part.restart()
+    if expected_size is not None:
+        have = part.path.stat().st_size if part.path.exists() else 0
+        free = shutil.disk_usage(dest.parent).free
+        if free < expected_size - have:
+            raise DownloadError(f"{url}: needs {expected_size - have} more bytes in {dest.parent}, only {free} free")
+    return part
+
+
+def _fetch_with_retries(
+    url: str,
+    part: _PartFile,
+    expected_size: int | None,
+    timeout_s: float,
+    chunk_bytes: int,
+    bar: tqdm,
+    on_progress: ProgressCallback | None,
+    retries: int,
+    backoff_s: float,
+    max_backoff_s: float,
+) -> None:
+    """_fetch_once until the body is complete, with exponential backoff between transient failures."""
+    attempts = 0
+    failures_in_a_row = 0
+    while not (expected_size is not None and part.path.exists() and part.path.stat().st_size == expected_size):
+        size_before = part.size
+        attempts += 1
+        try:
+            _fetch_once(url, part, expected_size, timeout_s, chunk_bytes, bar, on_progress)
+            return
+        except _RetryableError as error:
+            # `retries` bounds failures in a row without progress: a long download over a
+            # flaky line may drop many times, and each attempt that added bytes resets the count.
+            failures_in_a_row = 0 if part.size > size_before else failures_in_a_row + 1
+            if failures_in_a_row > retries:
+                raise DownloadError(
+                    f"{url}: giving up after {attempts} attempts; last error: {error}"
+                    f" (partial data kept in {part.path}, a rerun resumes it)"
+                ) from error
+            wait_s = min(backoff_s * 2 ** max(failures_in_a_row - 1, 0), max_backoff_s)
+            logger.warning("%s: %s; retry %d/%d in %.1f s", url, error, failures_in_a_row, retries, wait_s)
+            time.sleep(wait_s)
+
+
 def download(
     url: str,
     dest: Path,
@@ -381,25 +444,9 @@ def download(
     expected = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
     dest.parent.mkdir(parents=True, exist_ok=True)
 
-    if dest.exists():
-        try:
-            _verify(dest, expected_size, expected, None, url)
-        except ChecksumMismatchError as error:
-            logger.warning("existing %s failed verification (%s); downloading again", dest, error)
-        else:
-            logger.info("%s already present and verified", dest)
-            return dest
-
-    part = _PartFile(dest.with_name(dest.name + ".part"), tuple(expected), chunk_bytes)
-    if expected_size is not None and part.path.exists() and part.path.stat().st_size > expected_size:
-        logger.warning("%s is larger than the expected %d bytes; starting over", part.path, expected_size)
-        part.restart()
-    if expected_size is not None:
-        have = part.path.stat().st_size if part.path.exists() else 0
-        free = shutil.disk_usage(dest.parent).free
-        if free < expected_size - have:
-            raise DownloadError(f"{url}: needs {expected_size - have} more bytes in {dest.parent}, only {free} free")
-
+    if dest.exists() and _already_valid(dest, expected_size, expected, url):
+        return dest
+    part = _resumable_part(dest, url, expected_size, expected, chunk_bytes)
     with tqdm(
         total=expected_size,
         unit="B",
@@ -409,27 +456,9 @@ def download(
         disable=not progress,
         leave=False,
     ) as bar:
-        attempts = 0
-        failures_in_a_row = 0
-        while not (expected_size is not None and part.path.exists() and part.path.stat().st_size == expected_size):
-            size_before = part.size
-            attempts += 1
-            try:
-                _fetch_once(url, part, expected_size, timeout_s, chunk_bytes, bar, on_progress)
-                break
-            except _RetryableError as error:
-                # `retries` bounds failures in a row without progress: a long download over a
-                # flaky line may drop many times, and each attempt that added bytes resets the count.
-                failures_in_a_row = 0 if part.size > size_before else failures_in_a_row + 1
-                if failures_in_a_row > retries:
-                    raise DownloadError(
-                        f"{url}: giving up after {attempts} attempts; last error: {error}"
-                        f" (partial data kept in {part.path}, a rerun resumes it)"
-                    ) from error
-                wait_s = min(backoff_s * 2 ** max(failures_in_a_row - 1, 0), max_backoff_s)
-                logger.warning("%s: %s; retry %d/%d in %.1f s", url, error, failures_in_a_row, retries, wait_s)
-                time.sleep(wait_s)
-
+        _fetch_with_retries(
+            url, part, expected_size, timeout_s, chunk_bytes, bar, on_progress, retries, backoff_s, max_backoff_s
+        )
     part.sync_with_disk()
     _verify(part.path, expected_size, expected, part.digests(), url)
     os.replace(part.path, dest)
