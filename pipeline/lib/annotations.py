@@ -157,30 +157,7 @@ class JSONObjectStream:
             if self._peek() != "{":
                 raise self._error("the top level is not a JSON object")
             self.pos += 1
-            if self._peek() == "}":
-                self.pos += 1
-            else:
-                while True:
-                    key = self._value()
-                    if not isinstance(key, str):
-                        raise self._error(f"object key {key!r} is not a string")
-                    self._expect(":", f"after key {key!r}")
-                    if key in stream_keys and self._peek() == "[":
-                        self.pos += 1
-                        self.arrays.add(key)
-                        index = 0
-                        if self._peek() == "]":
-                            self.pos += 1
-                        else:
-                            while True:
-                                yield key, index, self._value()
-                                index += 1
-                                if self._expect(",]", f"between items of {key!r}") == "]":
-                                    break
-                    else:
-                        yield key, None, self._value()
-                    if self._expect(",}", "between top-level keys") == "}":
-                        break
+            yield from self._members(stream_keys)
             if self._peek() != "":
                 raise self._error("text after the top-level object")
         except UnicodeDecodeError as e:
@@ -188,6 +165,36 @@ class JSONObjectStream:
         finally:
             self._file.close()
             self.buf, self._file = "", None
+
+    def _members(self, stream_keys: frozenset[str] | set[str]) -> Iterator[tuple[str, int | None, object]]:
+        """The top-level object's members after its "{", through its "}"."""
+        if self._peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            key = self._value()
+            if not isinstance(key, str):
+                raise self._error(f"object key {key!r} is not a string")
+            self._expect(":", f"after key {key!r}")
+            if key in stream_keys and self._peek() == "[":
+                self.pos += 1
+                self.arrays.add(key)
+                for index, item in enumerate(self._array_items(key)):
+                    yield key, index, item
+            else:
+                yield key, None, self._value()
+            if self._expect(",}", "between top-level keys") == "}":
+                return
+
+    def _array_items(self, key: str) -> Iterator[object]:
+        """The items of an array after its "[", through its "]"."""
+        if self._peek() == "]":
+            self.pos += 1
+            return
+        while True:
+            yield self._value()
+            if self._expect(",]", f"between items of {key!r}") == "]":
+                return
 
 
 def _person_category_ids(categories: object) -> set[int]:
