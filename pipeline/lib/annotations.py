@@ -377,6 +377,59 @@ class PoseCheck:
     mask_dilation_px: int = 7  # joints on thin limbs sit on the mask's edge
 
 
+def pose_problem(kps: np.ndarray, mask: np.ndarray, check: PoseCheck) -> tuple[str, str] | None:
+    """Why an estimated pose is not trusted for an instance mask, or None when it is.
+
+    kps: (17, 3) COCO keypoints; mask: (H, W) uint8. Reasons: "too_few_keypoints" (fewer than
+    check.min_joints), "pose_off_mask" (fewer than check.min_on_mask of them on the dilated mask).
+    """
+    import cv2
+
+    vis = kps[:, 2] > 0
+    if vis.sum() < check.min_joints:
+        return "too_few_keypoints", f"{int(vis.sum())} joints estimated"
+    kernel = np.ones((2 * check.mask_dilation_px + 1,) * 2, np.uint8)
+    near = cv2.dilate(mask, kernel)
+    h, w = mask.shape
+    xi = np.clip(np.round(kps[vis, 0]).astype(int), 0, w - 1)
+    yi = np.clip(np.round(kps[vis, 1]).astype(int), 0, h - 1)
+    on_mask = float(near[yi, xi].mean())
+    if on_mask < check.min_on_mask:
+        return "pose_off_mask", f"{on_mask:.2f} of joints on the mask"
+    return None
+
+
+def _voc_image(voc: Path, image_id: str, tally: Tally) -> tuple[Path, Path, np.ndarray, list] | None:
+    """(jpg, object png, image, person instances) of one VOC image, or None (skip counted in tally)."""
+    try:
+        jpg = resolve_inside(voc / "JPEGImages", f"{image_id}.jpg")
+        obj_png = resolve_inside(voc / "SegmentationObject", f"{image_id}.png")
+        cls_png = resolve_inside(voc / "SegmentationClass", f"{image_id}.png")
+    except ValueError as e:
+        tally.skip("unsafe_path", image_id, image_id, str(e))
+        return None
+    missing = [p for p in (jpg, obj_png, cls_png) if not p.is_file()]
+    if missing:
+        tally.skip("missing_image", str(missing[0]), image_id, "file not found")
+        return None
+    image = read_rgb(jpg)
+    if image is None:
+        tally.skip("corrupt_image", str(jpg), image_id, "cannot decode")
+        return None
+    try:
+        instances = voc_person_instances(read_palette_png(obj_png), read_palette_png(cls_png))
+    except (OSError, ValueError) as e:
+        tally.skip("corrupt_mask", str(obj_png), image_id, str(e))
+        return None
+    if not instances:
+        tally.warnings["image_without_person"] += 1
+        return None
+    if instances[0][1].shape != image.shape[:2]:
+        tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {image.shape[:2]}")
+        return None
+    return jpg, obj_png, image, instances
+
+
 def voc_person_records(
     root: Path,
     split: str,
@@ -388,47 +441,22 @@ def voc_person_records(
 ) -> Iterator[dict]:
     """Yield person records of a VOC-format dataset with keypoints from `estimate`.
 
-    estimate(image_rgb (H,W,3) uint8, bbox xywh) -> (17,3) COCO keypoints or None.
+    estimate(image_rgb (H,W,3) uint8, bbox xywh) -> (17,3) COCO keypoints or None. A pose is kept
+    when `pose_problem` finds nothing wrong with it.
     """
-    import cv2
-
     voc = resolve_inside(root, VOC_DIR)
     list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not list_file.is_file():
         raise FileNotFoundError(f"VOC split list not found: {list_file}")
     ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    kernel = np.ones((2 * check.mask_dilation_px + 1,) * 2, np.uint8)
     for n, image_id in enumerate(ids):
         if progress:
             progress(n, len(ids))
-        try:
-            jpg = resolve_inside(voc / "JPEGImages", f"{image_id}.jpg")
-            obj_png = resolve_inside(voc / "SegmentationObject", f"{image_id}.png")
-            cls_png = resolve_inside(voc / "SegmentationClass", f"{image_id}.png")
-        except ValueError as e:
-            tally.skip("unsafe_path", image_id, image_id, str(e))
+        found = _voc_image(voc, image_id, tally)
+        if found is None:
             continue
-        missing = [p for p in (jpg, obj_png, cls_png) if not p.is_file()]
-        if missing:
-            tally.skip("missing_image", str(missing[0]), image_id, "file not found")
-            continue
-        image = read_rgb(jpg)
-        if image is None:
-            tally.skip("corrupt_image", str(jpg), image_id, "cannot decode")
-            continue
-        try:
-            instances = voc_person_instances(read_palette_png(obj_png), read_palette_png(cls_png))
-        except (OSError, ValueError) as e:
-            tally.skip("corrupt_mask", str(obj_png), image_id, str(e))
-            continue
-        if not instances:
-            tally.warnings["image_without_person"] += 1
-            continue
-        rgb = image
+        jpg, obj_png, rgb, instances = found
         h, w = rgb.shape[:2]
-        if instances[0][1].shape != (h, w):
-            tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {(h, w)}")
-            continue
         try:
             numeric_id = int(image_id.replace("_", ""))  # 2011_000003 -> 2011000003: ids stay integers
         except ValueError:
@@ -446,16 +474,9 @@ def voc_person_records(
                 tally.skip("pose_not_found", str(jpg), rec_id)
                 continue
             kps = np.asarray(kps, np.float32).reshape(17, 3)
-            vis = kps[:, 2] > 0
-            if vis.sum() < check.min_joints:
-                tally.skip("too_few_keypoints", str(jpg), rec_id, f"{int(vis.sum())} joints estimated")
-                continue
-            near = cv2.dilate(mask, kernel)
-            xi = np.clip(np.round(kps[vis, 0]).astype(int), 0, w - 1)
-            yi = np.clip(np.round(kps[vis, 1]).astype(int), 0, h - 1)
-            on_mask = float(near[yi, xi].mean())
-            if on_mask < check.min_on_mask:
-                tally.skip("pose_off_mask", str(jpg), rec_id, f"{on_mask:.2f} of joints on the mask")
+            problem = pose_problem(kps, mask, check)
+            if problem is not None:
+                tally.skip(problem[0], str(jpg), rec_id, problem[1])
                 continue
             tally.kept += 1
             yield {
