@@ -6,7 +6,6 @@ import json
 from functools import partial
 from pathlib import Path
 
-import h5py
 import luigi
 import numpy as np
 
@@ -49,8 +48,8 @@ class TuneCRF(PoseMaskTask):
     def run(self) -> None:
         probs = list(stream_predictions(self.input()["pred"]["pred"].path, stop=self.max_samples))
         n = len(probs)
-        with h5py.File(self.input()["cache"]["cache"].path, "r") as h5:
-            images, masks = h5["image"][:n], h5["mask"][:n]
+        samples = list(cache_samples(self.input()["cache"]["cache"].path, ("image", "mask"), stop=n))
+        images, masks = [x["image"] for x in samples], [x["mask"] for x in samples]
         if n == 0:  # nothing to tune on: refinement stays off
             write_json(
                 self.output()["crf"].path,
@@ -71,9 +70,7 @@ class TuneCRF(PoseMaskTask):
             self.report_progress(min(len(tried) / 40, 0.99), f"{len(tried)} CRF settings tried")
 
         metric = partial(mean_iou, threshold=config.evaluation().threshold)
-        best, table = grid_search(
-            list(images), probs, list(masks), grid, self.refine_factor, metric=metric, on_candidate=seen
-        )
+        best, table = grid_search(images, probs, masks, grid, self.refine_factor, metric=metric, on_candidate=seen)
         raw = next(score for p, score in table if not p.enabled)
         write_json(
             self.output()["crf"].path,

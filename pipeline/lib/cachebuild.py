@@ -1,19 +1,35 @@
-"""Turning person records into cache.h5 samples: decode, crop, encode (plain functions).
+"""cache.h5: person records turned into fixed-size training and evaluation samples.
+
+Layout (`cache_layout`; S = [crop] size, one sample per chunk; attrs hold the crop config)::
+
+    image        (N, S, S, 3) uint8    the person's crop, RGB
+    mask         (N, S, S) uint8       ground truth at crop size (0/1)
+    posemap      (N, S/2, S/2) uint8   Gaussian joints (N, 14, S/2, S/2 with per_joint_posemap)
+    prior        (N, S, S) uint8       skeleton prior * 255
+    joints       (N, 14, 3) float32    crop pixels (x, y, v)
+    affine       (N, 2, 3) float32     image -> crop (paste_back inverts it)
+    image_id, instance_id (N,) int64   source (N,) str      orig_size (N, 2) int32
+
+    build_cache_file(records, root, target, cfg, ...)   records start .. stop-1 -> one file (atomic)
+    write_shard_index(target, shard_files)              cache.h5 as virtual datasets over shards
+    cache_files(path)                                   the files holding a cache's samples
+    cache_samples(path, names, indices, stop)           samples, only the datasets named
+    cache_ids(path) / cache_size(path)                  instance ids and crop size / sample count
 
 BuildCache streams records through a process pool with a bounded number of records in flight and
 appends the samples to one-sample-per-chunk HDF5 datasets, so memory stays flat whatever the split
 size. A split can be written as N shard files (each a contiguous range of persons.jsonl) plus an
 index ``cache.h5`` whose datasets are HDF5 virtual datasets over the shards: readers open the index
 as one ordinary file, with the samples in persons.jsonl order exactly as an unsharded build.
+The training reader (models/dataset.CacheDataset) reads the same layout on the science side.
 """
-
 from __future__ import annotations
 
 import contextlib
 import json
 import multiprocessing as mp
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,11 +280,22 @@ def cache_files(path: Path | str) -> list[Path]:
     return files
 
 
-def cache_samples(path: str | Path, names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
-    """Stream samples of a cache.h5 (only the datasets in `names`)."""
+def cache_samples(
+    path: str | Path, names: tuple[str, ...], indices: Iterable[int] | None = None, stop: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Stream samples of a cache.h5, only the datasets in `names` (see cache_layout): every sample in
+    order, the first `stop`, or those at `indices`."""
     with h5py.File(path, "r") as h5:
-        for i in range(h5["image"].shape[0]):
-            yield {name: h5[name][i] for name in names}
+        count = h5["image"].shape[0]
+        order = indices if indices is not None else range(count if stop is None else min(stop, count))
+        for i in order:
+            yield {name: h5[name][int(i)] for name in names}
+
+
+def cache_size(path: str | Path) -> int:
+    """Number of samples in a cache.h5."""
+    with h5py.File(path, "r") as h5:
+        return int(h5["image"].shape[0])
 
 
 def cache_ids(path: str | Path) -> tuple[np.ndarray, int]:

@@ -60,3 +60,9 @@ def timed(items: Iterable[np.ndarray], attrs: dict, count: int, base_ms: float =
     start = time.perf_counter()
     yield from items
     attrs["ms_per_image"] = base_ms + 1000 * (time.perf_counter() - start) / max(count, 1)
+
+
+def predictions_at(path: str | Path, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """(S, S) float32 probabilities of the samples at `indices`, by index."""
+    with h5py.File(path, "r") as h5:
+        return {int(i): h5["prob"][int(i)].astype(np.float32) for i in indices}

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.visualize import grid, overlay  # noqa: E402
+from pipeline.lib.cachebuild import cache_samples, cache_size  # noqa: E402
+from pipeline.lib.predictions import predictions_at  # noqa: E402
 from pipeline.lib.scoring import SCORE_FIELDS  # noqa: E402
 
 COLUMNS = (
@@ -182,20 +183,18 @@ def box_plot(scores: dict[str, list[float]], title: str, path: Path) -> None:
 def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, threshold: float, rows: int) -> None:
     """Rows of instances; columns: image, ground truth, then each method's mask."""
     tiles, labels = [], []
-    with h5py.File(cache_path, "r") as h5:
-        n = h5["image"].shape[0]
-        picks = np.linspace(0, n - 1, min(rows, n)).round().astype(int) if n else []
-        probs = {}
-        for method, pred_path in predictions.items():
-            with h5py.File(pred_path, "r") as p:
-                probs[method] = {int(i): p["prob"][int(i)].astype(np.float32) for i in picks}
-        for i in picks:
-            image, mask, joints = h5["image"][i], h5["mask"][i], h5["joints"][i]
-            tiles += [image, overlay(image, mask, joints, color=(0, 255, 0))]
-            labels += [f"#{int(h5['instance_id'][i])}", "ground truth"]
-            for method in predictions:
-                tiles.append(overlay(image, probs[method][int(i)] >= threshold))
-                labels.append(method)
+    n = cache_size(cache_path)
+    picks = [int(i) for i in np.linspace(0, n - 1, min(rows, n)).round()] if n else []
+    probs = {method: predictions_at(pred_path, picks) for method, pred_path in predictions.items()}
+    for i, sample in zip(
+        picks, cache_samples(cache_path, ("image", "mask", "joints", "instance_id"), picks), strict=True
+    ):
+        image = sample["image"]
+        tiles += [image, overlay(image, sample["mask"], sample["joints"], color=(0, 255, 0))]
+        labels += [f"#{int(sample['instance_id'])}", "ground truth"]
+        for method in predictions:
+            tiles.append(overlay(image, probs[method][i] >= threshold))
+            labels.append(method)
     picture = grid([cv2.resize(t, (160, 160)) for t in tiles], 2 + len(predictions), labels)
     cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 

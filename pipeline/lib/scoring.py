@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 from tqdm import tqdm
 
 from models.evaluation import coco_mask_ap, score_instance
 from models.masks import encode_rle
 from models.metrics import summarize
+from pipeline.lib.cachebuild import cache_samples, cache_size
 from pipeline.lib.predictions import stream_predictions
 from pipeline.lib.records import record_ignore, record_mask
 
@@ -59,28 +59,26 @@ def score_predictions(
     Predictions are streamed, so memory stays flat; the ground truth for AP is kept as RLE.
     """
     scores, gt_masks = Scores(), []
-    with h5py.File(cache_path, "r") as h5:
-        ids = h5["instance_id"][:]
-        probs = stream_predictions(pred_path)
-        for i in tqdm(range(len(ids)), desc=desc):
-            record = records[int(ids[i])]
-            gt_full = record_mask(record, root)
-            ignore = record_ignore(record, root)
-            row, full = score_instance(
-                next(probs), h5["mask"][i], h5["affine"][i], gt_full, threshold, boundary_px, ignore
-            )
-            scores.rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **row})
-            gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
-            scores.results.append(
-                {
-                    "image_id": record["image_id"],
-                    "category_id": 1,
-                    "segmentation": encode_rle(full),
-                    "score": row["score"],
-                    "instance_id": record["instance_id"],
-                }
-            )
-            if i % 16 == 0:
-                progress(i, len(ids))
+    total = cache_size(cache_path)
+    samples = cache_samples(cache_path, ("instance_id", "mask", "affine"))
+    pairs = zip(samples, stream_predictions(pred_path), strict=True)
+    for i, (sample, prob) in enumerate(tqdm(pairs, total=total, desc=desc)):
+        record = records[int(sample["instance_id"])]
+        gt_full = record_mask(record, root)
+        ignore = record_ignore(record, root)
+        row, full = score_instance(prob, sample["mask"], sample["affine"], gt_full, threshold, boundary_px, ignore)
+        scores.rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **row})
+        gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
+        scores.results.append(
+            {
+                "image_id": record["image_id"],
+                "category_id": 1,
+                "segmentation": encode_rle(full),
+                "score": row["score"],
+                "instance_id": record["instance_id"],
+            }
+        )
+        if i % 16 == 0:
+            progress(i, total)
     scores.mask_ap = coco_mask_ap(gt_masks, scores.results)
     return scores
