@@ -18,7 +18,6 @@ DEEPLAB_MODEL = WEIGHTS_DIR / "deeplabv3_mnv2" / "deeplab_v3_1_default_1.onnx"
 SHIPPED_DIR = WEIGHTS_DIR / "posemask_unet"
 SHIPPED_MODEL = SHIPPED_DIR / "model.pt"
 SHIPPED_CRF = SHIPPED_DIR / "crf.json"
-SHIPPED_CARD = SHIPPED_DIR / "MODEL_CARD.md"
 # The name under which `posemask masks --model` and GenerateMasks know the shipped model.
 SHIPPED_NAME = "shipped"
 

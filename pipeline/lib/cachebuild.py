@@ -23,6 +23,7 @@ index ``cache.h5`` whose datasets are HDF5 virtual datasets over the shards: rea
 as one ordinary file, with the samples in persons.jsonl order exactly as an unsharded build.
 The training reader (models/dataset.CacheDataset) reads the same layout on the science side.
 """
+
 from __future__ import annotations
 
 import contextlib

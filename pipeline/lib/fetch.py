@@ -44,7 +44,6 @@ MANIFEST_NAME = ".complete"
 EXISTING_COPY = "existing copy, not downloaded"
 DOWNLOADED = "downloaded"
 USER_AGENT = "posemask-fetch/0.1 (+python urllib)"
-CHECKSUM_ALGORITHMS = ("md5", "sha256")
 # HTTP statuses worth retrying: request timeout, rate limiting, and every server-side error.
 RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 

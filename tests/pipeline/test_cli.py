@@ -15,7 +15,7 @@ import pytest
 import torch
 from luigi.task_register import Register
 
-from models.assets import SHIPPED_NAME
+from models.assets import SHIPPED_MODEL, SHIPPED_NAME
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
 from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, main
@@ -173,3 +173,13 @@ def test_a_second_night_over_200_processed_photos_does_nothing(tmp_path):
     assert second.returncode == EXIT_OK, second.stderr
     assert json.loads((out / "summary.json").read_text()) == summary  # no shard ran, the summary stands
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files  # nothing rewritten
+
+
+def test_the_shipped_model_has_its_card_and_crf_and_loads_safely():
+    from models.train import load_model
+
+    card = (SHIPPED_MODEL.parent / "MODEL_CARD.md").read_text()
+    assert "training data" in card and "reproduce" in card and "make shipped-model" in card
+    assert json.loads((SHIPPED_MODEL.parent / "crf.json").read_text())["params"]
+    net, cfg, meta = load_model(SHIPPED_MODEL)  # torch.load(weights_only=True) inside
+    assert cfg.base_channels == 8 and meta["task"] == "TrainModel" and SHIPPED_MODEL.stat().st_size < 20e6
