@@ -80,15 +80,31 @@ def person_from_keypoints(
     pad_top: float,
     annotation_id: int | None = None,
 ) -> Person | None:
-    """A Person from file keypoints; the box is the keypoints' padded extent when none is given.
+    """A Person from file keypoints; the box is clipped to the image, and is the keypoints' padded extent
+    when none is given (or the given one is not finite or misses the image).
 
     pad / pad_top: as models.detect.keypoint_box. None when no keypoint is present.
     """
     kps = clean_keypoints(keypoints, image_hw)
     if present_keypoints(kps) == 0:
         return None
-    box = np.asarray(bbox, np.float32) if bbox is not None else keypoint_box(kps, pad, pad_top)
+    box = clip_box(bbox, image_hw) if bbox is not None else None
+    if box is None:  # no box, or one that does not overlap the image: the keypoints' extent
+        box = keypoint_box(kps, pad, pad_top)
     return Person(kps, box, annotation_id)
+
+
+def clip_box(bbox: Sequence[float], image_hw: tuple[int, int]) -> np.ndarray | None:
+    """(4,) xywh box clipped to an (H, W) image; None when it is not finite or leaves nothing inside."""
+    x, y, w, h = (float(v) for v in bbox)
+    if not np.isfinite([x, y, w, h]).all():
+        return None
+    height, width = image_hw
+    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
 
 
 def estimate_people(

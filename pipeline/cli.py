@@ -146,6 +146,8 @@ def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
     """Errors a user can fix before anything runs (argparse exits with EXIT_USAGE)."""
     if not Path(args.input_dir).is_dir():
         parser.error(f"INPUT {args.input_dir!r} is not a folder")
+    if Path(args.output_dir).resolve() == Path(args.input_dir).resolve():
+        parser.error("OUTPUT must not be INPUT itself (a folder inside INPUT is fine: it is skipped)")
     if args.keypoints and not Path(args.keypoints).is_file():
         parser.error(f"--keypoints {args.keypoints!r} is not a file")
     if args.config and not Path(args.config).is_file():

@@ -72,6 +72,8 @@ def discover_images(
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
                 found.refused.append({"path": rel, "reason": "symlink", "detail": "symlinked file not read"})
+            elif not path.is_file():  # a FIFO or device named *.jpg would block the hashing forever
+                found.refused.append({"path": rel, "reason": "not_a_regular_file", "detail": "not read"})
             elif not _inside(root, path):
                 found.refused.append({"path": rel, "reason": "outside_input_dir", "detail": str(path.resolve())})
             else:

@@ -53,7 +53,7 @@ def _person_from_record(record: dict, image_id: int | None) -> PersonKeypoints:
     bbox = record.get("bbox")
     if bbox is not None:
         bbox = [float(v) for v in bbox]
-        if len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0:
+        if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
             raise ValueError(f"bad bbox {bbox}")
     ann_id = record.get("id")
     score = record.get("score")

@@ -132,3 +132,13 @@ def test_grabcut_refinement_moves_a_thin_mask_onto_the_person():
 
     assert iou(refined.mask) > iou(plain.mask) + 0.1 and iou(refined.mask) > 0.8
     assert (refined.prob[refined.mask] >= 0.5).all() and (refined.prob[~refined.mask] == 0).all()
+
+
+def test_a_box_that_is_not_finite_or_misses_the_image_falls_back_to_the_keypoints():
+    kps = standing_person(50, 10, 80)
+    for bad in ([np.nan, 0, 10, 10], [0, 0, np.inf, 10], [1e30, 1e30, 1e30, 1e30], [500, 500, 20, 20]):
+        person = person_from_keypoints(kps, bad, (100, 100), 0.05, 0.12)
+        x, y, w, h = person.bbox
+        assert np.isfinite(person.bbox).all() and w < 100 and h < 120  # the keypoints' extent, not the photo
+    clipped = person_from_keypoints(kps, [-50, -50, 1e30, 1e30], (100, 100), 0.05, 0.12).bbox
+    assert clipped.tolist() == [0, 0, 100, 100]

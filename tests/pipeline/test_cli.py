@@ -183,3 +183,26 @@ def test_the_shipped_model_has_its_card_and_crf_and_loads_safely():
     assert json.loads((SHIPPED_MODEL.parent / "crf.json").read_text())["params"]
     net, cfg, meta = load_model(SHIPPED_MODEL)  # torch.load(weights_only=True) inside
     assert cfg.base_channels == 8 and meta["task"] == "TrainModel" and SHIPPED_MODEL.stat().st_size < 20e6
+
+
+def test_output_that_is_the_input_is_a_usage_error(tmp_path, photos, capsys):
+    assert run(["masks", str(photos), str(photos)]) == EXIT_USAGE
+    assert "OUTPUT must not be INPUT" in capsys.readouterr().err
+
+
+def test_a_failing_luigi_task_exits_non_zero(tmp_path):
+    """The packaged [retcode] section: `luigi --module pipeline ...` reports a failure to cron."""
+    luigi_bin = Path(sys.executable).parent / "luigi"
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    command = [
+        str(luigi_bin),
+        "--module",
+        "pipeline",
+        "GenerateMasks",
+        "--input-dir",
+        str(tmp_path / "absent"),
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stdout + result.stderr

@@ -24,7 +24,7 @@ from models.metrics import iou
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
 from pipeline.generate import GenerateMasks
-from pipeline.lib import files
+from pipeline.lib import files, folder
 from pipeline.lib.mask_shard import PhotoMasker
 from tests.conftest import REPO, SAMPLE, build
 
@@ -379,3 +379,23 @@ def test_masks_match_the_evaluate_report(tmp_path, luigi_config):
     assert summary["done"] == len(
         {a["image_id"] for a in gt["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")}
     )
+
+
+def test_a_fifo_named_like_a_photo_is_refused_not_read(tmp_path):
+    photos = copy_photos(tmp_path / "photos", PHOTOS[:1])
+    os.mkfifo(photos / "pipe.jpg")  # opening it for reading would block forever
+    found = folder.discover_images(photos)
+    assert found.images == [PHOTOS[0]]
+    assert found.refused == [{"path": "pipe.jpg", "reason": "not_a_regular_file", "detail": "not read"}]
+
+
+def test_keypoint_records_with_non_finite_boxes_are_malformed(tmp_path):
+    from pipeline.lib.keypoint_files import load_keypoint_file
+
+    kps = [10.0, 10.0, 2.0] * 17
+    path = tmp_path / "results.json"
+    boxes = ("[NaN, 0, 10, 10]", "[0, 0, Infinity, 10]", "[0, 0, 10, 10]")
+    path.write_text("[" + ", ".join(f'{{"image_id": 1, "keypoints": {kps}, "bbox": {b}}}' for b in boxes) + "]")
+    index = load_keypoint_file(path)
+    assert [p["reason"] for p in index.problems] == ["malformed_record", "malformed_record"]
+    assert len(index.by_id[1]) == 1
