@@ -312,6 +312,7 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
             "127.0.0.1",
             "--scheduler-port",
             str(port),
+            "--no-lock",  # both workers run on this one machine (Luigi's pid lock would stop the second)
         ]
         workers = [
             subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
