@@ -1,7 +1,8 @@
 """Files written so that a crash never leaves a half-written output, and the small helpers every
 stage shares: JSON and JSON-lines, short stable hashes, paths that stay inside their root.
 
-    atomic_path(target)       temp path beside target (same extension), renamed onto it on success
+    atomic_path(target)       temp path beside target (same extension), renamed onto it on success;
+                              temps of the same target left by killed writers are removed first
     write_json / write_text   atomic JSON (indented, sorted keys) / text
     write_jsonl / read_jsonl  atomic JSON lines / rows of a JSON-lines file (a torn last line skipped)
     exclusive_lock(path)      an flock held for a block (dies with its process)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -26,6 +28,36 @@ def temp_path_for(target: Path) -> Path:
     return target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the temp files of `target` left by killed writers (their pid is gone); returns them.
+
+    Temp names are ``.<stem>.tmp-<pid><suffix>`` (temp_path_for), so a writer that died before its
+    rename leaves one behind; the next write of the same target removes it (a 34 GB cache.h5 on
+    COCO train would otherwise stay on disk).
+    """
+    removed = []
+    prefix, suffix = f".{target.stem}.tmp-", target.suffix
+    for path in target.parent.glob(f".{glob.escape(target.stem)}.tmp-*{glob.escape(suffix)}"):
+        pid_text = path.name[len(prefix) : len(path.name) - len(suffix) if suffix else None]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temp path beside `target`; rename it onto `target` only when the block succeeds.
@@ -34,6 +66,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     tmp = temp_path_for(target)
     try:
         yield tmp

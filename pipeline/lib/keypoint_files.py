@@ -78,7 +78,11 @@ class KeypointIndex:
     problems: list[dict] = field(default_factory=list)
 
     def lookup(self, relative: str) -> tuple[str | None, list[PersonKeypoints]]:
-        """(key in the file, people) for an image path relative to the input folder; (None, []) if absent."""
+        """(key in the file, people) for an image path relative to the input folder; (None, []) if absent.
+
+        The key is "name:<relative path>", "name:<file name>" (matched by the photo's name alone:
+        ambiguous when two photos of the folder share it, see lib/night.py) or "id:<image id>".
+        """
         name = Path(relative).name
         for key in (relative, name):
             if key in self.by_name:
@@ -111,12 +115,26 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
     if isinstance(data, dict) and "annotations" in data:
         cats = data.get("categories") or [{"id": 1, "name": "person"}]
         person_ids = {int(c["id"]) for c in cats if c.get("name") == "person"} or {1}
-        names = {}
+        names: dict[int, str] = {}
+        duplicated: set[int] = set()
         for im in data.get("images", []):
             try:
-                names[int(im["id"])] = str(im["file_name"])
+                image_id, file_name = int(im["id"]), str(im["file_name"])
             except (KeyError, TypeError, ValueError):
                 index.problems.append({"record": im, "reason": "malformed_image_record", "detail": str(path)})
+                continue
+            if names.get(image_id, file_name) != file_name:  # one id, two photos: its people fit neither
+                duplicated.add(image_id)
+                index.problems.append(
+                    {
+                        "record": image_id,
+                        "reason": "duplicate_image_id",
+                        "detail": f"{path}: image id {image_id} names {names[image_id]} and {file_name}",
+                    }
+                )
+            names[image_id] = file_name
+        for image_id in duplicated:
+            del names[image_id]
         for name_id, name in names.items():
             index.id_of_name[name] = name_id
         records = data["annotations"]
@@ -137,6 +155,15 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
             index.problems.append({"record": record.get("id"), "reason": "malformed_record", "detail": str(err)})
             continue
         name = record.get("file_name") or (names.get(image_id) if image_id is not None else None)
+        if not name and image_id in duplicated:
+            index.problems.append(
+                {
+                    "record": record.get("id"),
+                    "reason": "duplicate_image_id",
+                    "detail": f"person of image id {image_id}, which names two photos: not used",
+                }
+            )
+            continue
         if name:
             index.by_name.setdefault(str(name), []).append(person)
             if image_id is not None:

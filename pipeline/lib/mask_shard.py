@@ -41,6 +41,8 @@ SHARDS_DIR = "shards"
 SHARD_NAME = re.compile(r"^(?P<tag>[0-9a-f]+)-(?P<index>\d+)of(?P<count>\d+)-(?P<digest>[0-9a-f]+)$")
 # Skip reasons that are worth another try when a shard runs again (see reusable).
 RETRIED_REASONS = frozenset({"error", "decompression_bomb"})
+# keypoints id of a photo matched only by a file name that several photos of the folder share
+AMBIGUOUS_KEYPOINTS = "file:ambiguous"
 
 
 def shard_tag(model_id: str) -> str:
@@ -96,8 +98,9 @@ def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[st
 def write_png(target: Path, array: np.ndarray) -> None:
     """Write a (H,W) uint8/uint16 PNG atomically."""
     with atomic_path(target) as tmp:
-        if not cv2.imwrite(str(tmp), array):
-            raise OSError(f"cannot write {target}")
+        # cv2.imwrite can return True and leave a 0-byte file (a full disk): check before the rename
+        if not cv2.imwrite(str(tmp), array) or tmp.stat().st_size == 0:
+            raise OSError(f"cannot write {target} (disk full?)")
 
 
 @dataclass
@@ -183,8 +186,12 @@ class PhotoMasker:
 
     # -- one photo ------------------------------------------------------------------------------------
 
-    def process(self, rel: str, size: int) -> tuple[dict, list[dict]]:
-        """One photo -> (manifest row, COCO results records). Bad input becomes a "skipped" row."""
+    def process(self, rel: str, size: int, keypoints_id: str = "") -> tuple[dict, list[dict]]:
+        """One photo -> (manifest row, COCO results records). Bad input becomes a "skipped" row.
+
+        keypoints_id: the plan's (lib/night.py); "file:ambiguous" skips the photo: its keypoint
+        records are matched by a file name that another photo of the folder has too.
+        """
         path = self.input_dir / rel
         row = {
             "path": rel,
@@ -203,6 +210,12 @@ class PhotoMasker:
             data = path.read_bytes()
             row["size"], row["content_hash"] = len(data), bytes_hash(data)
             image = decode_image_bytes(data)
+            if keypoints_id == AMBIGUOUS_KEYPOINTS and self.peer is None:
+                raise BadImageError(
+                    "ambiguous_file_name",
+                    "the keypoints file names this photo's file name only, "
+                    "and another photo of the folder has it too: give full relative paths",
+                )
             if self.peer is not None:
                 results = self.masks_from_peer(rel, image, row)
             else:
@@ -334,7 +347,7 @@ def make_shard(
             if masker.reusable(before, content_hash, keypoints_id):
                 row, records = dict(before.row, run="reused"), before.results
             else:
-                row, records = masker.process(rel, size)
+                row, records = masker.process(rel, size, keypoints_id)
                 row.update(keypoints_id=keypoints_id, run="processed")
                 processed += 1
                 if row["outcome"] == "skipped":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
 from pipeline.lib.keypoint_files import KeypointIndex, people_digest, sidecar_path
-from pipeline.lib.mask_shard import SHARD_NAME, SHARDS_DIR
+from pipeline.lib.mask_shard import AMBIGUOUS_KEYPOINTS, SHARD_NAME, SHARDS_DIR
 
 STATE_DIR = ".posemask"
 
@@ -63,13 +63,19 @@ def plan_folder(
     plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images))
     plan.count = shard_count(len(found.images), shard_size)
     matched: set[str] = set()
+    name_counts = Counter(Path(rel).name for rel in found.images)
     for rel in found.images:
         size, digest = hashes.hash(root, rel)
+        kp_id = keypoint_id(root, rel, index, estimator_id)
         if index is not None:
             key, _ = index.lookup(rel)
             if key:
                 matched.add(key)
-        item = (rel, size, digest, keypoint_id(root, rel, index, estimator_id))
+            if key == f"name:{Path(rel).name}" and name_counts[Path(rel).name] > 1 and key != f"name:{rel}":
+                # the file names the photo by its name alone and two photos have it: the shard skips
+                # the photo as "ambiguous_file_name" rather than draw one photo's people on the other
+                kp_id = AMBIGUOUS_KEYPOINTS
+        item = (rel, size, digest, kp_id)
         plan.shards.setdefault(shard_of(rel, plan.count), []).append(item)
     if hashes.misses:
         hashes.save()

@@ -25,6 +25,7 @@ from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
 from pipeline.generate import GenerateMasks
 from pipeline.lib import files, folder
+from pipeline.lib import keypoint_files as folder_keypoints
 from pipeline.lib.mask_shard import PhotoMasker
 from tests.conftest import REPO, SAMPLE, build
 
@@ -400,3 +401,27 @@ def test_keypoint_records_with_non_finite_boxes_are_malformed(tmp_path):
     index = load_keypoint_file(path)
     assert [p["reason"] for p in index.problems] == ["malformed_record", "malformed_record"]
     assert len(index.by_id[1]) == 1
+
+
+def test_duplicate_image_ids_and_shared_file_names_never_move_people_between_photos(tmp_path, luigi_config, tiny_model):
+    data = json.loads(VAL_KEYPOINTS.read_text())
+    by_name = {im["file_name"]: im for im in data["images"]}
+    first, second = by_name[PHOTOS[0]], by_name[PHOTOS[1]]
+    # one id for two photos: the file's people of that id fit neither photo
+    clash = {**data, "images": [first, {**second, "id": first["id"]}]}
+    clash["annotations"] = [a for a in data["annotations"] if a["image_id"] == first["id"]]
+    index_path = tmp_path / "clash.json"
+    index_path.write_text(json.dumps(clash))
+    index = folder_keypoints.load_keypoint_file(index_path)
+    assert "duplicate_image_id" in {p["reason"] for p in index.problems}
+    assert index.lookup(PHOTOS[0]) == (None, []) and index.lookup(PHOTOS[1]) == (None, [])
+
+    # two photos called the same in two sub-folders; the keypoints file names just "<name>"
+    photos = tmp_path / "photos"
+    for sub in ("a", "b"):
+        copy_photos(photos / sub, PHOTOS[:1])
+    keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS[:1])
+    out = tmp_path / "masks"
+    ok, summary = generate(input_dir=str(photos), output_dir=str(out), model=str(tiny_model), keypoints=str(keypoints))
+    assert ok and summary["skipped"] == {"ambiguous_file_name": 2} and summary["done"] == 0
+    assert not list(out.rglob("*.png"))

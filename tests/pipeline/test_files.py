@@ -1,0 +1,47 @@
+"""pipeline/lib/files.py: atomic writes leave nothing behind, even after a killed writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline.lib import mask_shard
+from pipeline.lib.files import remove_stale_temps, temp_path_for, write_json
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "cache.h5"
+    stale = tmp_path / f".cache.tmp-{dead_pid()}.h5"
+    stale.write_bytes(b"half a cache")
+    alive = tmp_path / ".cache.tmp-1.h5"  # pid 1 is alive: another writer's file is never touched
+    alive.write_bytes(b"in progress")
+    other = tmp_path / f".summary.tmp-{dead_pid()}.json"  # another target's temp waits for its own write
+    other.write_text("{}")
+    write_json(target, {"ok": True})
+    assert target.is_file() and not stale.exists() and alive.exists() and other.exists()
+    assert remove_stale_temps(tmp_path / "summary.json") == [other]
+    assert temp_path_for(target).name.startswith(".cache.tmp-")
+
+
+def test_a_zero_byte_png_never_takes_the_masks_name(tmp_path, monkeypatch):
+    """cv2.imwrite can report success and leave 0 bytes (a full disk): the PNG is refused, not renamed."""
+
+    def full_disk(path: str, array: np.ndarray) -> bool:
+        open(path, "wb").close()
+        return True
+
+    monkeypatch.setattr(mask_shard.cv2, "imwrite", full_disk)
+    target = tmp_path / "a.jpg.person0.png"
+    with pytest.raises(OSError, match="disk full"):
+        mask_shard.write_png(target, np.zeros((4, 4), np.uint8))
+    assert list(tmp_path.iterdir()) == []
