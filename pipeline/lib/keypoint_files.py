@@ -112,11 +112,11 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
     except (OSError, ValueError) as err:
         raise ValueError(f"keypoints file {path}: cannot read JSON: {err}") from err
     index = KeypointIndex(source=str(path))
+    duplicated: set[int] = set()  # image ids that name two photos (annotations files only)
     if isinstance(data, dict) and "annotations" in data:
         cats = data.get("categories") or [{"id": 1, "name": "person"}]
         person_ids = {int(c["id"]) for c in cats if c.get("name") == "person"} or {1}
         names: dict[int, str] = {}
-        duplicated: set[int] = set()
         for im in data.get("images", []):
             try:
                 image_id, file_name = int(im["id"]), str(im["file_name"])
