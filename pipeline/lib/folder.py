@@ -34,6 +34,7 @@ class Discovery:
 
     images: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # hidden photos and folders ("folder/"), not read
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -46,8 +47,9 @@ def discover_images(
     """Every image file under `root` (recursive, extension case-insensitive), sorted.
 
     Symlinks (to files or folders) are refused, as is anything that resolves outside `root`;
-    both are listed in `refused` with their reason. Hidden entries (".name", e.g. temp files)
-    are ignored, and so are the folders in `exclude` (an output folder inside the input folder).
+    both are listed in `refused` with their reason. Hidden photos and folders (".name") are not
+    read but listed in `hidden` (a folder once, not its content); the folders in `exclude` (an
+    output folder inside the input folder) are skipped silently.
     """
     root = Path(root)
     if not root.is_dir():
@@ -64,12 +66,18 @@ def discover_images(
             if (here / name).is_symlink():
                 rel = (here / name).relative_to(root).as_posix()
                 found.refused.append({"path": rel, "reason": "symlink", "detail": "symlinked folder not followed"})
+        for name in sorted(dirnames):
+            if name.startswith(".") and (here / name).resolve() not in excluded:
+                found.hidden.append((here / name).relative_to(root).as_posix() + "/")
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in exts:
+            if Path(name).suffix.lower() not in exts:
                 continue
             path = here / name
             rel = path.relative_to(root).as_posix()
+            if name.startswith("."):
+                found.hidden.append(rel)
+                continue
             if path.is_symlink():
                 found.refused.append({"path": rel, "reason": "symlink", "detail": "symlinked file not read"})
             elif not path.is_file():  # a FIFO or device named *.jpg would block the hashing forever

@@ -32,6 +32,7 @@ class Plan:
     count: int = 1
     images: int = 0
     refused: list[dict] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     keypoint_problems: list[dict] = field(default_factory=list)
     hash_hits: int = 0
     hash_misses: int = 0
@@ -60,7 +61,7 @@ def plan_folder(
     """Discover, hash and shard the photos under `root` (the output folder `out` is left out)."""
     found = discover_images(root, exclude=[out])
     hashes = HashCache(out / STATE_DIR / "hashes.json")
-    plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images))
+    plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images), hidden=found.hidden)
     plan.count = shard_count(len(found.images), shard_size)
     matched: set[str] = set()
     name_counts = Counter(Path(rel).name for rel in found.images)
@@ -125,6 +126,8 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),
         "refused": dict(refused),
+        "hidden": len(plan.hidden),
+        "hidden_examples": plan.hidden[:10],
         "keypoint_problems": dict(kp_problems),
         "problems_total": sum(skipped.values()) + sum(refused.values()) + sum(kp_problems.values()),
         "problems": problems,
@@ -149,6 +152,11 @@ def format_summary(summary: dict) -> str:
             f"{summary['reused']} unchanged since an earlier run",
             f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
             f"  skipped: {summary['problems_total']} ({skipped})",
+            *(
+                [f"  hidden, not read: {summary['hidden']} (e.g. {', '.join(summary['hidden_examples'][:3])})"]
+                if summary.get("hidden")
+                else []
+            ),
             f"  time: {summary['seconds']:.1f} s, {rate}",
             f"  masks: {summary['output_dir']}  (summary.json, shards/*/manifest.jsonl, shards/*/results.json)",
         ]

@@ -27,6 +27,7 @@ from pipeline.generate import GenerateMasks
 from pipeline.lib import files, folder
 from pipeline.lib import keypoint_files as folder_keypoints
 from pipeline.lib.mask_shard import PhotoMasker
+from pipeline.lib.night import format_summary
 from tests.conftest import REPO, SAMPLE, build
 
 VAL_IMAGES = SAMPLE / "coco" / "val2017"
@@ -425,3 +426,17 @@ def test_duplicate_image_ids_and_shared_file_names_never_move_people_between_pho
     ok, summary = generate(input_dir=str(photos), output_dir=str(out), model=str(tiny_model), keypoints=str(keypoints))
     assert ok and summary["skipped"] == {"ambiguous_file_name": 2} and summary["done"] == 0
     assert not list(out.rglob("*.png"))
+
+
+def test_hidden_photos_and_folders_are_counted_not_read(tmp_path, luigi_config, tiny_model):
+    photos = copy_photos(tmp_path / "photos", PHOTOS[:1])
+    shutil.copy(VAL_IMAGES / PHOTOS[1], photos / f".{PHOTOS[1]}")
+    copy_photos(photos / ".thumbnails", PHOTOS[2:3])
+    found = folder.discover_images(photos)
+    assert found.images == [PHOTOS[0]] and found.hidden == [".thumbnails/", f".{PHOTOS[1]}"]
+    keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS[:1])
+    ok, summary = generate(
+        input_dir=str(photos), output_dir=str(tmp_path / "out"), model=str(tiny_model), keypoints=str(keypoints)
+    )
+    assert ok and summary["hidden"] == 2 and summary["images"] == 1 and summary["problems_total"] == 0
+    assert "hidden, not read: 2" in format_summary(summary)
