@@ -40,13 +40,8 @@ from pipeline import config
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
-from pipeline.lib.folder import (
-    file_hash,
-)
-from pipeline.lib.keypoint_files import (
-    KeypointIndex,
-    load_keypoint_file,
-)
+from pipeline.lib.folder import file_hash
+from pipeline.lib.keypoint_files import KeypointIndex, load_keypoint_file
 from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_name
 from pipeline.lib.night import (
     STATE_DIR,
@@ -93,9 +88,7 @@ class MaskSettings:
         default=POSEMASK,
         description="posemask, or a whole-photo peer to compare with (models.peers)",
     )
-    crf = luigi.BoolParameter(
-        default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING, description="refine masks with the dense CRF"
-    )
+    crf = luigi.BoolParameter(default=False, description="refine masks with the dense CRF")
     grabcut = luigi.BoolParameter(
         default=True,
         parsing=luigi.BoolParameter.EXPLICIT_PARSING,
