@@ -12,7 +12,7 @@ the network's masks are refined the same way, GrabCut seeded by the network's pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,7 +153,7 @@ def crop_probabilities(
     return net.probability(output)[:, 0].float().cpu().numpy()
 
 
-def segment_people(
+def iter_person_masks(
     net: PoseUNet,
     image_rgb: np.ndarray,
     people: Sequence[Person],
@@ -162,28 +162,47 @@ def segment_people(
     crf: CRFParams | None = None,
     device: torch.device | str = "cpu",
     grabcut: bool = False,
-) -> list[PersonMask]:
-    """Masks of every person of one image.
+    batch_size: int = 16,
+) -> Iterator[PersonMask]:
+    """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
+    Memory is bounded by `batch_size` crops and one full-size probability at a time, whatever the
+    number of people (a caller that keeps every PersonMask keeps them all: see segment_people).
     image_rgb: (H,W,3) uint8. Each person is cropped (person_sample, no mask), predicted, refined
     by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
     `grabcut`, refined by GrabCut in its box seeded by that probability (models.baselines.grabcut_person;
     the probability is then kept inside GrabCut's mask, raised to `threshold`, and 0 outside).
     SOURCE_BOX people get GrabCut's mask from their box, with probability `threshold` inside it
     (so a pose-guided neighbour wins the pixels both claim) and the detector's score as score.
-    Returns one PersonMask per person, in order.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(people), batch_size):
+        yield from _batch_masks(
+            net, image_rgb, people[start : start + batch_size], crop_cfg, threshold, crf, device, grabcut
+        )
+
+
+def _batch_masks(
+    net: PoseUNet,
+    image_rgb: np.ndarray,
+    people: Sequence[Person],
+    crop_cfg: CropConfig,
+    threshold: float,
+    crf: CRFParams | None,
+    device: torch.device | str,
+    grabcut: bool,
+) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
     posed = [p for p in people if p.source == SOURCE_KEYPOINTS]
     samples = [person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in posed]
     probs = iter(crop_probabilities(net, samples, device) if samples else [])
     sample_of = iter(samples)
-    out = []
     for person in people:
         if person.source == SOURCE_BOX:
             mask = grabcut_person(image_rgb, person.bbox)
             score = person.detection_score if person.detection_score is not None else 0.0
-            out.append(PersonMask(person, mask.astype(np.float32) * threshold, mask, score))
+            yield PersonMask(person, mask.astype(np.float32) * threshold, mask, score)
             continue
         sample, prob = next(sample_of), next(probs)
         if crf is not None and crf.enabled:
@@ -194,21 +213,59 @@ def segment_people(
         if grabcut:
             mask = grabcut_person(image_rgb, person.bbox, full, threshold=threshold)
             full = np.where(mask, np.maximum(full, threshold), 0.0).astype(np.float32)
-        out.append(PersonMask(person, full, full >= threshold, score))
-    return out
+        yield PersonMask(person, full, full >= threshold, score)
+
+
+def segment_people(
+    net: PoseUNet,
+    image_rgb: np.ndarray,
+    people: Sequence[Person],
+    crop_cfg: CropConfig,
+    threshold: float,
+    crf: CRFParams | None = None,
+    device: torch.device | str = "cpu",
+    grabcut: bool = False,
+) -> list[PersonMask]:
+    """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
+    return list(
+        iter_person_masks(
+            net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch_size=max(len(people), 1)
+        )
+    )
+
+
+class LabelMap:
+    """The instance label map, built one person at a time (memory: two (H,W) arrays).
+
+    0 background, k + 1 for person k (uint8, uint16 past 255 people). A pixel belongs to the person
+    with the highest probability among those whose probability reaches `threshold` (ties: the
+    lower index).
+    """
+
+    def __init__(self, image_hw: tuple[int, int], people: int, threshold: float) -> None:
+        self.best = np.full(image_hw, -np.inf, np.float32)
+        self.labels = np.zeros(image_hw, np.uint8 if people <= MAX_UINT8_PEOPLE else np.uint16)
+        self.threshold, self.count = threshold, 0
+
+    def add(self, prob: np.ndarray) -> None:
+        """Person number `count` (the next one) with its (H,W) probability."""
+        better = prob > self.best
+        self.best[better] = prob[better]
+        self.labels[better] = self.count + 1
+        self.count += 1
+
+    def result(self) -> np.ndarray:
+        return np.where(self.best >= self.threshold, self.labels, 0).astype(self.labels.dtype)
 
 
 def instance_labels(probs: Sequence[np.ndarray], threshold: float) -> np.ndarray:
-    """Instance label map from per-person full-size probabilities.
+    """Instance label map from per-person full-size probabilities (LabelMap over them).
 
-    probs: sequence of (H,W) float. Returns (H,W) uint8 (uint16 past 255 people): 0 background,
-    k + 1 for person k. A pixel belongs to the person with the highest probability among those
-    whose probability reaches `threshold` (ties: the lower index).
+    probs: sequence of (H,W) float. Returns (H,W) uint8 (uint16 past 255 people).
     """
     if not len(probs):
         raise ValueError("instance_labels: no probabilities")
-    stack = np.stack([np.asarray(p, np.float32) for p in probs])
-    dtype = np.uint8 if len(probs) <= MAX_UINT8_PEOPLE else np.uint16
-    best = stack.argmax(axis=0)
-    covered = stack.max(axis=0) >= threshold
-    return np.where(covered, best + 1, 0).astype(dtype)
+    labels = LabelMap(np.asarray(probs[0]).shape, len(probs), threshold)
+    for prob in probs:
+        labels.add(np.asarray(prob, np.float32))
+    return labels.result()

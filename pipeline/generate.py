@@ -27,6 +27,7 @@ pipeline/lib/night.py's, a shard's work pipeline/lib/mask_shard.py's.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
@@ -35,7 +36,7 @@ import numpy as np
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
 from models.detect import DetectorConfig
-from models.people import Person, estimate_people, segment_people
+from models.people import Person, estimate_people, iter_person_masks
 from pipeline import config
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF
@@ -102,6 +103,11 @@ class MaskSettings:
         default={}, description="CRFParams for a model given as a path (named models use TuneCRF's crf.json)"
     )
     device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
+    people_per_batch = luigi.IntParameter(
+        default=16,
+        significant=False,
+        description="people segmented at once: bounds one photo's memory, whatever its number of people",
+    )
     progress = luigi.BoolParameter(
         default=True,
         significant=False,
@@ -163,6 +169,7 @@ class MaskSettings:
             "min_keypoints",
             "crf_params",
             "device",
+            "people_per_batch",
             "progress",
         )
         return {name: getattr(self, name) for name in names}
@@ -321,8 +328,10 @@ class MaskShard(MaskSettings, PoseMaskTask):
             detector, estimator = estimators()
             return estimate_people(image, detector.detect, estimator.estimate, self.min_keypoints, box_fallback)
 
-        def segment(image: np.ndarray, people: list[Person]) -> list:
-            return segment_people(net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut)
+        def segment(image: np.ndarray, people: list[Person]) -> Iterator:
+            return iter_person_masks(
+                net, image, people, crop_cfg, threshold, crf, self.device, self.grabcut, self.people_per_batch
+            )
 
         peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None
         pads = DetectorConfig()

@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.masks import encode_rle
-from models.people import SOURCE_BOX, Person, PersonMask, person_from_keypoints, present_keypoints
-from models.people import instance_labels as label_map
+from models.people import SOURCE_BOX, LabelMap, Person, PersonMask, person_from_keypoints, present_keypoints
 from pipeline.lib.files import atomic_path, jsonl_line, read_jsonl, short_hash, write_json, write_jsonl
 from pipeline.lib.folder import BadImageError, bytes_hash, check_image_header, decode_image_bytes, stable_image_id
 from pipeline.lib.keypoint_files import KeypointIndex, PersonKeypoints, load_sidecar, sidecar_path
@@ -108,7 +107,8 @@ class PhotoMasker:
     """Turns one photo into its mask files, manifest row and COCO results records.
 
     find_people: (image) -> people for a photo without given keypoints (detector + pose estimator).
-    segment: (image, people) -> PersonMask per person (network, CRF, GrabCut).
+    segment: (image, people) -> PersonMask per person, in order (network, CRF, GrabCut; an iterator,
+        so that one photo's memory is bounded: models.people.iter_person_masks).
     peer: (image) -> (H,W) probability, for a whole-photo peer (then find_people/segment are unused).
     person_box_pad / person_box_pad_top: box around given keypoints without a bbox (detect.keypoint_box).
     """
@@ -121,7 +121,7 @@ class PhotoMasker:
     threshold: float
     index: KeypointIndex | None
     find_people: Callable[[np.ndarray], list[Person]]
-    segment: Callable[[np.ndarray, list[Person]], list[PersonMask]]
+    segment: Callable[[np.ndarray, list[Person]], Iterable[PersonMask]]
     peer: Callable[[np.ndarray], np.ndarray] | None
     peer_name: str
     person_box_pad: float
@@ -237,10 +237,19 @@ class PhotoMasker:
         if not people:
             row.update(outcome="no_person", reason="no_person", detail=none_reason)
             return []
-        masks = self.segment(image, people)
-        row["files"] = self.write_masks(rel, masks)
-        row.update(outcome="done", people=len(masks), people_from_box=sum(m.person.source == SOURCE_BOX for m in masks))
-        return [person_record(image_id, rel, k, m) for k, m in enumerate(masks)]
+        # One person at a time: its PNG is written and its full-size probability folded into the
+        # label map before the next is made, so memory does not grow with the number of people.
+        labels = LabelMap(image.shape[:2], len(people), self.threshold)
+        files, records, from_box = [], [], 0
+        for k, m in enumerate(self.segment(image, people)):
+            files.append(self.write_person_mask(rel, k, m))
+            labels.add(m.prob)
+            records.append(person_record(image_id, rel, k, m))
+            from_box += m.person.source == SOURCE_BOX
+        files.append(self.write_labels(rel, labels.result()))
+        self.remove_masks(rel, keep=len(records))
+        row.update(outcome="done", files=files, people=len(records), people_from_box=from_box)
+        return records
 
     def masks_from_peer(self, rel: str, image: np.ndarray, row: dict) -> list[dict]:
         """A whole-photo peer's result: one semantic mask, written as <rel>.labels.png (1 = a person)."""
@@ -270,19 +279,19 @@ class PhotoMasker:
     def mask_base(self, rel: str) -> Path:
         return self.output_dir / rel
 
-    def write_masks(self, rel: str, masks: list[PersonMask]) -> list[str]:
-        """Person PNGs then the label PNG, each renamed into place; returns paths relative to output_dir."""
+    def write_person_mask(self, rel: str, k: int, mask: PersonMask) -> str:
+        """Person k's PNG (0/255), renamed into place; its path relative to output_dir."""
         base = self.mask_base(rel)
-        files = []
-        for k, m in enumerate(masks):
-            target = base.with_name(f"{base.name}.person{k}.png")
-            write_png(target, m.mask.astype(np.uint8) * 255)
-            files.append(target)
+        target = base.with_name(f"{base.name}.person{k}.png")
+        write_png(target, mask.mask.astype(np.uint8) * 255)
+        return target.relative_to(self.output_dir).as_posix()
+
+    def write_labels(self, rel: str, labels: np.ndarray) -> str:
+        """The photo's label PNG (written after its person PNGs); its path relative to output_dir."""
+        base = self.mask_base(rel)
         target = base.with_name(f"{base.name}.labels.png")
-        write_png(target, label_map([m.prob for m in masks], self.threshold))
-        files.append(target)
-        self.remove_masks(rel, keep=len(masks))
-        return [f.relative_to(self.output_dir).as_posix() for f in files]
+        write_png(target, labels)
+        return target.relative_to(self.output_dir).as_posix()
 
     def remove_masks(self, rel: str, keep: int, keep_labels: bool = False) -> None:
         """Remove this photo's person masks numbered >= keep (and its labels when keep == 0, unless kept)."""

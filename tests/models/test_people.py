@@ -142,3 +142,39 @@ def test_a_box_that_is_not_finite_or_misses_the_image_falls_back_to_the_keypoint
         assert np.isfinite(person.bbox).all() and w < 100 and h < 120  # the keypoints' extent, not the photo
     clipped = person_from_keypoints(kps, [-50, -50, 1e30, 1e30], (100, 100), 0.05, 0.12).bbox
     assert clipped.tolist() == [0, 0, 100, 100]
+
+
+def test_memory_of_one_photo_is_bounded_by_the_batch_whatever_the_number_of_people(monkeypatch):
+    """300 people in one photo: the network sees at most batch_size crops at once, masks come one by
+    one, and the label map (uint16 past 255 people) matches the one built from all of them."""
+    import models.people as people_module
+
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), np.uint8)
+    crowd = [
+        Person(standing_person(20 + (k % 160), 10, 100), np.array([5 + k % 160, 10, 40, 100], np.float32))
+        for k in range(300)
+    ]
+    seen = []
+    real = people_module.crop_probabilities
+
+    def spy(net, samples, device, prior_eps=1e-4):
+        seen.append(len(samples))
+        return real(net, samples, device, prior_eps)
+
+    monkeypatch.setattr(people_module, "crop_probabilities", spy)
+    masks = people_module.iter_person_masks(net, image, crowd, CropConfig(size=32), 0.5, batch_size=8)
+    labels = people_module.LabelMap(image.shape[:2], len(crowd), 0.5)
+    first = next(masks)
+    assert seen == [8]  # the first mask comes before the other 292 crops exist
+    labels.add(first.prob)
+    probs = [first.prob]
+    for m in masks:
+        labels.add(m.prob)
+        probs.append(m.prob)
+    assert max(seen) == 8 and sum(seen) == 300
+    assert labels.result().dtype == np.uint16
+    np.testing.assert_array_equal(labels.result(), instance_labels(probs, 0.5))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(people_module.iter_person_masks(net, image, crowd, CropConfig(size=32), 0.5, batch_size=0))

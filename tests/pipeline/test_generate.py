@@ -193,24 +193,23 @@ def test_killed_shard_resumes_consistently(tmp_path, luigi_config, tiny_model, m
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
     params = shard_params(photos, out, tiny_model, keypoints)
-    real_write = PhotoMasker.write_masks
+    real_write = PhotoMasker.write_labels  # written after the photo's person PNGs
     calls = []
 
-    def dies_on_third_image(self, rel, masks):
+    def dies_on_third_image(self, rel, labels):
         calls.append(rel)
-        if len(calls) == 3:
-            real_write(self, rel, masks[:1])  # part of this image's files land, then the kill
+        if len(calls) == 3:  # the person PNGs of this image have landed: the kill comes before its labels
             raise KeyboardInterrupt("killed")
-        return real_write(self, rel, masks)
+        return real_write(self, rel, labels)
 
-    monkeypatch.setattr(PhotoMasker, "write_masks", dies_on_third_image)
+    monkeypatch.setattr(PhotoMasker, "write_labels", dies_on_third_image)
     with pytest.raises(KeyboardInterrupt):
         generate(**params)
     assert not list((out / "shards").glob("*/manifest.jsonl"))
     journal = [r for j in (out / "shards").glob("*/journal.jsonl") for r in files.read_jsonl(j)]
     assert [r["path"] for r in journal] == calls[:2]
 
-    monkeypatch.setattr(PhotoMasker, "write_masks", real_write)
+    monkeypatch.setattr(PhotoMasker, "write_labels", real_write)
     ok, summary = generate(**params)
     assert ok and summary["done"] == 4
     rows = check_consistent(out)
@@ -225,17 +224,17 @@ def test_errors_and_the_pixel_limit_are_retried(tmp_path, luigi_config, tiny_mod
     keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
     out = tmp_path / "masks"
     params = shard_params(photos, out, tiny_model, keypoints)
-    real_write = PhotoMasker.write_masks
+    real_write = PhotoMasker.write_labels
 
-    def out_of_memory_once(self, rel, masks):
+    def out_of_memory_once(self, rel, labels):
         if rel == PHOTOS[0]:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_write(self, rel, masks)
+        return real_write(self, rel, labels)
 
-    monkeypatch.setattr(PhotoMasker, "write_masks", out_of_memory_once)
+    monkeypatch.setattr(PhotoMasker, "write_labels", out_of_memory_once)
     ok, first = generate(**params)
     assert ok and first["skipped"] == {"error": 1} and first["done"] == 1
-    monkeypatch.setattr(PhotoMasker, "write_masks", real_write)
+    monkeypatch.setattr(PhotoMasker, "write_labels", real_write)
 
     shutil.copy(VAL_IMAGES / PHOTOS[2], photos / PHOTOS[2])  # changes the (only) shard
     ok, second = generate(**params)
