@@ -85,6 +85,11 @@ class TuneCRF(PoseMaskTask):
         )
 
 
+def read_crf_file(path: Path | str) -> CRFParams:
+    """CRFParams from a crf.json as TuneCRF writes it ({"params": {...}, "score": ..., ...})."""
+    return CRFParams.from_dict(json.loads(Path(path).read_text())["params"])
+
+
 def _refine_one(item: tuple[np.ndarray, np.ndarray], params: dict) -> np.ndarray:
     image, prob = item
     return refine(image, prob, CRFParams.from_dict(params))
@@ -108,7 +113,7 @@ class RefineCRF(PoseMaskTask):
         return {"pred": self.target("pred.h5")}
 
     def run(self) -> None:
-        params = json.loads(Path(self.input()["crf"]["crf"].path).read_text())["params"]
+        params = read_crf_file(self.input()["crf"]["crf"].path).to_dict()
         pred_path = self.input()["pred"]["pred"].path
         upstream = prediction_attrs(pred_path)
         cache_path = self.input()["cache"]["cache"].path

@@ -39,7 +39,7 @@ from models.detect import DetectorConfig
 from models.people import Person, estimate_people, iter_person_masks
 from pipeline import config
 from pipeline.core import PoseMaskTask
-from pipeline.crf import TuneCRF
+from pipeline.crf import TuneCRF, read_crf_file
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
 from pipeline.lib.folder import file_hash
 from pipeline.lib.keypoint_files import KeypointIndex, load_keypoint_file
@@ -53,7 +53,7 @@ from pipeline.lib.night import (
     read_json_or_empty,
     summarize_rows,
 )
-from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, read_crf_file, shipped_crf
+from pipeline.nightly import METHODS, POSEMASK, estimators, peer_segmenter, shipped_crf
 from pipeline.train import MODELS
 
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard

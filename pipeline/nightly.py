@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
 from models.crf import CRFParams
@@ -20,6 +19,7 @@ from models.pose import PoseEstimator
 from models.sample import CropConfig
 from models.unet import PoseUNet
 from pipeline import config
+from pipeline.crf import read_crf_file
 
 # What GenerateMasks can run: posemask itself, or a whole-photo peer to compare it with.
 POSEMASK = "posemask"
@@ -47,11 +47,6 @@ def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
     if key not in _PEERS:
         _PEERS[key] = make_peer(name)
     return _PEERS[key]
-
-
-def read_crf_file(path: Path | str) -> CRFParams:
-    """CRFParams from a crf.json as TuneCRF writes it ({"params": {...}, ...})."""
-    return CRFParams.from_dict(json.loads(Path(path).read_text())["params"])
 
 
 def shipped_crf() -> CRFParams:

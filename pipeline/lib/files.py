@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -38,23 +38,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# .<stem>.tmp-<pid><suffix>, as temp_path_for names them (the suffix is the target's last one)
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.tmp-(?P<pid>\d+)(?P<suffix>(\.[^.]*)?)$")
+# folder -> (stem, suffix) of a target -> its stale temps: each folder is listed once per process,
+# not at every write (a nightly output folder holds one PNG per person of every photo).
+_STALE_TEMPS: dict[Path, dict[tuple[str, str], list[Path]]] = {}
+
+
+def _stale_temps_in(folder: Path) -> dict[tuple[str, str], list[Path]]:
+    if folder not in _STALE_TEMPS:
+        found: dict[tuple[str, str], list[Path]] = {}
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _TEMP_NAME.match(entry.name)
+                if match and int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"])):
+                    found.setdefault((match["stem"], match["suffix"]), []).append(folder / entry.name)
+        _STALE_TEMPS[folder] = found
+    return _STALE_TEMPS[folder]
+
+
 def remove_stale_temps(target: Path) -> list[Path]:
     """Remove the temp files of `target` left by killed writers (their pid is gone); returns them.
 
     Temp names are ``.<stem>.tmp-<pid><suffix>`` (temp_path_for), so a writer that died before its
     rename leaves one behind; the next write of the same target removes it (a 34 GB cache.h5 on
-    COCO train would otherwise stay on disk).
+    COCO train would otherwise stay on disk). The folder is listed once per process: temps of
+    writers that die after that are removed by the next process.
     """
     removed = []
-    prefix, suffix = f".{target.stem}.tmp-", target.suffix
-    for path in target.parent.glob(f".{glob.escape(target.stem)}.tmp-*{glob.escape(suffix)}"):
-        pid_text = path.name[len(prefix) : len(path.name) - len(suffix) if suffix else None]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
+    for path in _stale_temps_in(target.parent).pop((target.stem, target.suffix), []):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 
