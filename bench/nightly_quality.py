@@ -193,6 +193,7 @@ def main() -> None:
     )
     parser.add_argument("--empty-dir", type=Path, help="a folder of photos without people")
     parser.add_argument("--model", default="", help="model.pt (default: the packaged model)")
+    parser.add_argument("--crf", default="", help="crf.json for --model (default: the packaged crf.json)")
     parser.add_argument("--config", default="", help="a luigi.cfg whose settings override the packaged defaults")
     parser.add_argument("--min-keypoints", type=int, default=8, help="people to find have at least this many")
     parser.add_argument("--peers", nargs="*", default=sorted(PEERS), help="whole-photo peers to compare")
@@ -200,11 +201,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    from pipeline.crf import read_crf_file
     from pipeline.nightly import nightly_components
     from pipeline.settings import load_settings
 
     load_settings(args.config or None)
-    comp = nightly_components(args.model or None)
+    comp = nightly_components(args.model or None, read_crf_file(args.crf) if args.crf else None)
     photos = [p for spec in (args.dataset or DEFAULT_DATASETS) for p in load_dataset(spec, args.min_keypoints)]
     if args.empty_dir:
         photos += empty_photos(args.empty_dir)

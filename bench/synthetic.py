@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from models.sample import CropConfig
 from models.skeleton import NUM_JOINTS
 
 
@@ -22,7 +24,8 @@ def write_synthetic_cache(
 
     For tests and benchmarks only: each sample is a random ellipse (the mask) on a noise
     background, the person slightly brighter; the prior is a blurred, shifted ellipse; the pose map
-    a bump at its centre. Returns the path. Image (N,size,size,3); pose map at size/2.
+    a bump at its centre; 14 joints on its vertical axis; the crop config as BuildCache writes it.
+    Returns the path. Image (N,size,size,3); pose map at size/2.
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -34,9 +37,11 @@ def write_synthetic_cache(
     prior = np.zeros((num_samples, size, size), np.uint8)
     pose_shape = (num_samples, half, half) if pose_channels == 1 else (num_samples, pose_channels, half, half)
     posemap = np.zeros(pose_shape, np.uint8)
+    centres = []
     for i in range(num_samples):
         cy, cx = rng.uniform(0.35, 0.65, 2) * size
         ry, rx = rng.uniform(0.2, 0.4, 2) * size
+        centres.append((cy, cx, ry))
         inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
         mask[i] = inside
         image[i][inside] = np.clip(image[i][inside].astype(np.int16) + 80, 0, 255).astype(np.uint8)
@@ -45,7 +50,12 @@ def write_synthetic_cache(
         prior[i] = np.clip(np.rint(254.0 * np.exp(-dist)), 1, 254).astype(np.uint8)
         bump = np.exp(-((hy - cy / 2) ** 2 + (hx - cx / 2) ** 2) / (2 * (size / 32) ** 2))
         posemap[i] = np.rint(255.0 * bump).astype(np.uint8)
+    # joints on the ellipse's vertical axis, all visible (full augmentation redraws from them)
     joints = np.zeros((num_samples, NUM_JOINTS, 3), np.float32)
+    for i, (cy, cx, ry) in enumerate(centres):
+        joints[i, :, 0] = cx
+        joints[i, :, 1] = cy + np.linspace(-0.8, 0.8, NUM_JOINTS) * ry
+        joints[i, :, 2] = 2
     affine = np.tile(np.eye(2, 3, dtype=np.float32), (num_samples, 1, 1))
     chunks = {
         "image": (1, size, size, 3),
@@ -63,5 +73,6 @@ def write_synthetic_cache(
         h5.create_dataset("source", data=np.array(["synthetic"] * num_samples, dtype=h5py.string_dtype()))
         h5.create_dataset("orig_size", data=np.full((num_samples, 2), size, np.int32))
         h5.attrs["crop_size"] = size
+        h5.attrs["crop_config"] = json.dumps(CropConfig(size=size, per_joint_posemap=pose_channels > 1).to_dict())
         h5.attrs["synthetic_seed"] = seed
     return path

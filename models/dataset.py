@@ -8,6 +8,7 @@ handles lazily on first access.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from models.skeleton import JOINT_NAMES, NUM_JOINTS
+from models.augment import FLIPPED_JOINTS, AugmentConfig, augment_person
+from models.sample import CropConfig
+from models.skeleton import NUM_JOINTS
 
 REQUIRED_DATASETS = ("image", "mask", "posemap", "prior")
 UINT8_MAX = 255.0
@@ -36,13 +39,6 @@ def prior_to_probability(prior: np.ndarray, eps: float) -> torch.Tensor:
     return torch.from_numpy(prior).float().div_(UINT8_MAX).clamp_(eps, 1.0 - eps).unsqueeze(0)
 
 
-def flipped_joint_order() -> list[int]:
-    """Channel permutation that swaps left/right joints (for per-joint pose maps under a flip)."""
-    index = {name: i for i, name in enumerate(JOINT_NAMES)}
-    swapped = {"l_": "r_", "r_": "l_"}
-    return [index[swapped[name[:2]] + name[2:]] if name[:2] in swapped else index[name] for name in JOINT_NAMES]
-
-
 class CacheDataset(Dataset):
     """One or several cache.h5 files read as one dataset (global index = concatenation order).
 
@@ -50,19 +46,18 @@ class CacheDataset(Dataset):
       image (3,H,W) float32 in [-1,1]; posemap (P,H/2,W/2) float32 in [0,1] (P = 1 for the
       (N,h,w) layout); prior (1,H,W) float32 in [eps, 1-eps]; mask (1,H,W) float32 {0,1};
       index () int64 (global index).
-    augment: random horizontal flip with probability flip_prob, applied to image, mask, prior and
-      posemap together. A flip turns a person's right side into the left: for the single-channel
-      pose map (the paper's) that needs nothing more; for a per-joint map (P = 14) the left and
-      right joint channels are swapped too. Randomness comes from torch's RNG (per worker seeded
-      by the DataLoader), so a seeded run is reproducible.
+    augment: None (samples as cached) or an AugmentConfig (models/augment.py). A flip alone is
+      applied to the cached tensors (left/right channels of a per-joint pose map swapped); anything
+      that moves joints warps image, mask and joints together and redraws pose map and prior from
+      the moved joints with the cache's own crop config (its ``crop_config`` attribute). Randomness
+      comes from torch's RNG (per worker seeded by the DataLoader), so a seeded run is reproducible.
     prior_eps: clip of the prior probability away from 0 and 1 (its logit must stay finite).
     """
 
     def __init__(
         self,
         paths: Sequence[str | os.PathLike] | str | os.PathLike,
-        augment: bool = False,
-        flip_prob: float = 0.5,
+        augment: AugmentConfig | None = None,
         prior_eps: float = 1e-4,
     ) -> None:
         if isinstance(paths, str | os.PathLike):
@@ -70,12 +65,9 @@ class CacheDataset(Dataset):
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("CacheDataset needs at least one cache.h5 path")
-        if not 0.0 <= flip_prob <= 1.0:
-            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
         if not 0.0 < prior_eps < 0.5:
             raise ValueError(f"prior_eps must be in (0, 0.5), got {prior_eps}")
         self.augment = augment
-        self.flip_prob = flip_prob
         self.prior_eps = prior_eps
         layouts = [self._validate(path) for path in self.paths]
         sizes = {layout[1:] for layout in layouts}
@@ -83,6 +75,8 @@ class CacheDataset(Dataset):
             raise ValueError(f"cache files {[str(p) for p in self.paths]} have different crop sizes {sizes}")
         #: (H, W) of every sample's image and mask.
         self.crop_size: tuple[int, int] = layouts[0][1:]
+        #: how the cache drew its pose maps and priors (augmentation redraws them the same way)
+        self.crop_config: CropConfig | None = self._crop_config(self.paths[0]) if augment and augment.redraws else None
         self.offsets = np.concatenate([[0], np.cumsum([layout[0] for layout in layouts])]).astype(np.int64)
         self._files: list[h5py.File] | None = None
         self._owner_pid: int | None = None
@@ -118,6 +112,13 @@ class CacheDataset(Dataset):
                 return int(n), int(height), int(width)
         except OSError as err:
             raise ValueError(f"cache file {path} is not a readable HDF5 file: {err}") from err
+
+    @staticmethod
+    def _crop_config(path: Path) -> CropConfig:
+        with h5py.File(path, "r") as h5:
+            if "crop_config" not in h5.attrs or "joints" not in h5:
+                raise ValueError(f"cache file {path} has no crop_config attribute or joints: cannot augment joints")
+            return CropConfig.from_dict(json.loads(h5.attrs["crop_config"]))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -156,20 +157,38 @@ class CacheDataset(Dataset):
         index = int(index)
         file_no, local = self.locate(index)
         h5 = self._handles()[file_no]
+        if self.crop_config is not None:
+            return self._augmented(h5, local, index)
         image = normalize_image(h5["image"][local])
         mask = torch.from_numpy(h5["mask"][local]).float().unsqueeze(0)
         prior = prior_to_probability(h5["prior"][local], self.prior_eps)
         pose_raw = torch.from_numpy(h5["posemap"][local]).float().div_(UINT8_MAX)
         posemap = pose_raw.unsqueeze(0) if pose_raw.ndim == 2 else pose_raw
-        if self.augment and self.flip_prob > 0 and torch.rand(()).item() < self.flip_prob:
+        if self.augment is not None and self.augment.flip_prob > 0 and torch.rand(()).item() < self.augment.flip_prob:
             image, mask, prior, posemap = (t.flip(-1) for t in (image, mask, prior, posemap))
             if posemap.shape[0] == NUM_JOINTS:
-                posemap = posemap[flipped_joint_order()]
+                posemap = posemap[FLIPPED_JOINTS]
         return {
             "image": image,
             "posemap": posemap.contiguous(),
             "prior": prior,
             "mask": mask,
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+    def _augmented(self, h5: h5py.File, local: int, index: int) -> dict[str, torch.Tensor]:
+        assert self.augment is not None and self.crop_config is not None
+        # numpy's generator seeded from torch's RNG: one seed stream for the whole run
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        sample = augment_person(
+            h5["image"][local], h5["mask"][local], h5["joints"][local], rng, self.augment, self.crop_config
+        )
+        pose = torch.from_numpy(sample["posemap"]).float().div_(UINT8_MAX)
+        return {
+            "image": normalize_image(sample["image"]),
+            "posemap": (pose.unsqueeze(0) if pose.ndim == 2 else pose).contiguous(),
+            "prior": prior_to_probability(sample["prior"], self.prior_eps),
+            "mask": torch.from_numpy(sample["mask"]).float().unsqueeze(0),
             "index": torch.tensor(index, dtype=torch.int64),
         }
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from models.crop import box_around, crop_affine, warp_image, warp_mask, warp_points
 from models.keypoints import HeadConfig, coco17_to_joints14, joints_inside
+from models.plain import from_plain_dict
 from models.posemap import pose_map, to_uint8
 from models.prior import PriorConfig, prior_mask, prior_to_uint8
 
@@ -25,6 +26,14 @@ class CropConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CropConfig:
+        """Inverse of to_dict (a cache file's ``crop_config`` attribute); unknown keys are an error."""
+        data = dict(data)
+        head = from_plain_dict(HeadConfig, data.pop("head", {}))
+        prior = from_plain_dict(PriorConfig, data.pop("prior", {}))
+        return from_plain_dict(cls, {**data, "head": head, "prior": prior})
 
 
 def person_sample(

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.augment import AUGMENTATIONS
 from models.dataset import CacheDataset
 from models.plain import from_plain_dict
 from models.unet import ModelConfig, PoseUNet
@@ -39,6 +40,9 @@ CHECKPOINT_FORMAT = "posemask-checkpoint"
 MODEL_FORMAT = "posemask-model"
 FORMAT_VERSION = 1
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "seconds", "samples_per_s", "lr")
+
+SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.01  # warm-up starts and cosine ends at lr x LR_FLOOR
 
 PathLike = str | os.PathLike
 ProgressFn = Callable[[int, int, str], None]
@@ -57,9 +61,13 @@ class TrainConfig:
       small CPU, fewer threads than cores avoids OpenMP contention.
     device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
     amp: bf16 autocast on CUDA (ignored on CPU).
-    channels_last: channels-last memory format on CUDA (ignored on CPU).
+    channels_last: channels-last memory format (CPU and CUDA: x1.5 training steps on this CPU).
     val_every: validate every N epochs (and always after the last one).
-    augment, flip_prob: random horizontal flips of training samples.
+    augment: a preset of models.augment.AUGMENTATIONS: "none", "flip" (the paper's mirror) or
+      "full" (flip, scale/rotation/shift, colour, joint noise and dropped joints).
+    warmup_epochs: the learning rate rises linearly from lr/100 to lr over these epochs.
+    schedule: "constant" or "cosine" (from lr after the warm-up down to lr/100 at the last epoch).
+    patience: stop when the validation IoU has not improved for this many epochs (0 = never).
     prior_eps: prior probability clip, see CacheDataset.
     iou_threshold: probability threshold of the validation IoU.
     progress_bar: show tqdm bars over batches.
@@ -76,8 +84,10 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     val_every: int = 1
-    augment: bool = True
-    flip_prob: float = 0.5
+    augment: str = "flip"
+    warmup_epochs: int = 0
+    schedule: str = "constant"
+    patience: int = 0
     prior_eps: float = 1e-4
     iou_threshold: float = 0.5
     progress_bar: bool = True
@@ -92,6 +102,12 @@ class TrainConfig:
             )
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"TrainConfig.augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_epochs < 0 or self.patience < 0:
+            raise ValueError("TrainConfig.warmup_epochs and patience must be >= 0")
         if not 0.0 < self.iou_threshold < 1.0:
             raise ValueError(f"TrainConfig.iou_threshold must be in (0, 1), got {self.iou_threshold}")
 
@@ -103,6 +119,25 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of to_dict; unknown keys are an error."""
         return from_plain_dict(cls, data)
+
+
+def learning_rate(cfg: TrainConfig, epoch: float) -> float:
+    """The learning rate at (fractional) `epoch` in [0, cfg.epochs): warm-up, then constant or cosine.
+
+    A function of the position alone, so a resumed run follows the same curve.
+    """
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * epoch / cfg.warmup_epochs)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+    progress = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
+    return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def stopped_early(history: Sequence[dict], best_epoch: int, patience: int) -> bool:
+    """Whether training should stop: `patience` epochs after the best one without a better IoU."""
+    return bool(patience) and bool(history) and int(history[-1]["epoch"]) - best_epoch >= patience
 
 
 # ----------------------------------------------------------------------------- devices, RNG, I/O
@@ -309,13 +344,19 @@ def _run_epoch(
     channels_last: bool,
     desc: str,
     show_bar: bool,
+    lr_at: Callable[[float], float] | None = None,
 ) -> tuple[float, int]:
-    """Train one epoch -> (mean loss per sample, samples seen)."""
+    """Train one epoch -> (mean loss per sample, samples seen); lr_at(fraction of the epoch) sets
+    the learning rate before each step."""
     model.train()
     total_loss = torch.zeros((), device=device)
     seen = 0
+    steps = max(len(loader), 1)
     with tqdm(loader, desc=desc, leave=False, disable=not show_bar, unit="batch") as bar:
-        for batch in bar:
+        for step, batch in enumerate(bar):
+            if lr_at is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step / steps)
             batch = batch_to_device(batch, device, channels_last)
             size = batch["image"].shape[0]
             total_loss += train_step(model, optimizer, batch, use_amp) * size
@@ -413,7 +454,7 @@ def _prepare_device(train_cfg: TrainConfig) -> tuple[torch.device, bool, bool]:
         torch.backends.cudnn.benchmark = True
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
-    return device, train_cfg.amp and on_cuda, train_cfg.channels_last and on_cuda
+    return device, train_cfg.amp and on_cuda, train_cfg.channels_last
 
 
 def _restore_weights(
@@ -514,9 +555,7 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         _set_rng_state(checkpoint["rng"])
 
-    train_set = CacheDataset(
-        train_paths, augment=train_cfg.augment, flip_prob=train_cfg.flip_prob, prior_eps=train_cfg.prior_eps
-    )
+    train_set = CacheDataset(train_paths, augment=AUGMENTATIONS[train_cfg.augment], prior_eps=train_cfg.prior_eps)
     val_set: CacheDataset | None = None
     try:  # the h5 handles are closed on errors (and KeyboardInterrupt) too
         val_set = CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None
@@ -533,6 +572,8 @@ def train(
         total = train_cfg.epochs
         notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
         for epoch in range(start_epoch, total):
+            if stopped_early(history, best_epoch, train_cfg.patience):
+                break
             started = time.perf_counter()
             # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
             shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
@@ -545,6 +586,7 @@ def train(
                 channels_last,
                 f"epoch {epoch + 1}/{total}",
                 train_cfg.progress_bar,
+                lambda fraction, epoch=epoch: learning_rate(train_cfg, epoch + fraction),
             )
             train_seconds = time.perf_counter() - started
             val_loss = val_iou = math.nan
@@ -595,7 +637,10 @@ def train(
         "history": history,
         "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan,
         "best_epoch": best_epoch,
-        "epochs_completed": max(start_epoch, total),
+        "epochs_completed": int(history[-1]["epoch"]) if history else 0,
+        "stopped_early": stopped_early(history, best_epoch, train_cfg.patience)
+        and bool(history)
+        and int(history[-1]["epoch"]) < total,
         "resumed_from_epoch": start_epoch if checkpoint is not None else None,
         "device": str(device),
         "last_checkpoint": str(last_path),
@@ -622,7 +667,7 @@ def iter_predictions(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     use_amp = amp and device.type == "cuda"
-    channels_last = device.type == "cuda"
+    channels_last = True  # faster on CPU too (x1.5-1.8 measured), same probabilities to float rounding
     if channels_last:
         model.to(memory_format=torch.channels_last)
     dataset = CacheDataset(paths, prior_eps=prior_eps)

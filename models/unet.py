@@ -49,6 +49,8 @@ class ModelConfig:
     zero_init_last: start the output conv at zero, so that training starts from the prior.
     dice_weight: weight of the soft Dice term of the logit head's loss.
     dice_smooth: additive smoothing of the soft Dice ratio (keeps empty masks finite).
+    boundary_weight: extra BCE weight of pixels within boundary_px of the mask's edge (0 = plain
+      BCE): the boundary-weighted variant of the logit head's loss.
     """
 
     base_channels: int = 16
@@ -61,6 +63,8 @@ class ModelConfig:
     zero_init_last: bool = True
     dice_weight: float = 1.0
     dice_smooth: float = 1.0
+    boundary_weight: float = 0.0
+    boundary_px: int = 3
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -71,8 +75,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
-        if self.dice_weight < 0 or self.dice_smooth < 0 or self.leaky_slope < 0:
-            raise ValueError("ModelConfig.dice_weight, dice_smooth and leaky_slope must be >= 0")
+        if min(self.dice_weight, self.dice_smooth, self.leaky_slope, self.boundary_weight, self.boundary_px) < 0:
+            raise ValueError("ModelConfig.dice_weight, dice_smooth, leaky_slope and boundary_* must be >= 0")
 
     @property
     def size_multiple(self) -> int:
@@ -201,6 +205,14 @@ def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor, smooth: floa
     return (1.0 - (2.0 * intersection + smooth) / (total + smooth)).mean()
 
 
+def boundary_band(target: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B,1,H,W) {0,1} mask -> (B,1,H,W) {0,1}: pixels within `radius` of its edge (dilation - erosion)."""
+    kernel = 2 * radius + 1
+    dilated = F.max_pool2d(target, kernel, stride=1, padding=radius)
+    eroded = -F.max_pool2d(-target, kernel, stride=1, padding=radius)
+    return dilated - eroded
+
+
 class PoseUNet(nn.Module):
     """Pose-guided U-Net predicting a mask as a correction of a prior mask (see module docstring)."""
 
@@ -274,7 +286,10 @@ class PoseUNet(nn.Module):
         output = output.float()
         target = target_mask.float()
         if self.cfg.head == "logit":
-            bce = F.binary_cross_entropy_with_logits(output, target)
+            weight = None
+            if self.cfg.boundary_weight and self.cfg.boundary_px:
+                weight = 1.0 + self.cfg.boundary_weight * boundary_band(target, self.cfg.boundary_px)
+            bce = F.binary_cross_entropy_with_logits(output, target, weight=weight)
             if self.cfg.dice_weight == 0:
                 return bce
             dice = soft_dice_loss(torch.sigmoid(output), target, self.cfg.dice_smooth)

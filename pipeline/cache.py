@@ -26,7 +26,7 @@ from pipeline.lib.cachebuild import (
     write_shard_index,
 )
 from pipeline.lib.files import write_json
-from pipeline.persons import DATASETS, COCOPersons, VOCPersons, dataset_root, persons_task
+from pipeline.persons import COCOPersons, VOCPersons, dataset_root, persons_task
 
 
 def cache_paths(cache: luigi.Task | dict | luigi.LocalTarget | str | Path) -> list[str]:
@@ -92,7 +92,7 @@ class BuildCache(PoseMaskTask):
     shard count does not change what the cache holds, so it is not part of the output folder's name.
     """
 
-    dataset = luigi.ChoiceParameter(choices=list(DATASETS), default="coco")
+    dataset = luigi.Parameter(default="coco", description="coco | ochuman | voc | a [dataset.NAME] section")
     split = luigi.Parameter(default="val")
     shards = luigi.IntParameter(
         default=1, significant=False, description="shard files written by parallel CacheShard tasks; 1 = one cache.h5"
@@ -157,7 +157,7 @@ class CacheShard(PoseMaskTask):
     Written into its BuildCache's folder (``cache-00000-of-00004.h5`` + ``summary-00000-of-00004.json``).
     """
 
-    dataset = luigi.ChoiceParameter(choices=list(DATASETS), default="coco")
+    dataset = luigi.Parameter(default="coco", description="coco | ochuman | voc | a [dataset.NAME] section")
     split = luigi.Parameter(default="val")
     shard = luigi.IntParameter(description="0 .. shards-1")
     shards = luigi.IntParameter()

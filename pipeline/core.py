@@ -2,8 +2,9 @@
 
 One rule derives every output path (as gokart does): ``<work root>/<TaskFamily>/<name>-<hash>``
 where the hash covers the task's significant parameters, the luigi.Config sections it declares
-in ``configs`` and, recursively, the hashes of everything it requires. Two configurations never
-share a folder, and a changed parameter changes the folders of exactly the tasks downstream of it.
+in ``configs`` (and `signature_settings`) and, recursively, the hashes of everything it requires.
+Two configurations never share a folder, and a changed parameter changes the folders of exactly
+the tasks downstream of it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ class PoseMaskTask(luigi.Task):
             "configs": {c.__name__: config_values(c) for c in self.configs},
             "requires": sorted(t.signature() for t in flatten(self.requires()) if isinstance(t, PoseMaskTask)),
         }
+        settings = self.signature_settings()
+        if settings:  # only when there are any: folders of tasks without them keep their names
+            parts["settings"] = settings
         return short_hash(parts, 10)
+
+    def signature_settings(self) -> dict:
+        """Settings outside `configs` that shape the output (e.g. a [dataset.NAME] section); plain types."""
+        return {}
 
     def work_dir(self) -> Path:
         """``<work root>/<TaskFamily>/<readable params>-<signature>``."""

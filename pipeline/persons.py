@@ -7,37 +7,132 @@ record format is pipeline/lib/records.py's; the readers of each source are in pi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import luigi
+from luigi.configuration import get_config
 from tqdm import tqdm
 
 from pipeline import config
-from pipeline.core import PoseMaskTask
+from pipeline.core import PoseMaskTask, config_values
 from pipeline.download import DownloadCOCO, DownloadVOC
-from pipeline.lib.annotations import Tally, coco_person_records, voc_person_records
+from pipeline.lib.annotations import (
+    PersonFilter,
+    Tally,
+    coco_person_records,
+    voc_person_records,
+    with_estimated_keypoints,
+)
 from pipeline.lib.files import write_json, write_jsonl
 
-COCO_DATASETS = {"coco": config.coco, "ochuman": config.ochuman}
+# A named COCO-format dataset is a config section [dataset.NAME] (see COCOSource).
+DATASET_SECTION = "dataset."
+DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+KEYPOINT_MODES = ("given", "estimate")
+
+
+@dataclass(frozen=True)
+class COCOSource:
+    """Where a COCO-format dataset lives, as a [dataset.NAME] section (or [coco] / [ochuman]) says.
+
+    root: the dataset folder; annotations, images: the annotation file and the image folder under
+    it, ``{split}`` replaced by the split; keypoints: "given" (the file's COCO keypoints) or
+    "estimate" (none in the file: the built-in estimator runs on each instance's box and the pose
+    is kept when its joints fall on that instance's mask, [voc_pose]'s rule; once, in COCOPersons).
+    """
+
+    root: str
+    annotations: str
+    images: str
+    keypoints: str = "given"
+
+    def __post_init__(self) -> None:
+        if self.keypoints not in KEYPOINT_MODES:
+            raise ValueError(f"keypoints must be one of {KEYPOINT_MODES}, got {self.keypoints!r}")
+
+    def layout(self, split: str, root: str = "") -> tuple[Path, str, str]:
+        """(root, annotation file, image folder) of `split`; `root` overrides the configured one."""
+        return Path(root or self.root), self.annotations.format(split=split), self.images.format(split=split)
+
+
+def configured_source(section: str) -> COCOSource:
+    """The COCOSource of a [dataset.NAME] section; ValueError names the section and what is wrong."""
+    parser = get_config()
+    known = {f.name for f in fields(COCOSource)}
+    given = dict(parser.items(section))
+    unknown = sorted(set(given) - known - set(parser.defaults()))
+    missing = sorted({"root", "annotations", "images"} - set(given))
+    if unknown or missing:
+        raise ValueError(f"[{section}]: unknown keys {unknown}, missing keys {missing} (keys: {sorted(known)})")
+    try:
+        return COCOSource(**{k: v for k, v in given.items() if k in known})
+    except ValueError as e:
+        raise ValueError(f"[{section}]: {e}") from None
+
+
+def coco_sources() -> dict[str, COCOSource]:
+    """Every COCO-format dataset by name: coco and ochuman ([coco], [ochuman]) and each [dataset.NAME]."""
+    sources = {
+        "coco": COCOSource(config.coco().root, config.coco().annotations, config.coco().images),
+        "ochuman": COCOSource(config.ochuman().root, config.ochuman().annotations, config.ochuman().images),
+    }
+    for section in get_config().sections():
+        if not section.startswith(DATASET_SECTION):
+            continue
+        name = section.removeprefix(DATASET_SECTION)
+        if not DATASET_NAME.fullmatch(name) or name in (*sources, "voc"):
+            raise ValueError(f"[{section}]: a dataset name is a-z, 0-9, - and _, and not coco, ochuman or voc")
+        sources[name] = configured_source(section)
+    return sources
+
+
+def dataset_names() -> list[str]:
+    """Every dataset a task can name: the COCO-format ones and voc."""
+    return [*coco_sources(), "voc"]
+
+
+def coco_source(name: str) -> COCOSource:
+    sources = coco_sources()
+    if name not in sources:
+        raise ValueError(f"unknown dataset {name!r}; known: {dataset_names()} (add one as a [dataset.{name}] section)")
+    return sources[name]
 
 
 class COCOPersons(PoseMaskTask):
-    """Person instances of a COCO-format dataset (COCO 2017 or OCHuman) -> persons.jsonl + summary.json."""
+    """Person instances of a COCO-format dataset (coco, ochuman or a [dataset.NAME]) -> persons.jsonl + summary.json.
 
-    dataset = luigi.ChoiceParameter(choices=list(COCO_DATASETS), default="coco")
-    split = luigi.Parameter(default="val", description="train | val (COCO 2017), val | test (OCHuman)")
-    root = luigi.Parameter(default="", description="dataset root; empty = [coco]/[ochuman] root in luigi.cfg")
+    A dataset with ``keypoints = estimate`` gets them here, once, from the built-in estimator
+    ([pose]) on each instance's box, kept by [voc_pose]'s rule; every later stage reads them from
+    persons.jsonl. summary.json counts every skip by reason.
+    """
+
+    dataset = luigi.Parameter(default="coco", description="coco | ochuman | a [dataset.NAME] section")
+    split = luigi.Parameter(default="val", description="{split} in the dataset's paths: train | val | ...")
+    root = luigi.Parameter(default="", description="dataset root; empty = the dataset's configured root")
     configs = (config.coco, config.ochuman, config.persons)
 
+    def source(self) -> COCOSource:
+        return coco_source(self.dataset)
+
     def layout(self) -> tuple[Path, str, str]:
-        section = COCO_DATASETS[self.dataset]()
-        root = Path(self.root or section.root)
-        return root, section.annotations.format(split=self.split), section.images.format(split=self.split)
+        return self.source().layout(self.split, self.root)
+
+    def signature_settings(self) -> dict:
+        """A named dataset's section, and the estimator's settings when it estimates keypoints."""
+        if self.dataset in ("coco", "ochuman"):
+            return {}
+        source = self.source()
+        settings: dict = {"source": {f.name: getattr(source, f.name) for f in fields(source)}}
+        if source.keypoints == "estimate":
+            settings["pose"] = config.pose().params()
+            settings["voc_pose"] = config_values(config.voc_pose)
+        return settings
 
     def requires(self) -> DownloadCOCO | list:
-        """COCO 2017 comes from DownloadCOCO (an existing valid copy is used as is); OCHuman has no download."""
+        """COCO 2017 comes from DownloadCOCO (an existing valid copy is used as is); others have no download."""
         return DownloadCOCO(root=str(self.layout()[0])) if self.dataset == "coco" else []
 
     def output(self) -> dict[str, luigi.LocalTarget]:
@@ -45,13 +140,28 @@ class COCOPersons(PoseMaskTask):
 
     def run(self) -> None:
         root, annotations, images = self.layout()
+        source = self.source()
         tally = Tally()
         self.report_progress(0.0, f"reading {root / annotations}")
-        records = coco_person_records(
-            root, annotations, images, self.dataset, self.split, config.persons().filter(), tally
-        )
-        write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=f"persons {self.dataset}/{self.split}"))
-        summary = {"dataset": self.dataset, "split": self.split, "root": str(root), **tally.to_dict()}
+        filt = config.persons().filter()
+        estimating = source.keypoints == "estimate"
+        # Estimated poses are checked against [voc_pose] min_joints instead of the file's keypoint count.
+        read_filter = PersonFilter(0, filt.min_area, filt.single_person_only) if estimating else filt
+        records = coco_person_records(root, annotations, images, self.dataset, self.split, read_filter, tally)
+        label = f"persons {self.dataset}/{self.split}" + (" (estimating keypoints)" if estimating else "")
+        with config.pose().estimator() if estimating else nullcontext() as est:
+            if estimating:
+                records = with_estimated_keypoints(
+                    records, root, lambda image, box: est.estimate(image, box), config.voc_pose().check(), tally
+                )
+            write_jsonl(Path(self.output()["records"].path), tqdm(records, desc=label, unit="person"))
+        summary = {
+            "dataset": self.dataset,
+            "split": self.split,
+            "root": str(root),
+            "keypoints": source.keypoints,
+            **tally.to_dict(),
+        }
         write_json(self.output()["summary"].path, summary)
         self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
@@ -89,27 +199,21 @@ class VOCPersons(PoseMaskTask):
         self.report_progress(1.0, f"{tally.kept} persons kept, {sum(tally.skipped.values())} skipped")
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A dataset by name: its config section (holding `root`) and the task that reads its persons."""
-
-    section: type[luigi.Config]
-    records: Callable[[str], COCOPersons | VOCPersons]
-
-
-# The dataset catalog: name -> Dataset. Add a COCO-format dataset as a section in config.py with
-# root / annotations / images, an entry in COCO_DATASETS and one here.
-DATASETS: dict[str, Dataset] = {
-    "coco": Dataset(config.coco, lambda split: COCOPersons(dataset="coco", split=split)),
-    "ochuman": Dataset(config.ochuman, lambda split: COCOPersons(dataset="ochuman", split=split)),
-    "voc": Dataset(config.voc, lambda split: VOCPersons(split=split)),
-}
-
-
 def persons_task(dataset: str, split: str) -> COCOPersons | VOCPersons:
-    """The records task of a dataset name (one of DATASETS)."""
-    return DATASETS[dataset].records(split)
+    """The records task of a dataset name (one of dataset_names())."""
+    if dataset == "voc":
+        return VOCPersons(split=split)
+    coco_source(dataset)  # a clear error for an unknown name
+    return COCOPersons(dataset=dataset, split=split)
 
 
 def dataset_root(dataset: str) -> Path:
-    return Path(DATASETS[dataset].section().root)
+    return Path(config.voc().root if dataset == "voc" else coco_source(dataset).root)
+
+
+def parse_dataset_split(entry: str, default_split: str = "train") -> tuple[str, str]:
+    """ "coco/val" -> ("coco", "val"); "pennfudan" -> ("pennfudan", default_split)."""
+    dataset, _, split = entry.partition("/")
+    if not dataset or "/" in split:
+        raise ValueError(f"a dataset is written NAME or NAME/SPLIT, got {entry!r}")
+    return dataset, split or default_split

@@ -1,20 +1,22 @@
-"""TrainModel (COCO) and FineTune (VOC): thin wrappers around models.train.train."""
+"""TrainModel (default COCO; any list of datasets) and FineTune (VOC): thin wrappers around models.train.train."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import luigi
 
-from models.train import TrainConfig, read_weights, save_model, train
+from models.augment import AUGMENTATIONS
+from models.train import SCHEDULES, TrainConfig, read_weights, save_model, train
 from models.unet import HEADS, NORMS, ModelConfig, PoseUNet
 from pipeline import config
 from pipeline.cache import BuildCache, cache_paths
 from pipeline.config import from_field
 from pipeline.core import PoseMaskTask
 from pipeline.lib.files import write_json
+from pipeline.persons import parse_dataset_split
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,12 @@ class TrainingTask(PoseMaskTask):
     lr = from_field(TrainConfig, "lr")
     weight_decay = from_field(TrainConfig, "weight_decay")
     seed = from_field(TrainConfig, "seed")
-    augment = from_field(TrainConfig, "augment")
+    augment = from_field(TrainConfig, "augment", choices=list(AUGMENTATIONS))
+    warmup_epochs = from_field(TrainConfig, "warmup_epochs")
+    schedule = from_field(TrainConfig, "schedule", choices=list(SCHEDULES))
+    patience = from_field(TrainConfig, "patience", description="early stopping on validation IoU; 0 = off")
+    dice_weight = from_field(ModelConfig, "dice_weight")
+    boundary_weight = from_field(ModelConfig, "boundary_weight")
     base_channels = from_field(ModelConfig, "base_channels")
     depth = from_field(ModelConfig, "depth")
     head = from_field(ModelConfig, "head", choices=list(HEADS))
@@ -48,8 +55,12 @@ class TrainingTask(PoseMaskTask):
     )
     configs = (config.crop,)
 
-    train_split = "train"
-    val_split = "val"
+    train_on: luigi.ListParameter
+    validate_on: luigi.ListParameter
+
+    def cache_tasks(self, entries: Sequence[str]) -> list[BuildCache]:
+        """BuildCache of each NAME[/SPLIT] entry (split default: train)."""
+        return [BuildCache(dataset=d, split=s) for d, s in (parse_dataset_split(e) for e in entries)]
 
     def output(self) -> dict[str, luigi.LocalTarget]:
         return {"model": self.target("model.pt"), "summary": self.target("train_summary.json")}
@@ -62,6 +73,8 @@ class TrainingTask(PoseMaskTask):
             pose_channels=pose_channels,
             head=self.head,
             norm=self.norm,
+            dice_weight=self.dice_weight,
+            boundary_weight=self.boundary_weight,
         )
 
     def train_config(self) -> TrainConfig:
@@ -74,12 +87,15 @@ class TrainingTask(PoseMaskTask):
             num_workers=self.num_workers,
             device=self.device,
             augment=self.augment,
+            warmup_epochs=self.warmup_epochs,
+            schedule=self.schedule,
+            patience=self.patience,
             num_threads=self.num_threads,
         )
 
     def caches(self) -> tuple[list[str], list[str]]:
         req = self.input()
-        return cache_paths(req["train"]), cache_paths(req["val"])
+        return [p for t in req["train"] for p in cache_paths(t)], [p for t in req["val"] for p in cache_paths(t)]
 
     def init_weights(self) -> str | None:
         return None
@@ -108,10 +124,12 @@ class TrainingTask(PoseMaskTask):
         model.load_state_dict(read_weights(Path(chosen)))
         meta = {
             "task": self.task_family,
-            "dataset": self.dataset,
+            "train_on": list(self.train_on),
+            "validate_on": list(self.validate_on),
             "signature": self.signature(),
             "selected": selected,
             "epochs_completed": result["epochs_completed"],
+            "stopped_early": result["stopped_early"],
             "best_val_iou": result["best_val_iou"],
             "best_epoch": result["best_epoch"],
         }
@@ -132,33 +150,35 @@ class TrainingTask(PoseMaskTask):
 
 
 class TrainModel(TrainingTask):
-    """Train the pose-guided U-Net on COCO train2017, validating on val2017 -> model.pt."""
+    """Train the pose-guided U-Net on a list of datasets (default COCO train2017), validating on
+    another list (default val2017) -> model.pt."""
 
-    dataset = luigi.Parameter(default="coco")
+    train_on = luigi.ListParameter(default=["coco/train"], description="datasets NAME[/SPLIT] to train on")
+    validate_on = luigi.ListParameter(default=["coco/val"], description="datasets NAME[/SPLIT] to validate on")
 
-    def requires(self) -> dict[str, BuildCache]:
-        return {
-            "train": BuildCache(dataset=self.dataset, split=self.train_split),
-            "val": BuildCache(dataset=self.dataset, split=self.val_split),
-        }
+    def requires(self) -> dict[str, list[BuildCache]]:
+        return {"train": self.cache_tasks(self.train_on), "val": self.cache_tasks(self.validate_on)}
 
 
 class FineTune(TrainingTask):
     """Fine-tune TrainModel's network on VOC (train list), monitoring on the VOC val list."""
 
-    dataset = luigi.Parameter(default="voc")
+    train_on = luigi.ListParameter(default=["voc/train"], description="datasets NAME[/SPLIT] to fine-tune on")
+    validate_on = luigi.ListParameter(default=["voc/val"], description="datasets NAME[/SPLIT] to validate on")
     # The architecture is the pretrained network's: these inherited parameters are ignored here,
     # so they must not name (or hash) FineTune's output folder.
     base_channels = luigi.IntParameter(default=16, significant=False, description="ignored: [TrainModel]'s")
     depth = luigi.IntParameter(default=4, significant=False, description="ignored: [TrainModel]'s")
     head = luigi.Parameter(default="logit", significant=False, description="ignored: [TrainModel]'s")
     norm = luigi.Parameter(default="batch", significant=False, description="ignored: [TrainModel]'s")
+    dice_weight = luigi.FloatParameter(default=1.0, significant=False, description="ignored: [TrainModel]'s")
+    boundary_weight = luigi.FloatParameter(default=0.0, significant=False, description="ignored: [TrainModel]'s")
 
     def requires(self) -> dict[str, luigi.Task]:
         return {
             "pretrained": TrainModel(),
-            "train": BuildCache(dataset=self.dataset, split=self.train_split),
-            "val": BuildCache(dataset=self.dataset, split=self.val_split),
+            "train": self.cache_tasks(self.train_on),
+            "val": self.cache_tasks(self.validate_on),
         }
 
     def init_weights(self) -> str:

@@ -47,6 +47,8 @@ def restore_luigi_config(previous: dict[tuple[str, str], str | None]) -> None:
     for (section, key), value in previous.items():
         if value is None:
             cfg.remove_option(section, key)
+            if not cfg.options(section):  # a section the test added (e.g. [dataset.NAME]) goes too
+                cfg.remove_section(section)
         else:
             cfg.set(section, key, value)
     Register.clear_instance_cache()

@@ -22,7 +22,7 @@ from models.keypoints import outside_image
 from models.masks import VOC_VOID, voc_person_instances
 from pipeline.lib.files import resolve_inside
 from pipeline.lib.images import read_rgb
-from pipeline.lib.records import read_palette_png
+from pipeline.lib.records import RecordError, read_palette_png, record_mask
 
 log = logging.getLogger("posemask.persons")
 
@@ -497,3 +497,53 @@ def voc_person_records(
                     "void_value": VOC_VOID,
                 },
             }
+
+
+def with_estimated_keypoints(
+    records: Iterator[dict],
+    root: Path,
+    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
+    check: PoseCheck,
+    tally: Tally,
+) -> Iterator[dict]:
+    """Records of a dataset without keypoints, each with keypoints estimated on its box (the VOC rule).
+
+    `records`: coco_person_records' output (read with min_keypoints = 0); each yielded record gets
+    the estimated COCO-17 `keypoints` and ``"keypoints_source": "estimated"``. A pose is kept when
+    `pose_problem` finds nothing wrong with it against the record's own mask; otherwise the record
+    is skipped under that reason (and "pose_not_found", "corrupt_image", "bad_mask"), counted in
+    `tally`: the reader counted each record as kept, so a record dropped here moves from `kept` to
+    its skip reason. A photo's people follow each other in COCO files: an image is decoded once for them.
+    """
+
+    def drop(reason: str, file: str, record: object, detail: str = "") -> None:
+        tally.kept -= 1
+        tally.skip(reason, file, record, detail)
+
+    last_path: str | None = None
+    image: np.ndarray | None = None
+    for record in records:
+        if record["image"] != last_path:
+            last_path = record["image"]
+            image = read_rgb(root / record["image"])
+        if image is None:
+            drop("corrupt_image", record["image"], record["instance_id"], "cannot decode image")
+            continue
+        try:
+            mask = record_mask(record, root)
+        except RecordError as e:
+            drop(e.reason, record["image"], record["instance_id"], str(e))
+            continue
+        if mask.shape != image.shape[:2]:
+            drop("size_mismatch", record["image"], record["instance_id"], f"mask {mask.shape} vs {image.shape}")
+            continue
+        kps = estimate(image, record["bbox"])
+        if kps is None:
+            drop("pose_not_found", record["image"], record["instance_id"])
+            continue
+        kps = np.asarray(kps, np.float32).reshape(17, 3)
+        problem = pose_problem(kps, mask, check)
+        if problem is not None:
+            drop(problem[0], record["image"], record["instance_id"], problem[1])
+            continue
+        yield {**record, "keypoints": kps.reshape(-1).tolist(), "keypoints_source": "estimated"}

@@ -199,13 +199,25 @@ def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, thres
     cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
 
-TRAINING_COLUMNS = ("network", "task", "epochs", "device", "head", "last val IoU", "best val IoU (epoch)", "model")
+TRAINING_COLUMNS = (
+    "network",
+    "task",
+    "trained on",
+    "validated on",
+    "epochs",
+    "device",
+    "head",
+    "last val IoU",
+    "best val IoU (epoch)",
+    "model",
+)
 COUNT_COLUMNS = ("set", "persons kept", "skipped (records)", "cached", "skipped (images)")
 NOTES = (
-    "Networks train on COCO train2017 and validate on val2017 (model.pt keeps the weights chosen by "
-    "`select`: the last epoch by default, so val2017 does not pick the weights); the VOC model is "
-    "fine-tuned on the VOC train list. The CRF is tuned on val2017 predictions, so the +crf rows on "
-    "coco/val are optimistic; ochuman/val and voc/val are never used for training or tuning.",
+    "Each network's training and validation sets are in the Training table (model.pt keeps the "
+    "weights chosen by `select`: the last epoch by default, so the validation set does not pick the "
+    "weights unless `select = best`); the VOC model is fine-tuned on the VOC train list. The CRF is "
+    "tuned on [TuneCRF] dataset/split (default coco/train, the network's own training people), never "
+    "on an evaluation set unless a configuration says so.",
     "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back "
     "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each "
     "prediction scored by its mean probability. ms / image is wall time of the method's stage divided "
@@ -224,7 +236,9 @@ def training_section(networks: list[Network], out: Path) -> list[Block]:
             [
                 net.name,
                 net.family,
-                str(summary["epochs_completed"]),
+                ", ".join(summary.get("train_on", [])),
+                ", ".join(summary.get("validate_on", [])),
+                str(summary["epochs_completed"]) + (" (early stop)" if summary.get("stopped_early") else ""),
                 summary["device"],
                 net.head,
                 _fmt(summary["last_val_iou"]),

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from bench.synthetic import write_synthetic_cache
-from models.dataset import CacheDataset, InMemoryBatch, flipped_joint_order
+from models.augment import AUGMENTATIONS, FLIPPED_JOINTS, AugmentConfig
+from models.dataset import CacheDataset, InMemoryBatch
 from models.skeleton import JOINT_NAMES
 from models.train import (
     TrainConfig,
@@ -30,11 +31,12 @@ from models.train import (
 from models.unet import ModelConfig, PoseUNet
 
 TINY = ModelConfig(base_channels=4, depth=2)
+ALWAYS_FLIP = AugmentConfig(**{**AUGMENTATIONS["none"].__dict__, "flip_prob": 1.0})
 
 
 def _train_cfg(epochs: int, **overrides) -> TrainConfig:
     settings = dict(
-        epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu", augment=True, progress_bar=False
+        epochs=epochs, batch_size=4, lr=1e-2, seed=3, num_workers=0, device="cpu", augment="flip", progress_bar=False
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -74,17 +76,17 @@ def test_dataset_items(caches: dict[str, Path]) -> None:
 
 def test_flip_moves_every_array_together(caches: dict[str, Path]) -> None:
     plain = CacheDataset(caches["crop256"])[0]
-    flipped = CacheDataset(caches["crop256"], augment=True, flip_prob=1.0)[0]
+    flipped = CacheDataset(caches["crop256"], augment=ALWAYS_FLIP)[0]
     for key in ("image", "posemap", "prior", "mask"):
         torch.testing.assert_close(flipped[key], plain[key].flip(-1), atol=0, rtol=0)
 
 
 def test_flip_swaps_left_right_joint_channels(caches: dict[str, Path]) -> None:
-    order = flipped_joint_order()
+    order = FLIPPED_JOINTS
     assert JOINT_NAMES[order[JOINT_NAMES.index("l_wrist")]] == "r_wrist"
     assert JOINT_NAMES[order[JOINT_NAMES.index("head")]] == "head"
     plain = CacheDataset(caches["joints14"])[1]
-    flipped = CacheDataset(caches["joints14"], augment=True, flip_prob=1.0)[1]
+    flipped = CacheDataset(caches["joints14"], augment=ALWAYS_FLIP)[1]
     assert plain["posemap"].shape == (14, 32, 32)
     torch.testing.assert_close(flipped["posemap"], plain["posemap"].flip(-1)[order], atol=0, rtol=0)
 
@@ -227,9 +229,9 @@ def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp
 
 def test_finished_run_is_a_no_op_and_config_mismatch_is_refused(caches: dict[str, Path], tmp_path: Path) -> None:
     paper = ModelConfig(base_channels=4, depth=2, head="paper")
-    train(paper, _train_cfg(1, augment=False), [caches["train"]], None, tmp_path)
+    train(paper, _train_cfg(1, augment="none"), [caches["train"]], None, tmp_path)
     before = (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns
-    again = train(paper, _train_cfg(1, augment=False), [caches["train"]], None, tmp_path)
+    again = train(paper, _train_cfg(1, augment="none"), [caches["train"]], None, tmp_path)
     assert again["epochs_completed"] == 1 and len(again["history"]) == 1
     assert (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="last.pt was made with model config"):
@@ -258,7 +260,7 @@ def test_model_file_round_trip_predict_and_init_weights(caches: dict[str, Path],
     cfg_ft = ModelConfig(base_channels=4, depth=2, zero_init_last=False)
     result = train(
         cfg_ft,
-        _train_cfg(1, lr=1e-12, augment=False),
+        _train_cfg(1, lr=1e-12, augment="none"),
         [caches["train"]],
         None,
         tmp_path / "ft",
@@ -286,3 +288,60 @@ def test_untrained_model_predicts_the_prior(caches: dict[str, Path]) -> None:
     with h5py.File(caches["crop256"], "r") as h5:
         prior = h5["prior"][:] / 255.0
     np.testing.assert_allclose(probabilities, prior, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
+    from models.train import LR_FLOOR, learning_rate
+
+    cfg = _train_cfg(10, lr=1e-3, warmup_epochs=2, schedule="cosine")
+    assert learning_rate(cfg, 0.0) == pytest.approx(1e-3 * LR_FLOOR)
+    assert learning_rate(cfg, 1.0) == pytest.approx(1e-3 * (LR_FLOOR + (1 - LR_FLOOR) / 2))
+    assert learning_rate(cfg, 2.0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 6.0) == pytest.approx(1e-3 * (LR_FLOOR + (1 - LR_FLOOR) / 2))
+    assert learning_rate(cfg, 10.0) == pytest.approx(1e-3 * LR_FLOOR)
+    rates = [learning_rate(cfg, e / 4) for e in range(8, 40)]
+    assert rates == sorted(rates, reverse=True)
+    assert learning_rate(_train_cfg(5, lr=2e-4), 3.3) == 2e-4  # constant, no warm-up: the paper's
+    with pytest.raises(ValueError, match="schedule"):
+        _train_cfg(1, schedule="linear")
+    with pytest.raises(ValueError, match="augment"):
+        _train_cfg(1, augment="heavy")
+
+
+def test_early_stopping_ends_training_and_a_resume_does_not_continue(caches: dict[str, Path], tmp_path: Path) -> None:
+    from models.train import stopped_early
+
+    assert not stopped_early([], 0, 2)
+    assert not stopped_early([{"epoch": 3}], 2, 2) and stopped_early([{"epoch": 4}], 2, 2)
+    assert not stopped_early([{"epoch": 40}], 2, 0)
+    # at a negligible learning rate the validation IoU never improves after epoch 1
+    cfg = _train_cfg(6, lr=1e-12, patience=2, augment="none")
+    result = train(TINY, cfg, [caches["train"]], [caches["val"]], tmp_path)
+    assert result["stopped_early"] and result["epochs_completed"] == 3 and result["best_epoch"] == 1
+    again = train(TINY, cfg, [caches["train"]], [caches["val"]], tmp_path)
+    assert again["epochs_completed"] == 3 and len(again["history"]) == 3
+
+
+def test_full_augmentation_trains_and_lr_is_recorded(caches: dict[str, Path], tmp_path: Path) -> None:
+    cfg = _train_cfg(2, lr=1e-3, augment="full", warmup_epochs=1, schedule="cosine")
+    result = train(TINY, cfg, [caches["train"]], [caches["val"]], tmp_path)
+    lrs = [row["lr"] for row in result["history"]]
+    assert lrs[0] < 1e-3 and lrs[1] < 1e-3 and np.isfinite([r["train_loss"] for r in result["history"]]).all()
+
+
+def test_boundary_weighted_loss_weighs_the_edge() -> None:
+    from models.unet import boundary_band
+
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    band = boundary_band(target, 1)
+    assert band[0, 0, 8, 8] == 0 and band[0, 0, 0, 0] == 0 and band[0, 0, 4, 8] == 1 and band[0, 0, 3, 8] == 1
+    plain = PoseUNet(ModelConfig(base_channels=4, depth=2, dice_weight=0))
+    weighted = PoseUNet(ModelConfig(base_channels=4, depth=2, dice_weight=0, boundary_weight=4.0, boundary_px=1))
+    wrong_edge = torch.full((1, 1, 16, 16), -4.0)
+    wrong_edge[..., 4:12, 4:12] = 4.0
+    wrong_edge[..., 4, 4:12] = -4.0  # one edge row wrong
+    assert weighted.loss(wrong_edge, target) > 2 * plain.loss(wrong_edge, target)
