@@ -35,6 +35,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(BIN)/python $$b || exit 1; done
 
-## shipped-model: retrain the model that ships in the package (models/weights/posemask_unet/)
+## shipped-model: retrain and measure the model that ships in the package (models/weights/posemask_unet/)
+## with configs/shipped.cfg (its [dataset.*] roots point at ../shared/realdata/extra: edit them for your copy)
+SHIPPED_CONFIG ?= configs/shipped.cfg
 shipped-model: $(STAMP)
-	$(BIN)/python scripts/ship_model.py
+	$(BIN)/python bench/accuracy.py --config $(SHIPPED_CONFIG)
+	$(BIN)/python scripts/ship_model.py --config $(SHIPPED_CONFIG)

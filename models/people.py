@@ -149,8 +149,8 @@ def crop_probabilities(
         posemaps.append(pose.unsqueeze(0) if pose.ndim == 2 else pose)
     priors = torch.stack([prior_to_probability(s["prior"], prior_eps) for s in samples])
     device = torch.device(device)
-    output = net(images.to(device), torch.stack(posemaps).to(device), priors.to(device))
-    return net.probability(output)[:, 0].float().cpu().numpy()
+    probability = net.predict_probability(images.to(device), torch.stack(posemaps).to(device), priors.to(device))
+    return probability[:, 0].float().cpu().numpy()
 
 
 def iter_person_masks(

@@ -677,8 +677,7 @@ def iter_predictions(
             for batch in loader:
                 batch = batch_to_device(batch, device, channels_last)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    output = model(batch["image"], batch["posemap"], batch["prior"])
-                probability = model.probability(output)[:, 0]
+                    probability = model.predict_probability(batch["image"], batch["posemap"], batch["prior"])[:, 0]
                 yield batch["index"].cpu().numpy(), probability.float().cpu().numpy()
     finally:
         dataset.close()

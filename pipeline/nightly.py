@@ -73,6 +73,7 @@ class Nightly:
             **config.detect().settings(),
             "min_keypoints": self.min_keypoints,
             "threshold": self.threshold,
+            "flip": self.net.inference_flip,
             "crf": self.crf.to_dict(),
         }
 
@@ -85,7 +86,9 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
     path = str(require(SHIPPED_MODEL)) if model_path is None else model_path
     net, _, _ = load_model(path, "cpu")
     detector, estimator = estimators()
-    min_keypoints = GenerateMasks(input_dir=".", output_dir=".").min_keypoints  # its [GenerateMasks] value
+    settings = GenerateMasks(input_dir=".", output_dir=".")  # its [GenerateMasks] values
+    min_keypoints = settings.min_keypoints
+    net.inference_flip = settings.flip
     return Nightly(
         net,
         path,

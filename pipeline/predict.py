@@ -24,6 +24,11 @@ class PredictMasks(PoseMaskTask):
     model = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco")
     dataset = luigi.Parameter(default="coco")
     split = luigi.Parameter(default="val")
+    flip = luigi.BoolParameter(
+        default=True,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="test-time flip: the mean of the photo's and its mirror's probability (2x the time)",
+    )
     batch_size = luigi.IntParameter(default=16, significant=False)
     device = luigi.Parameter(default="auto", significant=False)
 
@@ -36,11 +41,12 @@ class PredictMasks(PoseMaskTask):
     def run(self) -> None:
         device = resolve_device(self.device)
         net, _, meta = load_model(self.input()["model"]["model"].path, device)
+        net.inference_flip = self.flip
         cache_path = self.input()["cache"]["cache"].path
         ids, size = cache_ids(cache_path)
         start = time.perf_counter()
 
-        attrs = {"method": self.model, "device": str(device)}
+        attrs = {"method": self.model, "device": str(device), "flip": int(self.flip)}
 
         def probabilities() -> Iterator[np.ndarray]:
             done = 0

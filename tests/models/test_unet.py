@@ -114,3 +114,18 @@ def test_config_round_trip_and_validation() -> None:
         ModelConfig(head="softmax")
     with pytest.raises(ValueError, match="depth"):
         ModelConfig(depth=0)
+
+
+def test_test_time_flip_averages_with_the_mirrored_input() -> None:
+    from models.augment import FLIPPED_JOINTS
+
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2, pose_channels=14, zero_init_last=False)).eval()
+    image, posemap, prior = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 14, 16, 16), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        plain = net.predict_probability(image, posemap, prior)
+        mirrored = net.probability(net(image.flip(-1), posemap.flip(-1)[:, FLIPPED_JOINTS], prior.flip(-1))).flip(-1)
+        torch.testing.assert_close(net.predict_probability(image, posemap, prior, flip=True), (plain + mirrored) / 2)
+        net.inference_flip = True  # the model's default for callers that do not say
+        torch.testing.assert_close(net.predict_probability(image, posemap, prior), (plain + mirrored) / 2)
+        assert not torch.allclose(plain, mirrored)
