@@ -120,6 +120,30 @@ def run_nightly(model: str, crf: str, config: Path, overrides_file: Path | None)
         return json.loads(results.read_text().splitlines()[-1])["figures"]
 
 
+def print_table(results: Path) -> None:
+    """Every run of the results file, one markdown row each: what changed, validation and test IoU."""
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    sets = list(dict.fromkeys(s for line in lines for s in line["sets"]))
+    header = ["run", "commit", "changed", "epochs", "min", "val IoU"]
+    header += [f"{s} {m}" for s in sets for m in ("unet", "+crf")]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for line in lines:
+        training = line["training"]
+        cells = [
+            line.get("label") or "-",
+            line["commit"],
+            ", ".join(f"{k}={v}" for k, v in line["overrides"].items() if "num_threads" not in k) or "(config)",
+            str(training["epochs_completed"]),
+            f"{training['train_seconds'] / 60:.0f}",
+            f"{training['best_val_iou']:.3f}",
+        ]
+        for eval_set in sets:
+            figures = line["sets"].get(eval_set)
+            cells += [f"{figures[m]['mean_iou']:.3f}" if figures else "-" for m in (NETWORK, NETWORK_CRF)]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="luigi.cfg with datasets and recipe")
@@ -128,7 +152,11 @@ def main() -> None:
     parser.add_argument("--no-nightly", action="store_true", help="skip the nightly-path figures")
     parser.add_argument("--label", default="", help="a name for this run in the results file")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="print the results file as a markdown table and stop")
     args = parser.parse_args()
+    if args.table:
+        print_table(args.results)
+        return
     if not args.config.is_file():
         raise SystemExit(f"config file {args.config} does not exist")
 

@@ -72,3 +72,47 @@ def test_summarize_and_boundary_f():
     assert boundary_f_score(m, m, 1) == 1.0
     shifted = np.roll(m, 6, axis=1)
     assert boundary_f_score(shifted, m, 1) < boundary_f_score(shifted, m, 8)
+
+
+# ----------------------------------------------------------------------------- hostile segmentations
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        ([[1.0, 2.0, float("nan"), 4.0, 5.0, 6.0]], "non-finite"),
+        ([[0, 0, 1e30, 0, 0, 1e30]], "beyond"),
+        ([[0, 0, 1e9, 0, 0, 1e9]], "beyond"),
+        ([[0, 0, 5, 0, 5]], "flat list"),
+        ([[0, 0, "5", 0, 5, 5]], "non-numbers"),
+        ([], "empty polygon list"),
+        ({"size": [20, 30], "counts": "garbage!~~\x7f"}, "outside the format"),
+        ({"size": [20, 30], "counts": "Y1"}, "cover"),
+        ({"size": [21, 30], "counts": [600]}, "differs"),
+        ({"size": [20, 30], "counts": [-5, 605]}, "non-negative"),
+        ({"size": [20, 30], "counts": [100, 100]}, "cover"),
+        ("polygon", "unknown segmentation"),
+    ],
+)
+def test_malformed_segmentations_are_named_errors_never_crashes(segmentation, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        coco_instance_mask(segmentation, 20, 30)
+
+
+def test_garbage_rle_strings_are_refused_the_same_way_every_time() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        counts = bytes(rng.integers(48, 112, rng.integers(1, 40))).decode("ascii")
+        outcomes = []
+        for _ in range(2):
+            try:
+                outcomes.append(coco_instance_mask({"size": [20, 30], "counts": counts}, 20, 30).tobytes())
+            except ValueError as error:
+                outcomes.append(str(error))
+        assert outcomes[0] == outcomes[1]
+
+
+def test_bad_image_sizes_are_refused() -> None:
+    for height, width in ((0, 10), (10, -1), (10.5, 10), (True, 10), (1 << 20, 10)):
+        with pytest.raises(ValueError, match="image size"):
+            coco_instance_mask([[0, 0, 5, 0, 5, 5]], height, width)

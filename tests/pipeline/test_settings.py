@@ -136,3 +136,30 @@ def _params(section: str):
     from luigi.task_register import Register
 
     return Register.get_task_cls(section).get_params()
+
+
+def test_repository_configs_name_declared_settings_and_valid_datasets():
+    """configs/*.cfg (the shipped recipe): every section is a posemask section, a task or a valid
+    [dataset.NAME]; every key a declared parameter (a typo would silently fall back to a default)."""
+    from pipeline.persons import DATASET_SECTION, configured_source
+
+    declared = declared_defaults()
+    configs = sorted((REPO / "configs").glob("*.cfg"))
+    assert configs
+    for path in configs:
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        for section in parser.sections():
+            if section.startswith(DATASET_SECTION):
+                import luigi.configuration
+
+                luigi_parser = luigi.configuration.get_config()
+                luigi_parser.read_dict({section: dict(parser[section])})
+                try:
+                    configured_source(section)
+                finally:
+                    luigi_parser.remove_section(section)
+                continue
+            assert section in declared, f"{path.name}: [{section}] is no posemask section or task"
+            for key in parser[section]:
+                assert key in declared[section], f"{path.name}: [{section}] {key} is not a declared parameter"
