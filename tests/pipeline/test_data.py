@@ -101,7 +101,7 @@ def broken_coco(sample: Path, tmp: Path) -> Path:
     (root / "val2017" / missing["file_name"]).unlink()
     (root / "val2017" / corrupt["file_name"]).write_bytes(b"this is not a jpeg at all" * 10)
     jpg = (root / "val2017" / truncated["file_name"]).read_bytes()
-    (root / "val2017" / truncated["file_name"]).write_bytes(jpg[:300])
+    (root / "val2017" / truncated["file_name"]).write_bytes(jpg[: len(jpg) * 7 // 10])
     escape["file_name"] = "../../../../etc/passwd"
     by_image[outside["id"]][0]["keypoints"][0:3] = [outside["width"] + 50, 10, 2]
     (root / "annotations").mkdir()

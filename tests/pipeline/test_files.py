@@ -45,3 +45,15 @@ def test_a_zero_byte_png_never_takes_the_masks_name(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         mask_shard.write_png(target, np.zeros((4, 4), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_jpeg_is_refused_by_the_one_decoder(sample) -> None:
+    """OpenCV decodes a JPEG cut short as grey below the cut: the decoder of every stage refuses it."""
+    from pipeline.lib.images import decode_rgb, truncated_jpeg
+
+    data = next((sample / "coco" / "val2017").glob("*.jpg")).read_bytes()
+    for fraction in (0.3, 0.7, 0.95):
+        cut = data[: int(len(data) * fraction)]
+        assert truncated_jpeg(cut) and decode_rgb(cut) is None
+    assert not truncated_jpeg(data) and decode_rgb(data) is not None
+    assert decode_rgb(data + b"\x00" * 64 + b"appended by a camera").shape == decode_rgb(data).shape
