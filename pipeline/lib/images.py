@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
 JPEG_SOI, JPEG_SOS, JPEG_EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
 
 
