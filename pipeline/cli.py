@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from models.assets import SHIPPED_NAME
-from pipeline.lib.night import STATE_DIR
+from pipeline.lib.night import STATE_DIR, output_owner
 from pipeline.nightly import METHODS, POSEMASK
 
 EXIT_OK = 0
@@ -148,6 +148,9 @@ def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
         parser.error(f"INPUT {args.input_dir!r} is not a folder")
     if Path(args.output_dir).resolve() == Path(args.input_dir).resolve():
         parser.error("OUTPUT must not be INPUT itself (a folder inside INPUT is fine: it is skipped)")
+    owner = output_owner(Path(args.output_dir))
+    if owner is not None and owner != str(Path(args.input_dir).resolve()):
+        parser.error(f"OUTPUT {args.output_dir!r} holds the masks of {owner}: give each photo folder its own OUTPUT")
     if args.keypoints and not Path(args.keypoints).is_file():
         parser.error(f"--keypoints {args.keypoints!r} is not a file")
     if args.config and not Path(args.config).is_file():

@@ -6,6 +6,7 @@ plan_folder(root, out, model_id, shard_size, index, keypoints_file, estimator_id
 summarize_rows(rows, plan, seconds)   the numbers of summary.json from the manifest rows
 format_summary(summary)               what the posemask command prints
 prune_stale_shards(out, current)      complete shard folders of this model that the current set replaced
+output_owner(out) / claim_output(out, root)   the one photo folder an output folder belongs to
 """
 
 from __future__ import annotations
@@ -16,11 +17,38 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.lib.files import write_json
 from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
 from pipeline.lib.keypoint_files import KeypointIndex, people_digest, sidecar_path
 from pipeline.lib.mask_shard import AMBIGUOUS_KEYPOINTS, SHARD_NAME, SHARDS_DIR
 
 STATE_DIR = ".posemask"
+OWNER_FILE = "input.json"
+
+
+class OutputInUseError(ValueError):
+    """The output folder holds the masks of another photo folder."""
+
+
+def output_owner(out: Path) -> str | None:
+    """The photo folder (resolved path) whose masks `out` holds, or None for a new output folder."""
+    return read_json_or_empty(out / STATE_DIR / OWNER_FILE).get("input_dir")
+
+
+def claim_output(out: Path, root: Path) -> None:
+    """Bind `out` to the photo folder `root` on its first night; OutputInUseError for another folder.
+
+    A night prunes the shards its plan replaced and mirrors the photo folder's paths: a second
+    folder in the same output would delete the first one's manifests and overwrite its masks.
+    """
+    mine, theirs = str(root.resolve()), output_owner(out)
+    if theirs is None:
+        write_json(out / STATE_DIR / OWNER_FILE, {"input_dir": mine})
+    elif theirs != mine:
+        raise OutputInUseError(
+            f"output folder {out} holds the masks of {theirs}, not of {mine}: give each photo folder its own "
+            f"output folder (or delete {out / STATE_DIR / OWNER_FILE} to hand this one over)"
+        )
 
 
 @dataclass
@@ -58,7 +86,11 @@ def plan_folder(
     keypoints_file: str,
     estimator_id: str,
 ) -> Plan:
-    """Discover, hash and shard the photos under `root` (the output folder `out` is left out)."""
+    """Discover, hash and shard the photos under `root` (the output folder `out` is left out).
+
+    `out` must belong to `root` (claim_output: OutputInUseError before anything is written).
+    """
+    claim_output(out, root)
     found = discover_images(root, exclude=[out])
     hashes = HashCache(out / STATE_DIR / "hashes.json")
     plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images), hidden=found.hidden)

@@ -179,7 +179,7 @@ def test_the_shipped_model_has_its_card_and_crf_and_loads_safely():
     from models.train import load_model
 
     card = (SHIPPED_MODEL.parent / "MODEL_CARD.md").read_text()
-    assert "training data" in card and "reproduce" in card and "make shipped-model" in card
+    assert "training data" in card.lower() and "reproduce" in card and "make shipped-model" in card
     assert json.loads((SHIPPED_MODEL.parent / "crf.json").read_text())["params"]
     net, cfg, meta = load_model(SHIPPED_MODEL)  # torch.load(weights_only=True) inside
     assert cfg.base_channels == 8 and meta["task"] == "TrainModel" and SHIPPED_MODEL.stat().st_size < 20e6
@@ -206,3 +206,22 @@ def test_a_failing_luigi_task_exits_non_zero(tmp_path):
     ]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0, result.stdout + result.stderr
+
+
+def test_a_second_photo_folder_into_the_same_output_is_refused(tmp_path, luigi_config, tiny_model, photos, capsys):
+    """An output folder belongs to one photo folder: a second one would prune the first's manifests."""
+    from pipeline.lib.night import OutputInUseError, claim_output
+
+    out = tmp_path / "masks"
+    assert run(["masks", str(photos), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_OK
+    manifests = sorted(out.glob("shards/*/manifest.jsonl"))
+    assert manifests
+    other = tmp_path / "other"
+    shutil.copytree(photos, other)
+    assert run(["masks", str(other), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_USAGE
+    assert f"holds the masks of {photos.resolve()}" in capsys.readouterr().err
+    assert sorted(out.glob("shards/*/manifest.jsonl")) == manifests
+    with pytest.raises(OutputInUseError, match="give each photo folder its own output folder"):
+        claim_output(out, other)  # what GenerateMasks itself does, for `luigi --module pipeline GenerateMasks`
+    claim_output(out, photos)  # the owner may come back
+    assert run(["masks", str(photos), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_OK
