@@ -210,11 +210,27 @@ def test_failed_training_closes_the_cache_files(
     assert open_at_close == [True, False]  # train (open, closed now) and val (never opened) both closed
 
 
-def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path) -> None:
-    straight = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path / "straight")
-    train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+@pytest.mark.parametrize("recipe", [{}, {"augment": "full", "warmup_epochs": 1, "schedule": "cosine"}])
+def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path, recipe: dict) -> None:
+    """Also with the whole recipe: augmentation draws from the checkpointed RNG, the LR is a function of the epoch."""
+    straight = train(TINY, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "straight")
+
+    # the first run is told 2 epochs too (the cosine depends on the total) and killed after one
+    def kill_after_first_epoch(done: int, total: int, message: str) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            TINY,
+            _train_cfg(2, **recipe),
+            [caches["train"]],
+            [caches["val"]],
+            tmp_path / "resumed",
+            progress=kill_after_first_epoch,
+        )
     torch.manual_seed(12345)  # scramble the global RNG: resume must restore it from the checkpoint
-    resumed = train(TINY, _train_cfg(2), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+    resumed = train(TINY, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "resumed")
     assert resumed["resumed_from_epoch"] == 1
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
