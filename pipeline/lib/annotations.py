@@ -25,6 +25,8 @@ from pipeline.lib.images import read_rgb
 from pipeline.lib.records import RecordError, read_palette_png, record_mask
 
 log = logging.getLogger("posemask.persons")
+# A box this many image sizes across is no person in the image (it would crop the whole photo).
+MAX_BOX_REACH = 4
 
 
 @dataclass
@@ -337,8 +339,15 @@ def _coco_record(
     except (KeyError, TypeError, ValueError) as e:
         tally.skip("malformed_record", file_name, ann_id, f"{type(e).__name__}: {e}")
         return None
-    if len(bbox) != 4 or bbox[2] <= 0 or bbox[3] <= 0:
+    if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
         tally.skip("malformed_record", file_name, ann_id, f"bad bbox {bbox}")
+        return None
+    if not np.isfinite(area):
+        tally.skip("malformed_record", file_name, ann_id, f"bad area {area}")
+        return None
+    x, y, w, h = bbox
+    if x + w <= 0 or y + h <= 0 or x >= width or y >= height or max(w, h) > MAX_BOX_REACH * max(width, height):
+        tally.skip("malformed_record", file_name, ann_id, f"bbox {bbox} misses a {width}x{height} image")
         return None
     labelled = kps[:, 2] > 0
     outside = labelled & outside_image(kps, height, width)

@@ -104,6 +104,11 @@ def broken_coco(sample: Path, tmp: Path) -> Path:
     (root / "val2017" / truncated["file_name"]).write_bytes(jpg[: len(jpg) * 7 // 10])
     escape["file_name"] = "../../../../etc/passwd"
     by_image[outside["id"]][0]["keypoints"][0:3] = [outside["width"] + 50, 10, 2]
+    # boxes that are not a person in the image: NaN, astronomically large, beside the image
+    hostile = [a for anns in by_image.values() for a in anns if a["num_keypoints"] >= 8][-3:]
+    hostile[0]["bbox"] = [float("nan"), 10.0, 50.0, 80.0]
+    hostile[1]["bbox"] = [0.0, 0.0, 1e30, 1e30]
+    hostile[2]["bbox"] = [-500.0, -500.0, 100.0, 100.0]
     (root / "annotations").mkdir()
     (root / "annotations/person_keypoints_val2017.json").write_text(json.dumps(data))
     return root
@@ -119,6 +124,8 @@ def test_bad_inputs_are_reported_skipped_and_counted(luigi_config, sample, tmp_p
     assert persons["skipped"]["missing_image"] >= 1
     assert persons["skipped"]["unsafe_path"] >= 1
     assert persons["warnings"]["keypoint_outside_image"] == 1
+    bad_boxes = [p for p in persons["problems"] if p["reason"] == "malformed_record" and "bbox" in p["detail"]]
+    assert len(bad_boxes) == 3
     reasons = {(p["reason"], p["file"]) for p in persons["problems"]}
     assert any(r == "unsafe_path" and "etc/passwd" in f for r, f in reasons)
     summary = json.loads(Path(task.output()["summary"].path).read_text())
