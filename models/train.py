@@ -19,7 +19,6 @@ import io
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.atomic import atomic_path
 from models.augment import AUGMENTATIONS
 from models.dataset import CacheDataset
 from models.plain import from_plain_dict
@@ -195,19 +195,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Call write(tmp) on a temporary file beside `path` (models/atomic.py's rule: a killed run's
+    temp is removed by the next write), fsync it, then rename it onto `path`."""
+    with atomic_path(path) as tmp:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
