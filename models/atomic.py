@@ -90,5 +90,3 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
-
-
