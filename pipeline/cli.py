@@ -22,6 +22,9 @@ EXIT_OK = 0
 EXIT_SKIPPED = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
+EXIT_BUSY = 4
+# held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock)
+NIGHT_LOCK = "night.lock"
 
 DESCRIPTION = """\
 posemask: a mask for every person in every photo of a folder, using the pose-guided U-Net.
@@ -61,6 +64,7 @@ exit codes:
   1  finished, but some files were skipped (corrupt, not an image, too large, ...): see summary.json
   2  usage error (bad arguments, INPUT missing, model file missing)
   3  the pipeline failed (a task raised; see the log above)
+  4  another posemask masks run (local scheduler) is writing OUTPUT: nothing was done
 """
 
 
@@ -211,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         check_usage(args, parser)
         configure(args)
         from pipeline.generate import GenerateMasks
-        from pipeline.lib.night import format_summary
 
         params = {
             "input_dir": args.input_dir,
@@ -229,7 +232,27 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse: 0 for --help and --version, 2 for usage errors
         return int(exit_.code or 0)
 
+    if args.scheduler_url:  # runs against one luigid share the work: the scheduler coordinates them
+        return run_night(task, args)
+    from pipeline.lib.files import exclusive_lock
+
+    try:
+        with exclusive_lock(Path(args.output_dir) / STATE_DIR / NIGHT_LOCK, wait=False):
+            return run_night(task, args)
+    except BlockingIOError:
+        print(
+            f"posemask: another posemask masks run is writing {args.output_dir}; wait for it, or run both "
+            "against one luigid (--scheduler-url) to share the work",
+            file=sys.stderr,
+        )
+        return EXIT_BUSY
+
+
+def run_night(task: object, args: argparse.Namespace) -> int:
+    """Build GenerateMasks and print its summary; the exit code."""
     import luigi
+
+    from pipeline.lib.night import format_summary
 
     scheduler = {"scheduler_url": args.scheduler_url} if args.scheduler_url else {"local_scheduler": True}
     try:

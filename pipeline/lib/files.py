@@ -5,7 +5,7 @@ stage shares: JSON and JSON-lines, short stable hashes, paths that stay inside t
                               temps of the same target left by killed writers are removed first
     write_json / write_text   atomic JSON (indented, sorted keys) / text
     write_jsonl / read_jsonl  atomic JSON lines / rows of a JSON-lines file (a torn last line skipped)
-    exclusive_lock(path)      an flock held for a block (dies with its process)
+    exclusive_lock(path, wait)  an flock held for a block (dies with its process)
     short_hash(obj, n)        first n hex digits of sha1(json.dumps(obj, sort_keys=True))
     resolve_inside(root, rel) root / rel, refusing paths that escape root
 """
@@ -25,8 +25,9 @@ __all__ = ["atomic_path", "remove_stale_temps", "temp_path_for"]  # re-exported:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path | str) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing), waiting for any other holder.
+def exclusive_lock(path: Path | str, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing), waiting for any other holder
+    (`wait` False: BlockingIOError at once when another process holds it).
 
     The lock dies with its process, so a killed holder never leaves it stuck. flock is reliable on
     local disks; on NFS it depends on the mount (see docs/generate.md).
@@ -34,7 +35,7 @@ def exclusive_lock(path: Path | str) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:

@@ -225,3 +225,16 @@ def test_a_second_photo_folder_into_the_same_output_is_refused(tmp_path, luigi_c
         claim_output(out, other)  # what GenerateMasks itself does, for `luigi --module pipeline GenerateMasks`
     claim_output(out, photos)  # the owner may come back
     assert run(["masks", str(photos), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_OK
+
+
+def test_a_second_local_night_on_the_same_output_waits_for_nobody_and_says_so(tmp_path, tiny_model, photos, capsys):
+    """Two local-scheduler nights on one OUTPUT would compute the same shards and print two summaries."""
+    from pipeline.cli import EXIT_BUSY, NIGHT_LOCK
+    from pipeline.lib.files import exclusive_lock
+    from pipeline.lib.night import STATE_DIR
+
+    out = tmp_path / "masks"
+    with exclusive_lock(out / STATE_DIR / NIGHT_LOCK):  # a night in progress
+        assert run(["masks", str(photos), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_BUSY
+    assert "another posemask masks run is writing" in capsys.readouterr().err
+    assert not (out / "summary.json").exists()
