@@ -1,4 +1,4 @@
-"""Baselines: masks without the network (models/baselines.py, models/posefree.py) -> pred.h5."""
+"""Baselines: masks without the network (models/baselines.py, models/graphcut.py, models/posefree.py) -> pred.h5."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models import baselines as classical
+from models import graphcut
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
@@ -31,6 +32,10 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "grabcut": lambda sample, **p: classical.grabcut_baseline(sample["image"], sample["joints"], **p),
     "slic_grabcut": lambda sample, **p: classical.slic_grabcut_baseline(sample["image"], sample["joints"], **p),
     "posefree": _posefree,
+    "gmm_graphcut": lambda sample, **p: graphcut.gmm_graphcut_baseline(sample["image"], sample["joints"], **p),
+    "slic_gmm_graphcut": lambda sample, **p: graphcut.slic_gmm_graphcut_baseline(
+        sample["image"], sample["joints"], **p
+    ),
 }
 
 

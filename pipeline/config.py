@@ -149,6 +149,9 @@ class baselines(luigi.Config):  # noqa: N801
     grabcut = luigi.DictParameter(default={"fg_thickness": 7, "bg_thickness": 60, "iterations": 5})
     slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60, "iterations": 5})
     posefree = luigi.DictParameter(default={"model_selection": 0})
+    # keyword arguments over models/graphcut.py's defaults (e.g. {"colour_space": "rgb"})
+    gmm_graphcut = luigi.DictParameter(default={})
+    slic_gmm_graphcut = luigi.DictParameter(default={})
 
 
 class evaluation(luigi.Config):  # noqa: N801
