@@ -148,6 +148,7 @@ def gmm_graph_cut(
     w_right, w_down = contrast_weights(features, smoothness)
     fg_pixels, bg_pixels = fg_seed, bg_seed
     mask = fg_seed
+
     def sample(side: np.ndarray) -> np.ndarray:
         pixels = flat[side.ravel()]
         return pixels if len(pixels) <= MAX_FIT_PIXELS else pixels[rng.choice(len(pixels), MAX_FIT_PIXELS, False)]
