@@ -1,0 +1,112 @@
+"""models/track.py on known warps of a real sample photo (the DAVIS clips stay in ../shared: bench/track.py)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from models.track import JointKalman, TrackConfig, flow_at, orb_track, track_keypoints
+from tests.conftest import SAMPLE
+
+FAST = TrackConfig(flow="farneback")
+
+
+@pytest.fixture(scope="module")
+def person() -> tuple[np.ndarray, np.ndarray]:
+    """The largest well-annotated person of the val2017 sample: (photo RGB, (17,3) keypoints)."""
+    data = json.loads((SAMPLE / "coco" / "annotations" / "person_keypoints_val2017.json").read_text())
+    ann = max((a for a in data["annotations"] if a["num_keypoints"] >= 12), key=lambda a: a["area"])
+    image = next(i for i in data["images"] if i["id"] == ann["image_id"])
+    bgr = cv2.imread(str(SAMPLE / "coco" / "val2017" / image["file_name"]))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
+
+
+def shifted(image: np.ndarray, shifts: list[tuple[float, float]]) -> list[np.ndarray]:
+    h, w = image.shape[:2]
+    return [
+        cv2.warpAffine(image, np.float32([[1, 0, sx], [0, 1, sy]]), (w, h), borderMode=cv2.BORDER_REFLECT)
+        for sx, sy in shifts
+    ]
+
+
+def errors(tracked: list[np.ndarray], first: np.ndarray, shifts: list[tuple[float, float]]) -> np.ndarray:
+    vis = first[:, 2] > 0
+    return np.array(
+        [np.linalg.norm(t[vis, :2] - (first[vis, :2] + s), axis=1).mean() for t, s in zip(tracked, shifts, strict=True)]
+    )
+
+
+def test_flow_and_kalman_follow_a_moving_photo(person) -> None:
+    image, kps = person
+    shifts = [(3.0 * t, 1.5 * t) for t in range(7)]
+    frames = shifted(image, shifts)
+    raw = list(track_keypoints(frames, kps, TrackConfig(flow="farneback", kalman=False)))
+    smooth = list(track_keypoints(frames, kps, FAST))
+    assert errors(raw, kps, shifts).max() < 0.3 and errors(smooth, kps, shifts).max() < 0.5
+    assert all((t[:, 2] > 0).sum() == (kps[:, 2] > 0).sum() for t in smooth)
+
+
+def test_deepflow_follows_too(person) -> None:
+    image, kps = person
+    shifts = [(0.0, 0.0), (4.0, 2.0), (8.0, 4.0)]
+    tracked = list(track_keypoints(shifted(image, shifts), kps, TrackConfig(max_side=240)))
+    assert errors(tracked, kps, shifts).max() < 1.5
+
+
+def test_an_unreadable_frame_is_bridged_by_the_filter(person) -> None:
+    image, kps = person
+    shifts = [(2.0 * t, 0.0) for t in range(8)]
+    frames: list[np.ndarray | None] = list(shifted(image, shifts))
+    frames[5] = None
+    tracked = list(track_keypoints(frames, kps, FAST))
+    vis = kps[:, 2] > 0
+    assert (tracked[5][vis, 2] == 1).all()  # carried over, marked occluded
+    assert errors(tracked, kps, shifts)[5] < 1.0 and errors(tracked, kps, shifts)[7] < 1.0
+    with pytest.raises(ValueError, match="first frame"):
+        list(track_keypoints([None, image], kps, FAST))
+
+
+def test_joints_that_leave_the_frame_become_missing(person, monkeypatch) -> None:
+    import models.track
+
+    image, kps = person
+    h, w = image.shape[:2]
+    first = kps.copy()
+    first[0] = [w - 8.0, 20.0, 2.0]  # near the right edge, and the whole frame flows right
+    monkeypatch.setattr(models.track, "dense_flow", lambda a, b, method: np.full((*a.shape, 2), (6.0, 0.0), np.float32))
+    frames = [image, image, image]
+    last = list(track_keypoints(frames, first, TrackConfig(flow="farneback", kalman=False, max_side=10_000)))[-1]
+    assert last[0, 2] == 0 and (last[1:, 2] == first[1:, 2]).all()
+    assert (last[first[:, 2] == 0] == 0).all()
+
+
+def test_kalman_reduces_jitter_of_a_noisy_constant_velocity_track() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.stack([np.array([[10.0 + 2 * t, 50.0 - t]]) for t in range(60)])
+    noisy = truth + rng.normal(0, 1.5, truth.shape)
+    kalman = JointKalman(noisy[0], process_noise=0.05, measurement_noise=2.25)
+    filtered = [noisy[0]]
+    for measured in noisy[1:]:
+        kalman.predict()
+        filtered.append(kalman.update(measured))
+    filtered = np.stack(filtered)
+    raw_error = np.abs(noisy[20:] - truth[20:]).mean()
+    assert np.abs(filtered[20:] - truth[20:]).mean() < 0.7 * raw_error  # measured 0.62
+
+
+def test_flow_at_averages_a_disc_and_clips_at_the_border() -> None:
+    flow = np.zeros((20, 20, 2), np.float32)
+    flow[..., 0] = np.arange(20)[None, :]
+    np.testing.assert_allclose(flow_at(flow, np.array([[10.0, 10.0]]), 2), [[10.0, 0.0]])
+    assert flow_at(flow, np.array([[-5.0, 30.0]]), 1)[0, 0] < 1.0
+
+
+def test_orb_baseline_tracks_a_translation_and_keeps_its_shape(person) -> None:
+    image, kps = person
+    shifts = [(0.0, 0.0), (4.0, 2.0), (8.0, 4.0)]
+    tracked = list(orb_track(shifted(image, shifts), kps))
+    assert len(tracked) == 3 and all(t.shape == (17, 3) for t in tracked)
+    assert np.median(errors(tracked, kps, shifts)) < 3.0
