@@ -119,14 +119,15 @@ def _grey(frame: np.ndarray, scale: float) -> np.ndarray:
 def track_keypoints(
     frames: Iterable[np.ndarray | None], first: np.ndarray, cfg: TrackConfig | None = None
 ) -> Iterator[np.ndarray]:
-    """(17,3) COCO keypoints on every frame, starting from `first` on frame 0 (which must be readable).
+    """(K,3) keypoints on every frame (K = 17 per person: several people are tracked as one set),
+    starting from `first` on frame 0 (which must be readable).
 
     frames: (H,W,3) uint8 RGB, or None for a frame that could not be read. Each joint moves by the
     flow averaged around it (at most cfg.max_side pixels a side), then the Kalman filter (when
     cfg.kalman) smooths it; joints that leave the frame are marked missing.
     """
     cfg = cfg or TrackConfig()
-    keypoints = np.asarray(first, np.float32).reshape(17, 3).copy()
+    keypoints = np.asarray(first, np.float32).reshape(-1, 3).copy()
     tracked = keypoints[:, 2] > 0
     iterator = iter(frames)
     frame = next(iterator)
@@ -166,7 +167,7 @@ def orb_track(
     descriptors computed on a grid within `search` pixels of its last position in the next frame; it
     moves to the best match under `max_distance` (Hamming) and stays put otherwise."""
     orb = cv2.ORB_create(edgeThreshold=patch, patchSize=patch)
-    keypoints = np.asarray(first, np.float32).reshape(17, 3).copy()
+    keypoints = np.asarray(first, np.float32).reshape(-1, 3).copy()
     tracked = keypoints[:, 2] > 0
     iterator = iter(frames)
     frame = next(iterator)

@@ -14,6 +14,7 @@ from pipeline.evaluate import Evaluate, EvaluateAll
 from pipeline.generate import GenerateMasks, MaskShard
 from pipeline.persons import COCOPersons, VOCPersons
 from pipeline.predict import PredictMasks
+from pipeline.track import TrackKeypoints
 from pipeline.train import FineTune, TrainModel
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "EvaluateAll",
     "GenerateMasks",
     "MaskShard",
+    "TrackKeypoints",
 ]

@@ -20,6 +20,7 @@ from models.keypoints import HeadConfig
 from models.pose import PoseEstimator
 from models.prior import PriorConfig
 from models.sample import CropConfig
+from models.track import FLOW_METHODS, TrackConfig
 from pipeline.lib.annotations import PersonFilter, PoseCheck
 
 
@@ -210,3 +211,19 @@ class detect(luigi.Config):  # noqa: N801
     def settings(self) -> dict:
         """Everything that changes which people are found for a photo without keypoints."""
         return {"detect": self.to_str_params(only_significant=True), "pose": pose().params()}
+
+
+class track(luigi.Config):  # noqa: N801
+    """[track] keypoint tracking through frames (models.track.TrackConfig)."""
+
+    flow = from_field(TrackConfig, "flow", choices=list(FLOW_METHODS))
+    radius = from_field(TrackConfig, "radius")
+    kalman = from_field(TrackConfig, "kalman")
+    process_noise = from_field(TrackConfig, "process_noise")
+    measurement_noise = from_field(TrackConfig, "measurement_noise")
+    max_side = from_field(TrackConfig, "max_side")
+
+    def to_config(self) -> TrackConfig:
+        return TrackConfig(
+            self.flow, self.radius, self.kalman, self.process_noise, self.measurement_noise, self.max_side
+        )
