@@ -173,6 +173,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("POSEMASK_BENCH_THREADS", "0")) or torch.get_num_threads())
 
     evaluate_all = EvaluateAll(eval_sets=args.eval_sets, methods=list(METHODS))
+    commit = git_commit()  # at the start: the code that trains and measures
     started = time.perf_counter()
     if not luigi.build([evaluate_all], local_scheduler=True, workers=1, log_level="WARNING"):
         raise SystemExit("accuracy: a stage failed (see the log above)")
@@ -183,7 +184,7 @@ def main() -> None:
         "bench": "accuracy",
         "label": args.label,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "config_file": str(args.config),
         "overrides": overrides,
         "settings": config_text(),

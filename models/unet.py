@@ -52,6 +52,8 @@ class ModelConfig:
     dice_smooth: additive smoothing of the soft Dice ratio (keeps empty masks finite).
     boundary_weight: extra BCE weight of pixels within boundary_px of the mask's edge (0 = plain
       BCE): the boundary-weighted variant of the logit head's loss.
+    pose_free: the pose map is zeroed and the prior flat (0.5) inside forward(): the same network
+      without keypoints, the ablation that shows what they buy.
     """
 
     base_channels: int = 16
@@ -66,6 +68,7 @@ class ModelConfig:
     dice_smooth: float = 1.0
     boundary_weight: float = 0.0
     boundary_px: int = 3
+    pose_free: bool = False
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -272,6 +275,8 @@ class PoseUNet(nn.Module):
         (also under autocast) so that ΔM = 0 reproduces the prior exactly.
         """
         self._check_inputs(image, posemap, prior)
+        if self.cfg.pose_free:  # the ablation: no keypoints reach the network, in training or inference
+            posemap, prior = torch.zeros_like(posemap), torch.full_like(prior, 0.5)
         log_odds = self.delta(image, posemap).float() + torch.logit(prior.float())
         if self.cfg.head == "logit":
             return log_odds

@@ -1,7 +1,7 @@
 """Every method the report can compare, by name: a registry from name to the task whose pred.h5 holds it.
 
     prior, grabcut, slic_grabcut, posefree   Baselines(method=...)         (pipeline/baselines.py)
-    unet-coco, unet-coco-paper, unet-voc     PredictMasks(model=...)       (pipeline/predict.py)
+    unet-coco, unet-coco-paper, unet-coco-posefree, unet-voc   PredictMasks(model=...)
     <network>+crf                            RefineCRF(model=<network>)    (pipeline/crf.py)
 
 Add a classical method to pipeline.baselines.BASELINES, a network to pipeline.train.MODELS.
@@ -23,6 +23,7 @@ REPORT_METHODS: tuple[str, ...] = (
     "unet-coco",
     "unet-coco+crf",
     "unet-coco-paper",
+    "unet-coco-posefree",
     "unet-voc",
     "unet-voc+crf",
 )

@@ -39,6 +39,7 @@ class TrainingTask(PoseMaskTask):
     patience = from_field(TrainConfig, "patience", description="early stopping on validation IoU; 0 = off")
     dice_weight = from_field(ModelConfig, "dice_weight")
     boundary_weight = from_field(ModelConfig, "boundary_weight")
+    pose_free = from_field(ModelConfig, "pose_free", description="pose map zeroed, flat prior: the ablation")
     base_channels = from_field(ModelConfig, "base_channels")
     depth = from_field(ModelConfig, "depth")
     head = from_field(ModelConfig, "head", choices=list(HEADS))
@@ -75,6 +76,7 @@ class TrainingTask(PoseMaskTask):
             norm=self.norm,
             dice_weight=self.dice_weight,
             boundary_weight=self.boundary_weight,
+            pose_free=self.pose_free,
         )
 
     def train_config(self) -> TrainConfig:
@@ -173,6 +175,7 @@ class FineTune(TrainingTask):
     norm = luigi.Parameter(default="batch", significant=False, description="ignored: [TrainModel]'s")
     dice_weight = luigi.FloatParameter(default=1.0, significant=False, description="ignored: [TrainModel]'s")
     boundary_weight = luigi.FloatParameter(default=0.0, significant=False, description="ignored: [TrainModel]'s")
+    pose_free = luigi.BoolParameter(default=False, significant=False, description="ignored: [TrainModel]'s")
 
     def requires(self) -> dict[str, luigi.Task]:
         return {
@@ -190,9 +193,11 @@ class FineTune(TrainingTask):
 
 
 # Network methods -> the task that trains them. "unet-coco-paper" is the paper's tanh/MSE head,
-# trained with [TrainModel]'s other settings, so the report can say which head wins.
+# trained with [TrainModel]'s other settings, so the report can say which head wins;
+# "unet-coco-posefree" the same network and recipe without keypoints (pose map zeroed, flat prior).
 MODELS: dict[str, Callable[[], PoseMaskTask]] = {
     "unet-coco": TrainModel,
     "unet-coco-paper": lambda: TrainModel(head="paper"),
+    "unet-coco-posefree": lambda: TrainModel(pose_free=True),
     "unet-voc": FineTune,
 }

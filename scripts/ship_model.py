@@ -131,7 +131,7 @@ def model_card(
         f"| validated on | {', '.join(summary['validate_on'])} (best validation IoU {summary['best_val_iou']:.3f}) |",
         f"| CRF tuned on | {crf_info.get('tuned_on', '?')} ({crf_info.get('samples')} people) |",
         "| never trained or tuned on | COCO val2017, OCHuman, VOC val (the evaluation sets) |",
-        f"| trained at | commit `{git_commit()}`, config `{shown_config}` |",
+        f"| trained at | commit `{line['commit'] if line else git_commit()}`, config `{shown_config}` |",
         "| reproduce | `make shipped-model` (point the `[dataset.*]` roots of the config at your copies) |",
         "| licence | the weights are this project's (MIT, as the package); the data's terms below |",
         "",

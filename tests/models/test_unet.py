@@ -129,3 +129,18 @@ def test_test_time_flip_averages_with_the_mirrored_input() -> None:
         net.inference_flip = True  # the model's default for callers that do not say
         torch.testing.assert_close(net.predict_probability(image, posemap, prior), (plain + mirrored) / 2)
         assert not torch.allclose(plain, mirrored)
+
+
+def test_the_pose_free_network_never_sees_the_keypoints() -> None:
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2, pose_free=True, zero_init_last=False)).eval()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        a = net(image, torch.rand(1, 1, 16, 16), torch.rand(1, 1, 32, 32) * 0.9 + 0.05)
+        b = net(image, torch.zeros(1, 1, 16, 16), torch.full((1, 1, 32, 32), 0.3))
+    torch.testing.assert_close(a, b)
+    untrained = PoseUNet(ModelConfig(base_channels=4, depth=2, pose_free=True))  # zero-initialised: the flat prior
+    torch.testing.assert_close(
+        untrained.probability(untrained(image, torch.rand(1, 1, 16, 16), torch.rand(1, 1, 32, 32))),
+        torch.full((1, 1, 32, 32), 0.5),
+    )

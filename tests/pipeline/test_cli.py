@@ -182,7 +182,7 @@ def test_the_shipped_model_has_its_card_and_crf_and_loads_safely():
     assert "training data" in card.lower() and "reproduce" in card and "make shipped-model" in card
     assert json.loads((SHIPPED_MODEL.parent / "crf.json").read_text())["params"]
     net, cfg, meta = load_model(SHIPPED_MODEL)  # torch.load(weights_only=True) inside
-    assert cfg.base_channels == 8 and meta["task"] == "TrainModel" and SHIPPED_MODEL.stat().st_size < 20e6
+    assert cfg.base_channels == 16 and meta["task"] == "TrainModel" and SHIPPED_MODEL.stat().st_size < 20e6
 
 
 def test_output_that_is_the_input_is_a_usage_error(tmp_path, photos, capsys):
