@@ -179,9 +179,9 @@ def test_no_temp_file_survives_the_reruns(harness: dict) -> None:
 
 
 def test_records_and_cache_equal_an_uninterrupted_run(harness: dict) -> None:
-    ref, bad = paired(harness, "COCOPersons/*/persons.jsonl")
+    ref, bad = paired(harness, "COCOPersons/coco-val-*/persons.jsonl")
     assert ref.read_bytes() == bad.read_bytes()
-    ref, bad = paired(harness, "BuildCache/*/cache.h5")
+    ref, bad = paired(harness, "BuildCache/coco-val-*/cache.h5")
     with h5py.File(ref, "r") as a, h5py.File(bad, "r") as b:
         assert set(a) == set(b)
         for name in a:
@@ -200,7 +200,7 @@ def test_training_resumed_from_its_checkpoint_to_the_same_epochs(harness: dict) 
 
 
 def test_predictions_crf_and_scores_equal_an_uninterrupted_run(harness: dict) -> None:
-    for pattern in ("PredictMasks/*/pred.h5", "RefineCRF/*/pred.h5"):
+    for pattern in ("PredictMasks/*coco-val*/pred.h5", "RefineCRF/*coco-val*/pred.h5"):
         ref, bad = paired(harness, pattern)
         with h5py.File(ref, "r") as a, h5py.File(bad, "r") as b:
             np.testing.assert_array_equal(a["instance_id"][...], b["instance_id"][...])
