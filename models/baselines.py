@@ -51,13 +51,23 @@ def prior_baseline(prior: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (prior >= threshold).astype(np.float32)
 
 
-def _skeleton_seed_mask(joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int) -> np.ndarray:
-    """GrabCut label mask (H, W) uint8: thick skeleton FGD, outside the wide skeleton BGD, band PR_BGD."""
+def skeleton_seeds(
+    joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(definite foreground, definite background) (H, W) bool: the thick skeleton, and outside the
+    wide one (the seeds of GrabCut and of models/graphcut.py)."""
     if bg_thickness <= fg_thickness:
         raise ValueError(f"bg_thickness ({bg_thickness}) must be larger than fg_thickness ({fg_thickness})")
-    near = draw_skeleton(joints, shape, bg_thickness).astype(bool)
-    gc_mask = np.where(near, cv2.GC_PR_BGD, cv2.GC_BGD).astype(np.uint8)
-    gc_mask[draw_skeleton(joints, shape, fg_thickness).astype(bool)] = cv2.GC_FGD
+    fg = draw_skeleton(joints, shape, fg_thickness).astype(bool)
+    bg = ~draw_skeleton(joints, shape, bg_thickness).astype(bool)
+    return fg, bg
+
+
+def _skeleton_seed_mask(joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int) -> np.ndarray:
+    """GrabCut label mask (H, W) uint8: thick skeleton FGD, outside the wide skeleton BGD, band PR_BGD."""
+    fg, bg = skeleton_seeds(joints, shape, fg_thickness, bg_thickness)
+    gc_mask = np.where(bg, cv2.GC_BGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc_mask[fg] = cv2.GC_FGD
     return gc_mask
 
 

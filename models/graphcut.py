@@ -22,8 +22,8 @@ import cv2
 import maxflow
 import numpy as np
 
-from models.baselines import _check_image_joints, slic_superpixels
-from models.skeleton import draw_skeleton, visible
+from models.baselines import _check_image_joints, skeleton_seeds, slic_superpixels
+from models.skeleton import visible
 
 COLOUR_SPACES = ("rgb", "lab")
 MAX_FIT_PIXELS = 4000  # EM runs on at most this many pixels of a side (a random subset): 15x faster
@@ -177,14 +177,6 @@ def gmm_graph_cut(
     return mask.astype(np.float32)
 
 
-def _skeleton_seeds(joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int):
-    if bg_thickness <= fg_thickness:
-        raise ValueError(f"bg_thickness ({bg_thickness}) must be larger than fg_thickness ({fg_thickness})")
-    fg = draw_skeleton(joints, shape, fg_thickness).astype(bool)
-    bg = ~draw_skeleton(joints, shape, bg_thickness).astype(bool)
-    return fg, bg
-
-
 def gmm_graphcut_baseline(
     image_rgb: np.ndarray,
     joints: np.ndarray,
@@ -204,7 +196,7 @@ def gmm_graphcut_baseline(
     shape = image_rgb.shape[:2]
     if not visible(joints).any():
         return np.zeros(shape, np.float32)
-    fg, bg = _skeleton_seeds(joints, shape, fg_thickness, bg_thickness)
+    fg, bg = skeleton_seeds(joints, shape, fg_thickness, bg_thickness)
     return gmm_graph_cut(image_rgb, fg, bg, components, em_iterations, rounds, smoothness, colour_space)
 
 
@@ -230,7 +222,6 @@ def slic_gmm_graphcut_baseline(
     if not visible(joints).any():
         return np.zeros(shape, np.float32)
     labels = slic_superpixels(image_rgb, region_size, ruler, 10, "SLICO", 3)
-    bones = draw_skeleton(joints, shape, skeleton_thickness).astype(bool)
-    bg = ~draw_skeleton(joints, shape, bg_thickness).astype(bool)
+    bones, bg = skeleton_seeds(joints, shape, skeleton_thickness, bg_thickness)
     fg = np.isin(labels, np.unique(labels[bones])) & ~bg
     return gmm_graph_cut(image_rgb, fg, bg, components, em_iterations, rounds, smoothness, colour_space)
