@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models.keypoints import outside_image
+
 FLOW_METHODS = ("deepflow", "farneback")
 VISIBLE, OCCLUDED = 2.0, 1.0
 
@@ -155,8 +157,7 @@ def track_keypoints(
             previous, anchor = current, positions.copy()
             out[tracked, :2] = positions[tracked]
             out[tracked, 2] = keypoints[tracked, 2]
-        inside = (out[:, 0] >= 0) & (out[:, 0] < w) & (out[:, 1] >= 0) & (out[:, 1] < h)
-        out[~(tracked & inside)] = 0.0
+        out[~tracked | outside_image(out, h, w)] = 0.0
         yield out
 
 
@@ -198,9 +199,8 @@ def orb_track(
                 if best is not None:
                     positions[k] = best
         out[tracked, :2] = positions[tracked]
-        h, w = grey.shape
-        inside = (out[:, 0] >= 0) & (out[:, 0] < w) & (out[:, 1] >= 0) & (out[:, 1] < h)
-        out[~(tracked & inside)] = 0.0
+        h, w = grey.shape[:2]
+        out[~tracked | outside_image(out, h, w)] = 0.0
         yield out
 
 
