@@ -408,6 +408,23 @@ def pose_problem(kps: np.ndarray, mask: np.ndarray, check: PoseCheck) -> tuple[s
     return None
 
 
+def estimated_pose(
+    image: np.ndarray,
+    mask: np.ndarray,
+    bbox: list[float],
+    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
+    check: PoseCheck,
+) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+    """(17,3) keypoints estimated on `bbox` and trusted on `mask`, or (None, (skip reason, detail)):
+    "pose_not_found", or pose_problem's reasons. The rule of VOC and of every `keypoints = estimate` dataset."""
+    kps = estimate(image, bbox)
+    if kps is None:
+        return None, ("pose_not_found", "")
+    kps = np.asarray(kps, np.float32).reshape(17, 3)
+    problem = pose_problem(kps, mask, check)
+    return (None, problem) if problem is not None else (kps, None)
+
+
 def _voc_image(voc: Path, image_id: str, tally: Tally) -> tuple[Path, Path, np.ndarray, list] | None:
     """(jpg, object png, image, person instances) of one VOC image, or None (skip counted in tally)."""
     try:
@@ -478,12 +495,7 @@ def voc_person_records(
             if mask.sum() < filt.min_area:
                 tally.filtered("too_small")
                 continue
-            kps = estimate(rgb, bbox)
-            if kps is None:
-                tally.skip("pose_not_found", str(jpg), rec_id)
-                continue
-            kps = np.asarray(kps, np.float32).reshape(17, 3)
-            problem = pose_problem(kps, mask, check)
+            kps, problem = estimated_pose(rgb, mask, bbox, estimate, check)
             if problem is not None:
                 tally.skip(problem[0], str(jpg), rec_id, problem[1])
                 continue
@@ -546,12 +558,7 @@ def with_estimated_keypoints(
         if mask.shape != image.shape[:2]:
             drop("size_mismatch", record["image"], record["instance_id"], f"mask {mask.shape} vs {image.shape}")
             continue
-        kps = estimate(image, record["bbox"])
-        if kps is None:
-            drop("pose_not_found", record["image"], record["instance_id"])
-            continue
-        kps = np.asarray(kps, np.float32).reshape(17, 3)
-        problem = pose_problem(kps, mask, check)
+        kps, problem = estimated_pose(image, mask, record["bbox"], estimate, check)
         if problem is not None:
             drop(problem[0], record["image"], record["instance_id"], problem[1])
             continue
