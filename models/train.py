@@ -631,9 +631,8 @@ def train(
         "best_val_iou": best_iou if math.isfinite(best_iou) else math.nan,
         "best_epoch": best_epoch,
         "epochs_completed": int(history[-1]["epoch"]) if history else 0,
-        "stopped_early": stopped_early(history, best_epoch, train_cfg.patience)
-        and bool(history)
-        and int(history[-1]["epoch"]) < total,
+        # stopped_early is False without history, so history[-1] exists when it is True
+        "stopped_early": stopped_early(history, best_epoch, train_cfg.patience) and history[-1]["epoch"] < total,
         "resumed_from_epoch": start_epoch if checkpoint is not None else None,
         "device": str(device),
         "last_checkpoint": str(last_path),
