@@ -4,8 +4,8 @@
     python bench/track.py --davis DIR --flow deepflow --sequences parkour
 
 For each sequence the performer's first keypoints come from the built-in pose estimator on the
-box of the mask (DAVIS has no keypoints), on frame 0 or, when its pose misses the performer (the
-[voc_pose] rule: a spectator, an upside-down pose), on the first frame where it does
+box of the mask of frame 0 (DAVIS has no keypoints), upright or turned (TrackConfig.turns) until
+its pose lies on the performer (the [voc_pose] rule), or on the first frame where one does
 (`start_frame`); every tracker then follows them to the end:
 
   - inside: per frame, the share of tracked visible joints inside the ground-truth mask dilated by
@@ -18,7 +18,10 @@ box of the mask (DAVIS has no keypoints), on frame 0 or, when its pose misses th
     keypoints, against the DAVIS mask, beside the same with keypoints estimated on every frame
     (on the box of that frame's ground-truth mask: an oracle box, so a strong baseline).
 
-Trackers: flow+kalman, flow alone, orb. Appends one JSON line to bench/results/track.jsonl.
+Trackers: flow+kalman+pose (the default: the estimator on the tracked box corrects the track),
+flow+pose (the same without the Kalman filter: its effect on jitter), flow+kalman and flow (flow
+alone, as the paper described it), orb (the paper's failed approach).
+Appends one JSON line to bench/results/track.jsonl.
 DAVIS frames are read here only (research terms): they never enter the repository.
 """
 
@@ -38,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.track import TrackConfig, orb_track, track_keypoints  # noqa: E402
+from models.track import TrackConfig, estimate_turned, orb_track, track_keypoints  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "track.jsonl"
 SEQUENCES = ("breakdance", "dance-twirl", "parkour")
@@ -79,10 +82,14 @@ def jitter(track: list[np.ndarray], first: np.ndarray) -> float:
     return float(np.abs(np.diff(xy, n=2, axis=0)).mean()) if len(xy) > 2 else 0.0
 
 
-def run_tracker(name: str, frames: list, first: np.ndarray, cfg: TrackConfig) -> list[np.ndarray]:
+TRACKERS = ("flow+kalman+pose", "flow+pose", "flow+kalman", "flow", "orb")
+
+
+def run_tracker(name: str, frames: list, first: np.ndarray, cfg: TrackConfig, estimate) -> list[np.ndarray]:
     if name == "orb":
         return list(orb_track(frames, first))
-    return list(track_keypoints(frames, first, TrackConfig(**{**cfg.__dict__, "kalman": name == "flow+kalman"})))
+    cfg = TrackConfig(**{**cfg.__dict__, "kalman": "kalman" in name})
+    return list(track_keypoints(frames, first, cfg, estimate if name.endswith("+pose") else None))
 
 
 def mask_ious(comp, frames: list, masks: list, keypoints: list[np.ndarray]) -> list[float]:
@@ -135,9 +142,12 @@ def main() -> None:
         frames, masks = read_clip(args.davis, sequence)
         start = None
         for index, (image, mask) in enumerate(zip(frames, masks, strict=True)):
-            found = estimator.estimate(image, mask_box(mask))
-            if found is not None and pose_problem(np.asarray(found, np.float32), mask.astype(np.uint8), check) is None:
-                start, first = index, np.asarray(found, np.float32).reshape(17, 3)
+            for turns in cfg.turn_list():
+                found = estimate_turned(estimator.estimate, image, np.array(mask_box(mask)), turns)
+                if found is not None and pose_problem(found.astype(np.float32), mask.astype(np.uint8), check) is None:
+                    start, first = index, found.astype(np.float32)
+                    break
+            if start is not None:
                 break
         if start is None:
             print(f"{sequence}: no frame with a pose on the performer", file=sys.stderr)
@@ -152,13 +162,13 @@ def main() -> None:
         vis = first[:, 2] > 0
         per_seq: dict = {"start_frame": start, "frames": len(frames), "joints": int(vis.sum())}
         tracks = {}
-        for name in ("flow+kalman", "flow", "orb"):
+        for name in TRACKERS:
             started = time.perf_counter()
-            track = run_tracker(name, frames, first, cfg)
+            track = run_tracker(name, frames, first, cfg, estimator.estimate)
             seconds = time.perf_counter() - started
-            back = run_tracker(name, frames[::-1], track[-1], cfg)[-1]
+            back = run_tracker(name, frames[::-1], track[-1], cfg, estimator.estimate)[-1]
             both = vis & (back[:, 2] > 0)
-            moved = run_tracker(name, warped, first, cfg)
+            moved = run_tracker(name, warped, first, cfg, estimator.estimate)
             warp = np.mean(
                 [
                     np.linalg.norm(m[vis, :2] - (first[vis, :2] + s), axis=1).mean()
@@ -183,6 +193,7 @@ def main() -> None:
                 kps = estimator.estimate(image, mask_box(mask))
                 estimated.append(None if kps is None else np.asarray(kps, np.float32).reshape(17, 3))
             for name, keypoints in (
+                ("tracked flow+kalman+pose", tracks["flow+kalman+pose"]),
                 ("tracked flow+kalman", tracks["flow+kalman"]),
                 ("tracked orb", tracks["orb"]),
                 ("estimated per frame", estimated),

@@ -3,6 +3,8 @@
     fit_gmm(pixels, components, iterations, rng)     EM for a full-covariance GMM -> GMM
     GMM.log_likelihood(pixels)                        (N,) log p(pixel)
     contrast_weights(image, smoothness)               pairwise capacities of a 4-connected grid
+    gmm_unaries(flat, fg_pixels, bg_pixels, ...)      (H,W) costs of each label from two EM-fitted GMMs
+    min_cut(cost_fg, cost_bg, w_right, w_down)        (H,W) bool foreground of the max-flow / min cut
     gmm_graph_cut(image, fg_seed, bg_seed, ...)       binary mask: GMM unaries + contrast pairwise, max-flow
     gmm_graphcut_baseline(image, joints, ...)         seeded by the skeleton (as the GrabCut baseline)
     slic_gmm_graphcut_baseline(image, joints, ...)    seeded by the SLIC superpixels the skeleton crosses
@@ -120,6 +122,48 @@ def contrast_weights(features: np.ndarray, smoothness: float) -> tuple[np.ndarra
     return w_right, w_down
 
 
+def fit_pixels(flat: np.ndarray, side: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The (N,3) colours of the (H,W) bool `side` of (H*W,3) `flat`, at most MAX_FIT_PIXELS (a random subset)."""
+    pixels = flat[side.ravel()]
+    return pixels if len(pixels) <= MAX_FIT_PIXELS else pixels[rng.choice(len(pixels), MAX_FIT_PIXELS, False)]
+
+
+def gmm_unaries(
+    flat: np.ndarray,
+    fg_side: np.ndarray,
+    bg_side: np.ndarray,
+    fg_seed: np.ndarray,
+    bg_seed: np.ndarray,
+    components: int,
+    em_iterations: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H,W) costs of labelling each pixel foreground / background: -log p(I | side) of a GMM fitted by
+    EM on each (H,W) bool side's pixels of (H*W,3) `flat`, shifted so the smaller is 0; the seeds
+    ((H,W) bool) are hard."""
+    fg_model = fit_gmm(fit_pixels(flat, fg_side, rng), components, em_iterations, rng)
+    bg_model = fit_gmm(fit_pixels(flat, bg_side, rng), components, em_iterations, rng)
+    cost_fg = -fg_model.log_likelihood(flat).reshape(fg_seed.shape)
+    cost_bg = -bg_model.log_likelihood(flat).reshape(fg_seed.shape)
+    shift = np.minimum(cost_fg, cost_bg)  # only the difference matters: keep capacities small
+    cost_fg, cost_bg = cost_fg - shift, cost_bg - shift
+    cost_fg[fg_seed], cost_bg[fg_seed] = 0.0, HARD
+    cost_fg[bg_seed], cost_bg[bg_seed] = HARD, 0.0
+    return cost_fg, cost_bg
+
+
+def min_cut(cost_fg: np.ndarray, cost_bg: np.ndarray, w_right: np.ndarray, w_down: np.ndarray) -> np.ndarray:
+    """(H,W) bool foreground of the minimum cut: unaries (H,W) each, right / down capacities (H,W) each."""
+    graph = maxflow.Graph[float]()
+    nodes = graph.add_grid_nodes(cost_fg.shape)
+    graph.add_grid_edges(nodes, w_right, np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), symmetric=True)
+    graph.add_grid_edges(nodes, w_down, np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]]), symmetric=True)
+    # source side = foreground: the source edge carries the cost of labelling p background
+    graph.add_grid_tedges(nodes, cost_bg, cost_fg)
+    graph.maxflow()
+    return ~graph.get_grid_segments(nodes)  # True = sink side; the source side is foreground
+
+
 def gmm_graph_cut(
     image_rgb: np.ndarray,
     fg_seed: np.ndarray,
@@ -149,28 +193,9 @@ def gmm_graph_cut(
     fg_pixels, bg_pixels = fg_seed, bg_seed
     mask = fg_seed
 
-    def sample(side: np.ndarray) -> np.ndarray:
-        pixels = flat[side.ravel()]
-        return pixels if len(pixels) <= MAX_FIT_PIXELS else pixels[rng.choice(len(pixels), MAX_FIT_PIXELS, False)]
-
     for _ in range(rounds):
-        fg_model = fit_gmm(sample(fg_pixels), components, em_iterations, rng)
-        bg_model = fit_gmm(sample(bg_pixels), components, em_iterations, rng)
-        # costs: labelling p foreground costs -log p(I|fg) (its sink edge), background -log p(I|bg)
-        cost_fg = -fg_model.log_likelihood(flat).reshape(fg_seed.shape)
-        cost_bg = -bg_model.log_likelihood(flat).reshape(fg_seed.shape)
-        shift = np.minimum(cost_fg, cost_bg)  # only the difference matters: keep capacities small
-        cost_fg, cost_bg = cost_fg - shift, cost_bg - shift
-        cost_fg[fg_seed], cost_bg[fg_seed] = 0.0, HARD
-        cost_fg[bg_seed], cost_bg[bg_seed] = HARD, 0.0
-        graph = maxflow.Graph[float]()
-        nodes = graph.add_grid_nodes(fg_seed.shape)
-        graph.add_grid_edges(nodes, w_right, np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), symmetric=True)
-        graph.add_grid_edges(nodes, w_down, np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]]), symmetric=True)
-        # source side = foreground: the source edge carries the cost of labelling p background
-        graph.add_grid_tedges(nodes, cost_bg, cost_fg)
-        graph.maxflow()
-        mask = ~graph.get_grid_segments(nodes)  # True = sink side; the source side is foreground
+        cost_fg, cost_bg = gmm_unaries(flat, fg_pixels, bg_pixels, fg_seed, bg_seed, components, em_iterations, rng)
+        mask = min_cut(cost_fg, cost_bg, w_right, w_down)
         if mask.sum() < MIN_SEED_PIXELS or (~mask).sum() < MIN_SEED_PIXELS:
             break
         fg_pixels, bg_pixels = mask, ~mask

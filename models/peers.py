@@ -11,6 +11,9 @@ compare posemask against them on the same photos.
   resized back to the photo.
 
 Every peer maps (H, W, 3) uint8 RGB -> (H, W) float32 person probability in [0, 1].
+
+    deeplab_baseline(image_rgb)   DeepLab-v3's person probability of a 256x256 person crop, one
+                                  segmenter per process: the report's DeepLab comparison
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class DeepLabSegmenter(ClosesOnExit):
             try:
                 import onnxruntime as ort
             except ImportError as err:
-                raise RuntimeError("the deeplab peer needs onnxruntime: pip install 'posemask[peers]'") from err
+                raise RuntimeError("DeepLab needs onnxruntime (a posemask dependency): pip install posemask") from err
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -84,3 +87,12 @@ def make_peer(name: str) -> PoseFreeSegmenter | DeepLabSegmenter:
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}; choose one of {sorted(PEERS)}")
     return PEERS[name]()
+
+
+_DEEPLAB = DeepLabSegmenter()  # its session is made on first use in each process
+
+
+def deeplab_baseline(image_rgb: np.ndarray) -> np.ndarray:
+    """(S,S,3) uint8 RGB crop -> (S,S) float32 DeepLab-v3 person probability (no keypoints: every
+    person in the crop counts)."""
+    return _DEEPLAB.segment(image_rgb)

@@ -6,8 +6,24 @@ descriptor matching as the baseline that the paper found to fail.
     dense_flow(prev_gray, next_gray, method) (H,W,2) float32 flow, DeepFlow or Farneback
     flow_at(flow, points, radius)            (K,2) mean flow in a disc around each point
     JointKalman                              constant-velocity filter for K points at once
-    track_keypoints(frames, first, cfg)      (17,3) COCO keypoints per frame, flow + Kalman
+    track_keypoints(frames, first, cfg, estimate)
+                                             (K,3) COCO keypoints per frame, flow + Kalman, and
+                                             (with `estimate`) the pose estimator as a second,
+                                             gated measurement
     orb_track(frames, first, ...)            the same by ORB matching around each keypoint
+    rotate_points(points, hw, quarter_turns) (N,>=2) x, y on an image turned by np.rot90
+    estimate_turned(estimate, frame, box, k) the estimator on the frame turned k quarter turns,
+                                             its keypoints back on the upright frame
+
+Flow alone drifts: on a twirl or a jump the joints slide off the body within tens of frames. The
+paper used tracking to *reduce the correction* of keypoints from a detector, so the tracker can
+fold in the built-in pose estimator: on every frame it is run on the box of the tracked joints,
+and an estimate that agrees with the track (its joints, in the median, within `gate` x the
+person's size of the tracked ones) updates every one of its joints as a second Kalman
+measurement (noise `estimate_noise`). One that disagrees (a spectator, a left/right swap, a
+miss) is ignored and the flow carries on. Pose estimators are trained on upright people: with
+`turns` the estimator also sees the box turned upside down and sideways (np.rot90), and the
+estimate closest to the track wins, which keeps a handstand or a flip on track.
 
 A frame that is None (unreadable, missing) is bridged: the filter predicts the joints from their
 velocity and marks them occluded (v = 1) until a frame arrives. Joints missing in the first
@@ -16,16 +32,20 @@ keypoints stay missing (v = 0).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from models.detect import keypoint_box
 from models.keypoints import outside_image
 
 FLOW_METHODS = ("deepflow", "farneback")
 VISIBLE, OCCLUDED = 2.0, 1.0
+JOINTS = 17
+# (H,W,3) uint8 RGB frame, (4,) xywh box -> (17,3) keypoints or None: models.pose.PoseEstimator.estimate
+Estimate = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -33,20 +53,44 @@ class TrackConfig:
     """flow: "deepflow" (cv2.optflow, accurate) or "farneback" (fast). radius: the flow is averaged
     over a disc of this many pixels around each joint. kalman: smooth with a constant-velocity
     Kalman filter; process_noise and measurement_noise are its q (px^2 per frame, on the
-    acceleration) and r (px^2). max_side: frames are scaled down to this side for the flow."""
+    acceleration) and r (px^2). max_side: frames are scaled down to this side for the flow.
+    gate: an estimate is folded in when its joints lie, in the median, within gate x the person's
+    size (the longer side of the tracked joints' extent) of the track; estimate_noise: its r (px^2).
+    box_pad: the estimator's box is the tracked joints' extent grown by this share of its size.
+    turns: quarter turns of the frame the estimator sees (0 = upright); the closest estimate wins.
+    correct: fold in the pose estimator when track_keypoints is given one. deadband: a joint's
+    estimate within deadband x the person's size of the track is left out (the estimator's own
+    noise, a few px, would otherwise shake a track the flow follows well)."""
 
     flow: str = "deepflow"
     radius: int = 4
     kalman: bool = True
-    process_noise: float = 2.0
+    process_noise: float = 1.0
     measurement_noise: float = 1.0
     max_side: int = 480
+    gate: float = 0.25
+    estimate_noise: float = 1.0
+    box_pad: float = 0.35
+    turns: str = "0,2"
+    deadband: float = 0.03
+    correct: bool = True
 
     def __post_init__(self) -> None:
         if self.flow not in FLOW_METHODS:
             raise ValueError(f"TrackConfig.flow must be one of {FLOW_METHODS}, got {self.flow!r}")
         if self.radius < 0 or self.process_noise <= 0 or self.measurement_noise <= 0 or self.max_side < 16:
             raise ValueError("TrackConfig: radius >= 0, noises > 0 and max_side >= 16")
+        if self.gate <= 0 or self.estimate_noise <= 0 or self.box_pad < 0 or self.deadband < 0:
+            raise ValueError("TrackConfig: gate > 0, estimate_noise > 0, box_pad >= 0 and deadband >= 0")
+        if not set(self.turn_list()) <= {0, 1, 2, 3} or not self.turn_list():
+            raise ValueError(f"TrackConfig.turns: quarter turns 0-3 separated by commas, got {self.turns!r}")
+
+    def turn_list(self) -> list[int]:
+        """The quarter turns as ints ("0,2" -> [0, 2])."""
+        try:
+            return [int(t) for t in self.turns.split(",") if t.strip()]
+        except ValueError:
+            return [-1]
 
 
 _DEEPFLOW = None
@@ -103,13 +147,18 @@ class JointKalman:
         self.cov = self.f @ self.cov @ self.f.T + self.q
         return self.state[:, :2].copy()
 
-    def update(self, measured: np.ndarray) -> np.ndarray:
-        """Fold in (K,2) measured positions; (K,2) filtered positions."""
-        innovation = measured - self.state[:, :2]
-        s = self.h @ self.cov @ self.h.T + self.r
-        gain = self.cov @ self.h.T @ np.linalg.inv(s)
-        self.state = self.state + (gain @ innovation[..., None])[..., 0]
-        self.cov = (np.eye(4) - gain @ self.h) @ self.cov
+    def update(self, measured: np.ndarray, noise: float | None = None, which: np.ndarray | None = None) -> np.ndarray:
+        """Fold in (K,2) measured positions (only the points where the (K,) bool `which` is set, all
+        by default), with measurement noise `noise` px^2 (the filter's own by default); (K,2)
+        filtered positions."""
+        which = np.ones(len(self.state), bool) if which is None else which
+        r = self.r if noise is None else noise * np.eye(2)
+        state, cov = self.state[which], self.cov[which]
+        innovation = measured[which] - state[:, :2]
+        s = self.h @ cov @ self.h.T + r
+        gain = cov @ self.h.T @ np.linalg.inv(s)
+        self.state[which] = state + (gain @ innovation[..., None])[..., 0]
+        self.cov[which] = (np.eye(4) - gain @ self.h) @ cov
         return self.state[:, :2].copy()
 
 
@@ -118,15 +167,31 @@ def _grey(frame: np.ndarray, scale: float) -> np.ndarray:
     return grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
+def estimate_disagreement(estimate: np.ndarray, tracked_xy: np.ndarray, tracked: np.ndarray) -> float:
+    """How far one person's (17,3) estimate lies from the track ((17,2) positions, (17,) bool
+    tracked): the median distance over the joints both have, in units of the person's size (the
+    longer side of the tracked joints' extent); inf when they share fewer than 3 joints."""
+    usable = (estimate[:, 2] > 0) & tracked & np.isfinite(estimate[:, :2]).all(1)
+    if usable.sum() < 3:
+        return float("inf")
+    extent = tracked_xy[tracked].max(0) - tracked_xy[tracked].min(0)
+    size = max(float(extent.max()), 1.0)
+    return float(np.median(np.linalg.norm(estimate[usable, :2] - tracked_xy[usable], axis=1)) / size)
+
+
 def track_keypoints(
-    frames: Iterable[np.ndarray | None], first: np.ndarray, cfg: TrackConfig | None = None
+    frames: Iterable[np.ndarray | None],
+    first: np.ndarray,
+    cfg: TrackConfig | None = None,
+    estimate: Estimate | None = None,
 ) -> Iterator[np.ndarray]:
     """(K,3) keypoints on every frame (K = 17 per person: several people are tracked as one set),
     starting from `first` on frame 0 (which must be readable).
 
     frames: (H,W,3) uint8 RGB, or None for a frame that could not be read. Each joint moves by the
     flow averaged around it (at most cfg.max_side pixels a side), then the Kalman filter (when
-    cfg.kalman) smooths it; joints that leave the frame are marked missing.
+    cfg.kalman) smooths it; joints that leave the frame are marked missing. estimate: the pose
+    estimator (see Estimate); each person's agreeing estimate corrects the track (module doc).
     """
     cfg = cfg or TrackConfig()
     keypoints = np.asarray(first, np.float32).reshape(-1, 3).copy()
@@ -154,11 +219,84 @@ def track_keypoints(
             flow = dense_flow(previous, current, cfg.flow)
             measured = anchor + flow_at(flow, anchor * scale, max(1, round(cfg.radius * scale))) / scale
             positions = kalman.update(measured) if kalman is not None else measured
+            if estimate is not None and cfg.correct:
+                positions = _corrected(frame, positions, tracked, estimate, cfg, kalman)
             previous, anchor = current, positions.copy()
             out[tracked, :2] = positions[tracked]
             out[tracked, 2] = keypoints[tracked, 2]
         out[~tracked | outside_image(out, h, w)] = 0.0
         yield out
+
+
+def rotate_points(points: np.ndarray, hw: tuple[int, int], quarter_turns: int) -> np.ndarray:
+    """(N,>=2) points (x, y; pixel i covers [i, i+1)) on an (H,W) image -> the same points on
+    np.rot90(image, quarter_turns) (counter-clockwise turns); other columns are kept."""
+    out = np.array(points, np.float64, copy=True)
+    h, w = hw
+    for _ in range(quarter_turns % 4):
+        x, y = out[:, 0].copy(), out[:, 1].copy()
+        out[:, 0], out[:, 1] = y, w - x
+        h, w = w, h
+    return out
+
+
+def estimate_turned(estimate: Estimate, frame: np.ndarray, box: np.ndarray, quarter_turns: int) -> np.ndarray | None:
+    """(17,3) keypoints on the upright (H,W,3) frame, estimated on the frame turned by
+    np.rot90(frame, quarter_turns) with the xywh box turned along; None when none is found.
+    Left and right stay the person's own: a turn is not a mirror."""
+    if quarter_turns % 4 == 0:
+        found = estimate(frame, box)
+        return None if found is None else np.asarray(found, np.float64).reshape(JOINTS, 3)
+    hw = frame.shape[:2]
+    x, y, w, h = (float(v) for v in box)
+    corners = rotate_points(np.array([[x, y], [x + w, y + h]]), hw, quarter_turns)
+    (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+    turned = np.ascontiguousarray(np.rot90(frame, quarter_turns))
+    found = estimate(turned, np.array([x0, y0, x1 - x0, y1 - y0], np.float32))
+    if found is None:
+        return None
+    found = np.asarray(found, np.float64).reshape(JOINTS, 3)
+    back = rotate_points(found, turned.shape[:2], 4 - quarter_turns % 4)
+    back[found[:, 2] <= 0] = 0.0
+    return back
+
+
+def _corrected(
+    frame: np.ndarray,
+    positions: np.ndarray,
+    tracked: np.ndarray,
+    estimate: Estimate,
+    cfg: TrackConfig,
+    kalman: JointKalman | None,
+) -> np.ndarray:
+    """(K,2) positions after folding in each person's agreeing estimate on `frame`."""
+    positions = positions.copy()
+    for start in range(0, len(positions), JOINTS):
+        person = slice(start, start + JOINTS)
+        xy = positions[person]
+        on = tracked[person] & ~outside_image(xy, *frame.shape[:2])
+        if on.sum() < 3:
+            continue
+        box = keypoint_box(np.c_[xy, on.astype(np.float64)], cfg.box_pad, cfg.box_pad)
+        best, best_distance = None, cfg.gate
+        for turns in cfg.turn_list():
+            found = estimate_turned(estimate, frame, box, turns)
+            distance = float("inf") if found is None else estimate_disagreement(found, xy, on)
+            if distance <= best_distance:
+                best, best_distance = found, distance
+        if best is None:
+            continue
+        found, which = best, (best[:, 2] > 0) & on & np.isfinite(best[:, :2]).all(1)
+        extent = xy[on].max(0) - xy[on].min(0)
+        which &= np.linalg.norm(found[:, :2] - xy, axis=1) > cfg.deadband * max(float(extent.max()), 1.0)
+        if kalman is None:
+            positions[person][which] = found[which, :2]
+            continue
+        measured, mask = positions.copy(), np.zeros(len(positions), bool)
+        measured[person][which] = found[which, :2]
+        mask[person] = which
+        positions = kalman.update(measured, cfg.estimate_noise, mask)
+    return positions
 
 
 def orb_track(

@@ -1,4 +1,4 @@
-"""Baselines: masks without the network (models/baselines.py, models/graphcut.py, models/posefree.py) -> pred.h5."""
+"""Baselines: masks without the network (models/baselines.py, graphcut.py, coopcut.py, posefree.py) -> pred.h5."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ import numpy as np
 from tqdm import tqdm
 
 from models import baselines as classical
-from models import graphcut
+from models import coopcut, graphcut
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
 from pipeline.lib.cachebuild import cache_ids, cache_samples
 from pipeline.lib.pools import pooled_map
 from pipeline.lib.predictions import timed, write_predictions
+
+
+def _deeplab(sample: dict[str, np.ndarray], **params: object) -> np.ndarray:
+    from models.peers import deeplab_baseline  # onnxruntime loads only where it is used
+
+    return deeplab_baseline(sample["image"], **params)
 
 
 def _posefree(sample: dict[str, np.ndarray], **params: object) -> np.ndarray:
@@ -36,6 +42,8 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "slic_gmm_graphcut": lambda sample, **p: graphcut.slic_gmm_graphcut_baseline(
         sample["image"], sample["joints"], **p
     ),
+    "coopcut": lambda sample, **p: coopcut.coopcut_baseline(sample["image"], sample["joints"], **p),
+    "deeplab": _deeplab,
 }
 
 

@@ -103,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         default=None,
         choices=METHODS,
-        help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare "
-        "with (deeplab needs: pip install 'posemask[peers]')",
+        help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare with",
     )
     masks.add_argument(
         "--crf",

@@ -153,6 +153,8 @@ class baselines(luigi.Config):  # noqa: N801
     # keyword arguments over models/graphcut.py's defaults (e.g. {"colour_space": "rgb"})
     gmm_graphcut = luigi.DictParameter(default={})
     slic_gmm_graphcut = luigi.DictParameter(default={})
+    coopcut = luigi.DictParameter(default={})  # over models/coopcut.py's (e.g. {"theta": 0.1})
+    deeplab = luigi.DictParameter(default={})  # DeepLab-v3 on the crop takes no settings
 
 
 class evaluation(luigi.Config):  # noqa: N801
@@ -222,8 +224,12 @@ class track(luigi.Config):  # noqa: N801
     process_noise = from_field(TrackConfig, "process_noise")
     measurement_noise = from_field(TrackConfig, "measurement_noise")
     max_side = from_field(TrackConfig, "max_side")
+    gate = from_field(TrackConfig, "gate")
+    estimate_noise = from_field(TrackConfig, "estimate_noise")
+    box_pad = from_field(TrackConfig, "box_pad")
+    turns = from_field(TrackConfig, "turns")
+    correct = from_field(TrackConfig, "correct")
+    deadband = from_field(TrackConfig, "deadband")
 
     def to_config(self) -> TrackConfig:
-        return TrackConfig(
-            self.flow, self.radius, self.kalman, self.process_noise, self.measurement_noise, self.max_side
-        )
+        return TrackConfig(**{f.name: getattr(self, f.name) for f in fields(TrackConfig)})

@@ -36,7 +36,9 @@ class TrackKeypoints(PoseMaskTask):
     first_keypoints = luigi.Parameter(
         default="", description="a COCO keypoints file naming frame 0; empty = the built-in estimator on frame 0"
     )
-    tracker = luigi.ChoiceParameter(choices=TRACKERS, default="flow", description="flow (+ Kalman) | orb")
+    tracker = luigi.ChoiceParameter(
+        choices=TRACKERS, default="flow", description="flow (+ Kalman, corrected by the pose estimator) | orb"
+    )
     configs = (config.track, config.detect, config.pose)
 
     def output(self) -> dict[str, luigi.LocalTarget]:
@@ -81,7 +83,8 @@ class TrackKeypoints(PoseMaskTask):
         started = time.perf_counter()
         stacked = np.concatenate(people, axis=0)
         if self.tracker == "flow":
-            tracker = track_keypoints(counted(), stacked, config.track().to_config())
+            _, estimator = estimators()  # corrects the flow where it agrees ([track] correct)
+            tracker = track_keypoints(counted(), stacked, config.track().to_config(), estimator.estimate)
         else:
             tracker = orb_track(counted(), stacked)
         per_frame = list(tqdm(tracker, total=len(names), desc=f"track {self.tracker}", unit="frame"))

@@ -180,8 +180,17 @@ def box_plot(scores: dict[str, list[float]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, threshold: float, rows: int) -> None:
-    """Rows of instances; columns: image, ground truth, then each method's mask."""
+def overlay_grid(
+    cache_path: str,
+    predictions: dict[str, str],
+    path: Path,
+    threshold: float,
+    rows: int,
+    ms_per_person: dict[str, float] | None = None,
+) -> None:
+    """Rows of instances; columns: image, ground truth, then each method's mask, labelled with its
+    name and (when given) its milliseconds per person."""
+    ms_per_person = ms_per_person or {}
     tiles, labels = [], []
     n = cache_size(cache_path)
     picks = [int(i) for i in np.linspace(0, n - 1, min(rows, n)).round()] if n else []
@@ -194,7 +203,8 @@ def overlay_grid(cache_path: str, predictions: dict[str, str], path: Path, thres
         labels += [f"#{int(sample['instance_id'])}", "ground truth"]
         for method in predictions:
             tiles.append(overlay(image, probs[method][i] >= threshold))
-            labels.append(method)
+            ms = ms_per_person.get(method)
+            labels.append(method if ms is None or not np.isfinite(ms) else f"{method} {ms:.0f}ms")
     picture = grid([cv2.resize(t, (160, 160)) for t in tiles], 2 + len(predictions), labels)
     cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
@@ -221,7 +231,13 @@ NOTES = (
     "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back "
     "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each "
     "prediction scored by its mean probability. ms / image is wall time of the method's stage divided "
-    "by its instances (network: forward pass; +crf: forward pass plus refinement).",
+    "by its instances (network: forward pass; +crf: forward pass plus refinement); the overlay grids "
+    "label each method with it.",
+    "deeplab is DeepLab-v3 (MobileNetV2, PASCAL VOC person class) on each 256x256 crop, without "
+    "keypoints, as the paper's DeepLab comparison (the paper used DeepLab-v1, and JPP-Net, whose "
+    "weights do not exist offline: JPP-Net is not in this report). posefree is MediaPipe's selfie "
+    "segmenter on the crop; unet-coco-posefree is the same U-Net and recipe with the pose map zeroed "
+    "and a flat prior. coopcut is the cooperative cut (Jegelka & Bilmes 2011) over the GMM graph cut.",
 )
 
 
@@ -281,7 +297,8 @@ def set_section(eval_set: str, files: SetFiles, out: Path, threshold: float, csv
     slug = eval_set.replace("/", "_")
     box_plot(scores, f"IoU per instance, {eval_set}", out / f"iou_{slug}.png")
     predictions = {m: files.methods[m].prediction for m in methods}
-    overlay_grid(files.cache, predictions, out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS)
+    ms = {m: summaries[m]["ms_per_image"] for m in methods if summaries[m].get("ms_per_image") is not None}
+    overlay_grid(files.cache, predictions, out / f"overlays_{slug}.png", threshold, OVERLAY_ROWS, ms)
     persons, cached = _load(files.persons_summary), _load(files.cache_summary)
     counts = [
         eval_set,

@@ -10,7 +10,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from models.assets import DEEPLAB_MODEL
-from models.peers import PEERS, DeepLabSegmenter, make_peer
+from models.peers import PEERS, DeepLabSegmenter, deeplab_baseline, make_peer
 from tests.conftest import SAMPLE
 
 PHOTO = "000000000785.jpg"  # one skier, large in the frame
@@ -36,6 +36,17 @@ def test_peer_finds_the_skier(name: str) -> None:
     assert prob.min() >= 0.0 and prob.max() <= 1.0
     truth, mask = person_union(PHOTO), prob >= 0.5
     assert (mask & truth).sum() / (mask | truth).sum() > 0.5
+
+
+def test_deeplab_on_a_person_crop_finds_the_person() -> None:
+    image = cv2.cvtColor(cv2.imread(str(SAMPLE / "coco" / "val2017" / PHOTO)), cv2.COLOR_BGR2RGB)
+    ys, xs = np.nonzero(person_union(PHOTO))
+    crop = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    truth = person_union(PHOTO)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    crop, truth = cv2.resize(crop, (256, 256)), cv2.resize(truth.astype(np.uint8), (256, 256)) > 0
+    prob = deeplab_baseline(crop)
+    assert prob.shape == (256, 256) and prob.dtype == np.float32
+    assert prob[truth].mean() > 0.5 > prob[~truth].mean()
 
 
 def test_deeplab_is_shipped_with_its_licence() -> None:

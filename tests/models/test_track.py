@@ -8,7 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from models.track import JointKalman, TrackConfig, flow_at, orb_track, track_keypoints
+from models.track import (
+    JointKalman,
+    TrackConfig,
+    estimate_disagreement,
+    estimate_turned,
+    flow_at,
+    orb_track,
+    rotate_points,
+    track_keypoints,
+)
 from tests.conftest import SAMPLE
 
 FAST = TrackConfig(flow="farneback")
@@ -110,3 +119,80 @@ def test_orb_baseline_tracks_a_translation_and_keeps_its_shape(person) -> None:
     tracked = list(orb_track(shifted(image, shifts), kps))
     assert len(tracked) == 3 and all(t.shape == (17, 3) for t in tracked)
     assert np.median(errors(tracked, kps, shifts)) < 3.0
+
+
+def still_frames(n: int) -> list[np.ndarray]:
+    """n identical textureless frames: the flow is zero, so any motion comes from the estimator."""
+    return [np.full((120, 160, 3), 90, np.uint8) for _ in range(n)]
+
+
+def skeleton(dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """(17,3) joints on a 40 x 60 px figure whose top-left is (50 + dx, 30 + dy)."""
+    rng = np.random.default_rng(0)
+    xy = np.c_[50 + dx + rng.uniform(0, 40, 17), 30 + dy + rng.uniform(0, 60, 17)]
+    return np.c_[xy, np.full(17, 2.0)].astype(np.float32)
+
+
+def test_an_agreeing_estimate_pulls_the_track_and_a_far_one_is_ignored() -> None:
+    first = skeleton()
+    calls: list[np.ndarray] = []
+
+    def near(frame: np.ndarray, box: np.ndarray) -> np.ndarray:  # the person walks 2 px a frame
+        calls.append(box)
+        return skeleton(2.0 * len(calls))
+
+    tracked = list(track_keypoints(still_frames(6), first, TrackConfig(flow="farneback", turns="0"), near))
+    moved = tracked[-1][:, :2] - first[:, :2]  # the flow says "still" (r = 1 px^2), the estimator 10 px
+    assert np.allclose(moved[:, 1], 0.0, atol=1e-3) and (moved[:, 0] > 3.0).all() and (moved[:, 0] < 10.5).all()
+    box = calls[0]  # the estimator sees the tracked joints' extent, padded
+    assert box[0] < first[:, 0].min() and box[0] + box[2] > first[:, 0].max()
+
+    far = list(track_keypoints(still_frames(4), first, FAST, lambda f, b: skeleton(60.0)))  # a spectator
+    assert np.abs(far[-1][:, :2] - first[:, :2]).max() < 1e-3
+    shaky = list(track_keypoints(still_frames(4), first, FAST, lambda f, b: skeleton(0.5)))  # in the deadband
+    assert np.abs(shaky[-1][:, :2] - first[:, :2]).max() < 1e-3
+    off = list(track_keypoints(still_frames(4), first, TrackConfig(flow="farneback", correct=False), near))
+    assert np.abs(off[-1][:, :2] - first[:, :2]).max() < 1e-3
+
+
+def test_estimate_disagreement_is_the_median_distance_in_person_sizes() -> None:
+    tracked = skeleton()[:, :2].astype(np.float64)
+    size = np.ptp(tracked, axis=0).max()
+    on = np.ones(17, bool)
+    estimate = skeleton().astype(np.float64)
+    assert estimate_disagreement(estimate, tracked, on) == 0.0
+    estimate[:8, :2] += 100.0  # 8 of 17 joints far away: the median joint still agrees
+    assert estimate_disagreement(estimate, tracked, on) == 0.0
+    estimate[8:, 0] += 0.1 * size
+    assert estimate_disagreement(estimate, tracked, on) == pytest.approx(0.1)
+    estimate[:, 2] = 0.0
+    estimate[:2, 2] = 2.0
+    assert estimate_disagreement(estimate, tracked, on) == float("inf")  # fewer than 3 joints in common
+
+
+def test_rotate_points_matches_np_rot90_and_turns_back() -> None:
+    image = np.zeros((20, 30), np.uint8)
+    image[2, 1] = 1
+    for turns in range(4):
+        turned = np.rot90(image, turns)
+        ((row, col),) = np.argwhere(turned)
+        point = rotate_points(np.array([[1.5, 2.5, 7.0]]), image.shape, turns)
+        assert np.allclose(point, [[col + 0.5, row + 0.5, 7.0]])
+        assert np.allclose(rotate_points(point, turned.shape, 4 - turns), [[1.5, 2.5, 7.0]])
+
+
+def test_an_upside_down_person_is_estimated_on_the_turned_frame() -> None:
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:60] = 255  # "upright" for this estimator: bright on top
+    upright_kps = skeleton()
+
+    def upright_only(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        return upright_kps if image[0, 0, 0] == 255 else None
+
+    upside_down = np.ascontiguousarray(frame[::-1, ::-1])
+    assert estimate_turned(upright_only, upside_down, np.array([0, 0, 160, 120]), 0) is None
+    back = estimate_turned(upright_only, upside_down, np.array([0, 0, 160, 120]), 2)
+    assert np.allclose(back[:, :2], rotate_points(upright_kps, (120, 160), 2)[:, :2])
+    first = back.astype(np.float32)
+    tracked = list(track_keypoints([upside_down] * 3, first, FAST, upright_only))
+    assert np.abs(tracked[-1][:, :2] - first[:, :2]).max() < 1e-3  # found by turning, it agrees

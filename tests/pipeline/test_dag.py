@@ -129,3 +129,15 @@ def test_a_split_with_nobody_in_it_still_gives_a_report(luigi_config):
     with open(Path(task.output().path) / "iou.csv", newline="") as f:
         assert list(csv.DictReader(f)) == []
     assert "| prior | 0 |" in (Path(task.output().path) / "report.md").read_text()
+
+
+def test_the_graph_cut_and_deeplab_methods_run_as_stages_and_enter_the_report(luigi_config):
+    methods = ["gmm_graphcut", "slic_gmm_graphcut", "coopcut", "deeplab"]
+    task = EvaluateAll(eval_sets=["voc/val"], methods=methods)
+    assert build(task)
+    with open(Path(task.output().path) / "iou.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows} == set(methods)
+    assert all(0.0 <= float(r["iou_full"]) <= 1.0 for r in rows)
+    report = (Path(task.output().path) / "report.md").read_text()
+    assert all(f"| {m} | 3 |" in report for m in methods)

@@ -43,10 +43,12 @@ def clip(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
 
 def test_a_clip_gets_keypoints_on_every_frame_and_masks_from_them(luigi_config, clip, tmp_path) -> None:
     folder, first, kps = clip
-    luigi_config({"track": {"flow": "farneback"}})
+    # the flow alone: the estimator's correction would move the annotated joints to its own idea of them
+    luigi_config({"track": {"flow": "farneback", "correct": "false"}})
     task = TrackKeypoints(frames=str(folder), first_keypoints=str(first))
     assert build(task)
-    tracked = json.loads(Path(task.output()["keypoints"].path).read_text())
+    flow_only = task.output()["keypoints"].path
+    tracked = json.loads(Path(flow_only).read_text())
     assert [im["file_name"] for im in tracked["images"]] == [f"frame_{t:03d}.jpg" for t in range(len(SHIFTS))]
     vis = kps[:, 2] > 0
     for ann, shift in zip(tracked["annotations"], SHIFTS, strict=True):
@@ -55,13 +57,22 @@ def test_a_clip_gets_keypoints_on_every_frame_and_masks_from_them(luigi_config, 
     summary = json.loads(Path(task.output()["summary"].path).read_text())
     assert summary["frames"] == len(SHIFTS) and summary["unreadable_frames"] == 0 and summary["people"] == 1
 
+    luigi_config({"track": {"correct": "true"}})  # the default: corrected by the pose estimator
+    corrected = TrackKeypoints(frames=str(folder), first_keypoints=str(first))
+    assert corrected.output()["keypoints"].path != flow_only  # [track] is in the path
+    assert build(corrected)
+    last = json.loads(Path(corrected.output()["keypoints"].path).read_text())["annotations"][-1]
+    moved = np.asarray(last["keypoints"], np.float32).reshape(17, 3)
+    error = np.linalg.norm(moved[vis, :2] - (kps[vis, :2] + SHIFTS[-1]), axis=1)
+    assert 0.5 < error.mean() < 25.0  # pulled towards MediaPipe's joints, still on the person
+
     torch.manual_seed(0)
     cfg = ModelConfig(base_channels=4, depth=2)
     save_model(tmp_path / "tiny.pt", PoseUNet(cfg), cfg, {})
     masks = GenerateMasks(
         input_dir=str(folder),
         output_dir=str(tmp_path / "masks"),
-        keypoints=task.output()["keypoints"].path,
+        keypoints=flow_only,
         model=str(tmp_path / "tiny.pt"),
         progress=False,
     )
