@@ -1,8 +1,9 @@
 """Several people in one photo: find them, segment each through its own crop, merge into labels.
 
-Pure numpy/torch (no luigi). Each person gets the same treatment as a cached sample
-(models.sample.person_sample -> PoseUNet -> optional dense CRF at crop size -> paste back), so
-a mask made here for a person equals the one PredictMasks + Evaluate make for that person.
+Pure numpy/torch (no luigi; torch is imported when a network runs). Each person gets the same
+treatment as a cached sample (models.sample.person_sample -> PoseUNet -> optional dense CRF at crop
+size -> paste back), so a mask made here for a person equals the one PredictMasks + Evaluate make
+for that person.
 
 A detected person whose pose cannot be estimated (or has fewer than `min_keypoints` joints) is
 kept as a "box" person when asked: its mask comes from GrabCut initialised with the detector's
@@ -14,18 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from models.baselines import grabcut_person
 from models.crf import CRFParams, refine
 from models.crop import paste_back
-from models.dataset import UINT8_MAX, normalize_image, prior_to_probability
 from models.detect import keypoint_box
 from models.keypoints import COCO17_NAMES, outside_image
 from models.sample import CropConfig, person_sample
-from models.unet import PoseUNet
+
+if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks are imported
+    import torch
+
+    from models.unet import PoseUNet
 
 # Label maps are uint8 up to this many people, uint16 beyond (PNG holds both).
 MAX_UINT8_PEOPLE = 255
@@ -134,7 +138,6 @@ def estimate_people(
     return people
 
 
-@torch.inference_mode()
 def crop_probabilities(
     net: PoseUNet, samples: Sequence[dict[str, np.ndarray]], device: torch.device | str, prior_eps: float = 1e-4
 ) -> np.ndarray:
@@ -142,15 +145,20 @@ def crop_probabilities(
 
     The inputs are normalised exactly as models.dataset.CacheDataset does for training.
     """
-    images = torch.stack([normalize_image(s["image"]) for s in samples])
-    posemaps = []
-    for s in samples:
-        pose = torch.from_numpy(s["posemap"]).float().div_(UINT8_MAX)
-        posemaps.append(pose.unsqueeze(0) if pose.ndim == 2 else pose)
-    priors = torch.stack([prior_to_probability(s["prior"], prior_eps) for s in samples])
-    device = torch.device(device)
-    probability = net.predict_probability(images.to(device), torch.stack(posemaps).to(device), priors.to(device))
-    return probability[:, 0].float().cpu().numpy()
+    import torch
+
+    from models.dataset import UINT8_MAX, normalize_image, prior_to_probability
+
+    with torch.inference_mode():
+        images = torch.stack([normalize_image(s["image"]) for s in samples])
+        posemaps = []
+        for s in samples:
+            pose = torch.from_numpy(s["posemap"]).float().div_(UINT8_MAX)
+            posemaps.append(pose.unsqueeze(0) if pose.ndim == 2 else pose)
+        priors = torch.stack([prior_to_probability(s["prior"], prior_eps) for s in samples])
+        device = torch.device(device)
+        probability = net.predict_probability(images.to(device), torch.stack(posemaps).to(device), priors.to(device))
+        return probability[:, 0].float().cpu().numpy()
 
 
 def iter_person_masks(

@@ -1,9 +1,13 @@
-"""The `posemask` command: person masks for a folder of photos, for people who don't know Luigi.
+"""The `posemask masks` run: check the arguments, configure, build GenerateMasks through Luigi.
 
-``posemask masks photos/ masks/`` runs the GenerateMasks task (pipeline/generate.py) through
-Luigi, with a local scheduler unless --scheduler-url names a luigid. It works installed, from any
-folder and offline: the model, the person detector and the default settings ship in the package,
-and work files go under OUTPUT (unless a config file sets [work] root).
+``posemask masks photos/ masks/`` (parsed by posemask/cli.py, which stays light) runs the
+GenerateMasks task (pipeline/generate.py) through Luigi, with a local scheduler unless
+--scheduler-url names a luigid. It works installed, from any folder and offline: the model, the
+person detector and the default settings ship in the package, and work files go under OUTPUT
+(unless a config file sets [work] root).
+
+    run_masks(args, parser)   the exit code of one run (EXIT_* below, as `posemask --help` lists them)
+    main(argv)                posemask.cli.main: parse, then run_masks
 """
 
 from __future__ import annotations
@@ -11,138 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from models.assets import SHIPPED_NAME
 from pipeline.lib.night import STATE_DIR, output_owner
-from pipeline.nightly import METHODS, POSEMASK
-
-EXIT_OK = 0
-EXIT_SKIPPED = 1
-EXIT_USAGE = 2
-EXIT_FAILED = 3
-EXIT_BUSY = 4
-# held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock)
-NIGHT_LOCK = "night.lock"
-
-DESCRIPTION = """\
-posemask: a mask for every person in every photo of a folder, using the pose-guided U-Net.
-
-The folder is searched recursively for .jpg .jpeg .png .webp .bmp files (symlinks and paths that
-leave it are refused). Each person gets their own mask; keypoints come from --keypoints, from a
-photo.json beside each photo.jpg, or from the built-in detector (YOLOX-nano) and pose estimator
-(MediaPipe Pose). A detected person whose pose cannot be estimated still gets a mask (GrabCut from
-the box; "mask_source": "box" in results.json). Run it again after adding photos: only new or
-changed photos are processed. Everything runs offline from files inside the package.
-
-settings: the package's defaults (pipeline/defaults.cfg), overridden by luigi.cfg in the current
-folder, then $LUIGI_CONFIG_PATH, then --config FILE.
-
-commands:
-  masks INPUT OUTPUT   make the masks of every photo under INPUT, written under OUTPUT
-"""
-
-MASKS_EPILOG = """\
-outputs (mirroring INPUT under OUTPUT):
-  <photo>.person<k>.png   mask of person k (0 / 255, full image size)
-  <photo>.labels.png      instance labels: 0 background, k+1 person k
-  shards/*/results.json   COCO results (image_id, file_name, RLE segmentation, keypoints, score)
-  shards/*/manifest.jsonl one row per photo: size, content hash, model, people, outcome, reason
-  summary.json            processed, skipped by reason, no person found, seconds, images/s
-
-examples:
-  posemask masks photos/ masks/
-  posemask masks photos/ masks/ --keypoints person_keypoints_val2017.json --crf
-  posemask masks photos/ masks/ --model runs/model.pt --workers 2
-  posemask masks photos/ masks-selfie/ --method selfie      # a whole-photo peer, to compare
-  luigid --port 8082 &   # then, on every machine sharing the folders:
-  posemask masks /shared/photos /shared/masks --scheduler-url http://host:8082 --workers 2
-
-exit codes:
-  0  every photo has its masks (or has no person in it)
-  1  finished, but some files were skipped (corrupt, not an image, too large, ...): see summary.json
-  2  usage error (bad arguments, INPUT missing, model file missing)
-  3  the pipeline failed (a task raised; see the log above)
-  4  another posemask masks run (local scheduler) is writing OUTPUT: nothing was done
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="posemask", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--version", action="version", version=f"posemask {package_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    masks = commands.add_parser(
-        "masks",
-        help="masks for every photo of a folder",
-        description=DESCRIPTION,
-        epilog=MASKS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    masks.add_argument("input_dir", metavar="INPUT", help="folder of photos (searched recursively)")
-    masks.add_argument("output_dir", metavar="OUTPUT", help="folder for masks, manifests and summary.json")
-    masks.add_argument(
-        "--keypoints",
-        default="",
-        metavar="FILE",
-        help="COCO annotations or results JSON with the people's keypoints, matched by file "
-        "name (or image id = file stem); default: photo.json beside each photo, else "
-        "the built-in pose estimator",
-    )
-    masks.add_argument(
-        "--model",
-        default=None,
-        metavar="MODEL",
-        help=f"{SHIPPED_NAME} (the model inside the package, the default), unet-coco / unet-voc "
-        "(trained by the DAG in the work folder: luigi --module pipeline TrainModel) or "
-        "the path of a model.pt",
-    )
-    masks.add_argument(
-        "--method",
-        default=None,
-        choices=METHODS,
-        help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare with",
-    )
-    masks.add_argument(
-        "--crf",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="refine the masks with the dense CRF (slower; default: [GenerateMasks] crf)",
-    )
-    masks.add_argument(
-        "--grabcut",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="refine each mask by GrabCut in the person's box (default: [GenerateMasks] grabcut)",
-    )
-    masks.add_argument(
-        "--config", default="", metavar="FILE", help="a luigi.cfg whose settings override the defaults and ./luigi.cfg"
-    )
-    masks.add_argument("--workers", type=int, default=1, metavar="N", help="parallel shards (default: 1)")
-    masks.add_argument(
-        "--shard-size",
-        type=int,
-        default=None,
-        metavar="N",
-        help="at most N photos per shard (default: luigi.cfg [GenerateMasks] shard_size)",
-    )
-    masks.add_argument(
-        "--scheduler-url",
-        default="",
-        metavar="URL",
-        help="central luigid scheduler, e.g. http://host:8082 (default: a local scheduler)",
-    )
-    masks.add_argument("--quiet", action="store_true", help="no progress bars or log lines: print only the summary")
-    return parser
-
-
-def package_version() -> str:
-    try:
-        return version("posemask")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown (not installed)"
+from pipeline.nightly import POSEMASK
+from posemask.cli import (  # noqa: F401 - the exit codes are part of this module's API
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    EXIT_USAGE,
+    NIGHT_LOCK,
+    build_parser,
+    main,
+)
 
 
 def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -206,11 +93,10 @@ def configure(args: argparse.Namespace) -> None:
         cfg.set("work", "root", _work_root_set_here)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `posemask` console script; returns the exit code (see --help)."""
-    parser = build_parser()
+def run_masks(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """One `posemask masks` run from parsed arguments; the exit code (usage errors exit through
+    parser.error, caught here)."""
     try:
-        args = parser.parse_args(argv)
         check_usage(args, parser)
         configure(args)
         from pipeline.generate import GenerateMasks
@@ -228,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         task = GenerateMasks(**params)
         if task.method == POSEMASK:
             check_model(task.model, parser)
-    except SystemExit as exit_:  # argparse: 0 for --help and --version, 2 for usage errors
+    except SystemExit as exit_:  # parser.error: 2
         return int(exit_.code or 0)
 
     if args.scheduler_url:  # runs against one luigid share the work: the scheduler coordinates them
@@ -275,7 +161,3 @@ def run_night(task: object, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(format_summary(summary))
     return EXIT_SKIPPED if summary.get("problems_total", 0) else EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

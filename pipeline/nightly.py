@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
 from models.crf import CRFParams
@@ -17,9 +18,11 @@ from models.detect import PersonDetector
 from models.peers import PEERS, make_peer
 from models.pose import PoseEstimator
 from models.sample import CropConfig
-from models.unet import PoseUNet
 from pipeline import config
 from pipeline.crf import read_crf_file
+
+if TYPE_CHECKING:  # torch loads with the network (nightly_components), not with this module
+    from models.unet import PoseUNet
 
 # What GenerateMasks can run: posemask itself, or a whole-photo peer to compare it with.
 POSEMASK = "posemask"

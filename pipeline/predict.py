@@ -10,7 +10,6 @@ import luigi
 import numpy as np
 from tqdm import tqdm
 
-from models.train import iter_predictions, load_model, resolve_device
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
 from pipeline.lib.cachebuild import cache_ids
@@ -39,6 +38,8 @@ class PredictMasks(PoseMaskTask):
         return {"pred": self.target("pred.h5")}
 
     def run(self) -> None:
+        from models.train import iter_predictions, load_model, resolve_device  # torch loads here, not on import
+
         device = resolve_device(self.device)
         net, _, meta = load_model(self.input()["model"]["model"].path, device)
         net.inference_flip = self.flip

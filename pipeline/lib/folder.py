@@ -3,10 +3,10 @@
 Plain functions (no luigi). Paths inside a folder are POSIX strings relative to its root.
 
 Sharding: an image's shard is ``sha1(relative path) mod 2**k`` with ``2**k`` the smallest power
-of two that keeps shards at or under ``shard_size`` images. The key never depends on the other
-images, so a new image changes exactly one shard; and when the folder doubles (k grows by one),
-every new shard is one half of exactly one old shard (`shards_overlap`), so earlier manifests are
-still found cheaply.
+of two that keeps every shard at or under ``shard_size`` images (the fullest one: a true maximum).
+The key never depends on the other images, so a new image changes exactly one shard, unless it
+overfills it: then k grows by one, and every new shard is one half of exactly one old shard
+(`shards_overlap`), so earlier manifests are still found cheaply.
 """
 
 from __future__ import annotations
@@ -90,12 +90,23 @@ def discover_images(
     return found
 
 
-def shard_count(num_images: int, shard_size: int) -> int:
-    """Smallest power of two 2**k with num_images / 2**k <= shard_size (at least 1)."""
+MAX_SHARD_COUNT = 1 << 24  # a bound on the doubling: shard_size 1 over colliding low key bits
+
+
+def shard_count(relatives: Iterable[str], shard_size: int) -> int:
+    """Smallest power of two 2**k whose fullest shard (by shard_of) holds at most shard_size of these
+    images: shard_size is a true maximum, not an average (hash shards are uneven)."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    keys = np.fromiter((path_key(r) for r in relatives), np.uint64)
     count = 1
-    while num_images > count * shard_size:
+    while len(keys) > count * shard_size:  # the average bound first: no bincount needed below it
+        count *= 2
+    while (
+        count < MAX_SHARD_COUNT
+        and len(keys)
+        and np.bincount((keys % np.uint64(count)).astype(np.int64)).max() > shard_size
+    ):
         count *= 2
     return count
 

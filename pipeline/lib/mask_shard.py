@@ -18,8 +18,10 @@ outcome has no mask files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -66,19 +68,37 @@ class Earlier:
     results: list[dict]
 
 
+@functools.lru_cache(maxsize=4)
+def _shard_folders(shards_dir: str, mtime_ns: int, links: int) -> tuple[tuple[str, str, int, int], ...]:
+    """(name, tag, index, count) of each shard folder: one listing per change of the shards folder
+    (its mtime and link count, 2 + its subfolders, move when a folder is added or removed), not one
+    per shard."""
+    try:
+        names = sorted(os.listdir(shards_dir))
+    except FileNotFoundError:
+        return ()
+    return tuple((name, m["tag"], int(m["index"]), int(m["count"])) for name in names if (m := SHARD_NAME.match(name)))
+
+
 def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[str]) -> dict[str, Earlier]:
     """Latest row per photo from earlier shard folders of this model that can hold these photos."""
     from pipeline.lib.folder import shards_overlap
 
     tag = shard_tag(model_id)
+    shards_dir = out / SHARDS_DIR
+    try:
+        stat = shards_dir.stat()
+        listing = _shard_folders(str(shards_dir), stat.st_mtime_ns, stat.st_nlink)
+    except FileNotFoundError:
+        return {}
+    candidates = [
+        shards_dir / name
+        for name, other_tag, other_index, other_count in listing
+        if other_tag == tag and shards_overlap(index, count, other_index, other_count)
+    ]
     found: dict[str, Earlier] = {}
-    folders = sorted((out / SHARDS_DIR).glob("*"), key=lambda p: (p / "manifest.jsonl").is_file())
-    for folder in folders:  # incomplete folders (journals) last: they are the newest work
-        match = SHARD_NAME.match(folder.name)
-        if not match or match["tag"] != tag:
-            continue
-        if not shards_overlap(index, count, int(match["index"]), int(match["count"])):
-            continue
+    for folder in sorted(candidates, key=lambda p: (p / "manifest.jsonl").is_file()):
+        # incomplete folders (journals) last: they are the newest work
         manifest = folder / "manifest.jsonl"
         if manifest.is_file():
             results: dict[str, list[dict]] = {}
@@ -87,7 +107,7 @@ def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[st
             for row in read_jsonl(manifest):
                 if row.get("path") in paths:
                     found[row["path"]] = Earlier(row, results.get(row["path"], []))
-        else:
+        elif (folder / "journal.jsonl").is_file():
             for row in read_jsonl(folder / "journal.jsonl"):
                 if row.get("path") in paths and "results" in row:
                     found[row["path"]] = Earlier({k: v for k, v in row.items() if k != "results"}, row["results"])
@@ -294,15 +314,19 @@ class PhotoMasker:
         return target.relative_to(self.output_dir).as_posix()
 
     def remove_masks(self, rel: str, keep: int, keep_labels: bool = False) -> None:
-        """Remove this photo's person masks numbered >= keep (and its labels when keep == 0, unless kept)."""
+        """Remove this photo's person masks numbered >= keep (and its labels when keep == 0, unless kept).
+
+        Masks are written person0, person1, ... in order and removed from the highest down, so a
+        photo's masks are always a run from person0 (even after a kill): probing upwards from
+        `keep` to the first missing file finds them all with a few stat calls, where listing the
+        folder would cost time that grows with the folder (quadratic over a flat folder's night).
+        """
         base = self.mask_base(rel)
-        if not base.parent.is_dir():
-            return
-        pattern = re.compile(re.escape(base.name) + r"\.person(\d+)\.png$")
-        for f in base.parent.iterdir():
-            match = pattern.match(f.name)
-            if match and int(match[1]) >= keep:
-                f.unlink(missing_ok=True)
+        present = []
+        while (candidate := base.with_name(f"{base.name}.person{keep + len(present)}.png")).exists():
+            present.append(candidate)
+        for f in reversed(present):
+            f.unlink(missing_ok=True)
         if keep == 0 and not keep_labels:
             base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
 

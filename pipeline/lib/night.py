@@ -94,7 +94,7 @@ def plan_folder(
     found = discover_images(root, exclude=[out])
     hashes = HashCache(out / STATE_DIR / "hashes.json")
     plan = Plan(model_id=model_id, refused=found.refused, images=len(found.images), hidden=found.hidden)
-    plan.count = shard_count(len(found.images), shard_size)
+    plan.count = shard_count(found.images, shard_size)
     matched: set[str] = set()
     name_counts = Counter(Path(rel).name for rel in found.images)
     for rel in found.images:

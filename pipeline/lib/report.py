@@ -14,16 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from models.visualize import grid, overlay  # noqa: E402
-from pipeline.lib.cachebuild import cache_samples, cache_size  # noqa: E402
-from pipeline.lib.predictions import predictions_at  # noqa: E402
-from pipeline.lib.scoring import SCORE_FIELDS  # noqa: E402
+from models.visualize import grid, overlay
+from pipeline.lib.cachebuild import cache_samples, cache_size
+from pipeline.lib.predictions import predictions_at
+from pipeline.lib.scoring import SCORE_FIELDS
 
 COLUMNS = (
     "method",
@@ -167,7 +163,18 @@ def to_html(blocks: list[Block]) -> str:
     )
 
 
+def pyplot():  # noqa: ANN201 - the matplotlib.pyplot module
+    """matplotlib.pyplot on the Agg backend, imported when a plot is drawn (not with the tasks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def box_plot(scores: dict[str, list[float]], title: str, path: Path) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(scores)), 4))
     ax.boxplot(list(scores.values()), showmeans=True)
     ax.set_xticks(range(1, len(scores) + 1), list(scores), rotation=30, ha="right")

@@ -238,3 +238,24 @@ def test_a_second_local_night_on_the_same_output_waits_for_nobody_and_says_so(tm
         assert run(["masks", str(photos), str(out), "--model", str(tiny_model), "--quiet"]) == EXIT_BUSY
     assert "another posemask masks run is writing" in capsys.readouterr().err
     assert not (out / "summary.json").exists()
+
+
+def test_help_and_usage_errors_import_no_pipeline() -> None:
+    """`posemask --help` must start in well under a second: nothing heavy may load before a run."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from posemask.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    codes = [main(['--help']), main(['masks', '--help']), main(['masks', 'only-one-argument'])]\n"
+        "heavy = sorted({'numpy', 'torch', 'luigi', 'cv2', 'pipeline', 'matplotlib'} & set(sys.modules))\n"
+        "print(codes, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[0, 0, 2] []"
+
+
+def test_the_front_end_knows_every_method() -> None:
+    from pipeline.nightly import METHODS
+    from posemask.cli import METHOD_NAMES
+
+    assert METHOD_NAMES == METHODS
