@@ -157,6 +157,26 @@ class baselines(luigi.Config):  # noqa: N801
     deeplab = luigi.DictParameter(default={})  # DeepLab-v3 on the crop takes no settings
 
 
+class resources(luigi.Config):  # noqa: N801
+    """[resources] how much of the machine one process takes (not what it computes)."""
+
+    torch_threads = luigi.IntParameter(
+        default=1,
+        significant=False,
+        description="torch CPU threads per process (0 = torch's default, one per core). Parallelism "
+        "belongs to processes (shards, pools, luigi --workers): threads of several processes fight",
+    )
+
+
+def use_torch_threads() -> None:
+    """Apply [resources] torch_threads to this process (call where a task starts using torch)."""
+    import torch
+
+    threads = resources().torch_threads
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 class evaluation(luigi.Config):  # noqa: N801
     """[evaluation] how predictions are scored."""
 

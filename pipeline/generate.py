@@ -60,6 +60,16 @@ LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
 
 
 @functools.lru_cache(maxsize=2)
+def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.unet.PoseUNet
+    """The network of a model file, loaded once per process while the file is unchanged (the
+    shards of a night run one after another in a process: each would load it again)."""
+    from models.train import load_model, resolve_device
+
+    net, _, _ = load_model(path, resolve_device(device))
+    return net
+
+
+@functools.lru_cache(maxsize=2)
 def _cached_keypoint_file(path: str, size: int, mtime_ns: int) -> KeypointIndex:
     return load_keypoint_file(path)
 
@@ -306,16 +316,16 @@ class MaskShard(MaskSettings, PoseMaskTask):
 
     def load(self) -> tuple:
         """(network or None for a peer, CRF params or None) for this run."""
-        from models.train import load_model, resolve_device
-
         if self.method != POSEMASK:
             return None, None
+        config.use_torch_threads()
         inputs = self.input()
         if "model" in inputs:
             model_path = inputs["model"]["model"].path
         else:
             model_path = str(require(SHIPPED_MODEL)) if self.model == SHIPPED_NAME else self.model
-        net, _, _ = load_model(model_path, resolve_device(self.device))
+        stat = Path(model_path).stat()
+        net = _network(model_path, self.device, stat.st_size, stat.st_mtime_ns)
         net.inference_flip = self.flip
         crf = None
         if self.crf:

@@ -10,6 +10,7 @@ import luigi
 import numpy as np
 from tqdm import tqdm
 
+from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
 from pipeline.lib.cachebuild import cache_ids
@@ -40,6 +41,7 @@ class PredictMasks(PoseMaskTask):
     def run(self) -> None:
         from models.train import iter_predictions, load_model, resolve_device  # torch loads here, not on import
 
+        config.use_torch_threads()
         device = resolve_device(self.device)
         net, _, meta = load_model(self.input()["model"]["model"].path, device)
         net.inference_flip = self.flip

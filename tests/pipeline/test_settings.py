@@ -163,3 +163,21 @@ def test_repository_configs_name_declared_settings_and_valid_datasets():
             assert section in declared, f"{path.name}: [{section}] is no posemask section or task"
             for key in parser[section]:
                 assert key in declared[section], f"{path.name}: [{section}] {key} is not a declared parameter"
+
+
+def test_torch_threads_come_from_resources_and_zero_leaves_torch_alone(luigi_config) -> None:
+    import torch
+
+    from pipeline.config import use_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        luigi_config({"resources": {"torch_threads": 1}})
+        use_torch_threads()
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        luigi_config({"resources": {"torch_threads": 0}})
+        use_torch_threads()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
