@@ -10,11 +10,17 @@ Layout of a training output folder `out_dir`:
     checkpoints/best.pt   model weights of the best validation IoU (load_model format)
     history.csv           one row per epoch
     history.png           loss / IoU curves
+
+Under torchrun (WORLD_SIZE > 1) `train` runs data-parallel (models/distributed.py): one process per
+rank, DistributedDataParallel, each rank a strided shard of the cache and batch_size / WORLD_SIZE
+samples a step (batch_size is the global batch), validation sums gathered from all ranks; only
+rank 0 reads and writes out_dir. models/train_dist.py is the command line for it.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -27,12 +33,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from models.atomic import atomic_path
 from models.augment import AUGMENTATIONS
 from models.dataset import CacheDataset
+from models.distributed import (
+    DistContext,
+    ShardSampler,
+    barrier,
+    from_main,
+    process_group,
+    rank_device,
+    sum_over_ranks,
+    sync_buffers_from_main,
+)
 from models.plain import from_plain_dict
 from models.unet import ModelConfig, PoseUNet
 
@@ -43,6 +61,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "seconds", "sam
 
 SCHEDULES = ("constant", "cosine")
 LR_FLOOR = 0.01  # warm-up starts and cosine ends at lr x LR_FLOOR
+RANK_SEED_STRIDE = 1_000_003  # under torchrun, rank r's augmentation seeds are offset by r x this
 
 PathLike = str | os.PathLike
 ProgressFn = Callable[[int, int, str], None]
@@ -53,9 +72,11 @@ class TrainConfig:
     """How to train (all stored as plain types in checkpoints). Defaults are the paper's.
 
     epochs: total epochs (a resumed run continues up to this number).
-    batch_size: samples per optimizer step (also the validation batch size).
+    batch_size: samples per optimizer step (also the validation batch size). Under torchrun the
+      global batch: each of the WORLD_SIZE ranks takes batch_size / WORLD_SIZE (must divide).
     lr, weight_decay: Adam's learning rate and L2 weight decay.
-    seed: seeds model init, shuffling, augmentation (reproducible on CPU).
+    seed: seeds model init, shuffling, augmentation (reproducible on CPU; under torchrun the
+      shuffled order is the single process's, augmentation draws differ per rank).
     num_workers: DataLoader worker processes (0 = load in the training process).
     num_threads: torch CPU threads for this process (0 = leave torch's default); on a busy or
       small CPU, fewer threads than cores avoids OpenMP contention.
@@ -158,6 +179,23 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def _seed_rank_worker(rank: int, worker_id: int) -> None:
+    """worker_init_fn of rank > 0 under torchrun. Every rank's DataLoader draws the same base seed
+    from the shared shuffle generator, so without this offset all ranks would augment alike."""
+    torch.manual_seed((torch.initial_seed() + rank * RANK_SEED_STRIDE) % 2**63)
+    _seed_worker(worker_id)
+
+
+def _seed_rank_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Under torchrun: global RNGs (augmentation without workers) from (seed, epoch, rank), so each
+    rank draws its own stream and a resumed run draws what the uninterrupted one did (the
+    checkpoint holds rank 0's RNG state only)."""
+    value = (seed * 100_003 + epoch + rank * RANK_SEED_STRIDE) % 2**32
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -315,13 +353,22 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, channe
 
 
 def train_step(
-    model: PoseUNet, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], use_amp: bool
+    model: PoseUNet,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    use_amp: bool,
+    forward: nn.Module | None = None,
 ) -> torch.Tensor:
-    """One optimizer step on a batch already on the model's device; returns the (detached) loss."""
+    """One optimizer step on a batch already on the model's device; returns the (detached) loss.
+
+    forward: what runs the forward pass when it is not `model` itself (its DistributedDataParallel
+      wrapper, whose backward averages the gradients over ranks); the loss is always model.loss.
+    """
     device_type = batch["image"].device.type
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
-        output = model(batch["image"], batch["posemap"], batch["prior"])
+        net = forward if forward is not None else model
+        output = net(batch["image"], batch["posemap"], batch["prior"])
     loss = model.loss(output, batch["mask"])
     loss.backward()
     optimizer.step()
@@ -338,10 +385,13 @@ def _run_epoch(
     desc: str,
     show_bar: bool,
     lr_at: Callable[[float], float] | None = None,
+    forward: nn.Module | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, int]:
     """Train one epoch -> (mean loss per sample, samples seen); lr_at(fraction of the epoch) sets
-    the learning rate before each step."""
-    model.train()
+    the learning rate before each step. forward: see train_step. reduce: sums a (2,) float64
+    tensor [loss sum, samples] over ranks, so that both numbers are the whole job's."""
+    (forward if forward is not None else model).train()
     total_loss = torch.zeros((), device=device)
     seen = 0
     steps = max(len(loader), 1)
@@ -352,8 +402,12 @@ def _run_epoch(
                     group["lr"] = lr_at(step / steps)
             batch = batch_to_device(batch, device, channels_last)
             size = batch["image"].shape[0]
-            total_loss += train_step(model, optimizer, batch, use_amp) * size
+            total_loss += train_step(model, optimizer, batch, use_amp, forward) * size
             seen += size
+    if reduce is not None:
+        sums = reduce(torch.stack([total_loss.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)]))
+        loss_sum, seen = sums[0].item(), int(sums[1].item())
+        return (loss_sum / seen if seen else math.nan), seen
     return (total_loss.item() / seen if seen else math.nan), seen
 
 
@@ -366,8 +420,13 @@ def evaluate(
     channels_last: bool,
     threshold: float,
     show_bar: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """Mean loss and mean per-instance IoU (probability > threshold) over `loader`."""
+    """Mean loss and mean per-instance IoU (probability > threshold) over `loader`.
+
+    reduce: sums a (3,) float64 tensor [loss sum, IoU sum, samples] over ranks (each rank's loader
+      a shard of the validation set), so that every rank returns the whole set's means.
+    """
     model.eval()
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     total_iou = torch.zeros((), device=device, dtype=torch.float64)
@@ -380,6 +439,10 @@ def evaluate(
         total_loss += model.loss(output, batch["mask"]).double() * size
         total_iou += instance_iou(model.probability(output), batch["mask"], threshold).double().sum()
         seen += size
+    if reduce is not None:
+        count = torch.tensor(float(seen), device=device, dtype=torch.float64)
+        loss_sum, iou_sum, seen_all = reduce(torch.stack([total_loss, total_iou, count])).tolist()
+        return (loss_sum / seen_all, iou_sum / seen_all) if seen_all else (math.nan, math.nan)
     if not seen:
         return math.nan, math.nan
     return total_loss.item() / seen, total_iou.item() / seen
@@ -426,22 +489,34 @@ def _make_loader(
     num_workers: int,
     device: torch.device,
     generator: torch.Generator | None,
+    sampler: Sampler[int] | None = None,
+    rank: int = 0,
 ) -> DataLoader:
+    """sampler: this rank's shard under torchrun (then shuffle must be False: the sampler orders);
+    rank: offsets the workers' seeds of ranks > 0."""
+    if sampler is not None and shuffle:
+        raise ValueError("_make_loader: a sampler orders the samples itself; pass shuffle=False")
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_seed_worker,
+        worker_init_fn=_seed_worker if rank == 0 else functools.partial(_seed_rank_worker, rank),
         generator=generator,
         drop_last=False,
     )
 
 
-def _prepare_device(train_cfg: TrainConfig) -> tuple[torch.device, bool, bool]:
-    """(device, bf16 autocast, channels_last) for a run; cudnn autotuning and torch threads set."""
+def _prepare_device(train_cfg: TrainConfig, ctx: DistContext | None = None) -> tuple[torch.device, bool, bool]:
+    """(device, bf16 autocast, channels_last) for a run; cudnn autotuning and torch threads set.
+
+    Under torchrun (ctx active) a CUDA device is cuda:LOCAL_RANK.
+    """
     device = resolve_device(train_cfg.device)
+    if ctx is not None:
+        device = rank_device(device, ctx)
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.backends.cudnn.benchmark = True
@@ -455,9 +530,12 @@ def _restore_weights(
     model_cfg: ModelConfig,
     checkpoint: dict | None,
     last_path: Path,
-    init_weights: PathLike | None,
+    init_weights: PathLike | dict[str, torch.Tensor] | None,
 ) -> tuple[int, float, int, list[dict]]:
-    """Load a resume checkpoint (or init_weights) into `model` -> (start epoch, best IoU, best epoch, history)."""
+    """Load a resume checkpoint (or init_weights) into `model` -> (start epoch, best IoU, best epoch, history).
+
+    init_weights: a model file / checkpoint path, or weights already read from one (torchrun: by rank 0).
+    """
     if checkpoint is not None:
         if checkpoint["model_config"] != model_cfg.to_dict():
             raise ValueError(
@@ -470,10 +548,12 @@ def _restore_weights(
         best_iou = -math.inf if math.isnan(best_iou) else best_iou
         return int(checkpoint["epoch"]), best_iou, int(checkpoint["best_epoch"]), list(checkpoint["history"])
     if init_weights is not None:
+        state = init_weights if isinstance(init_weights, dict) else read_weights(Path(init_weights))
+        name = "(read by rank 0)" if isinstance(init_weights, dict) else init_weights
         try:
-            model.load_state_dict(read_weights(Path(init_weights)))
+            model.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(f"init_weights {init_weights} do not fit model config {model_cfg}: {err}") from err
+            raise ValueError(f"init_weights {name} do not fit model config {model_cfg}: {err}") from err
     return 0, -math.inf, 0, []
 
 
@@ -507,6 +587,16 @@ def _save_checkpoint(
     )
 
 
+def check_global_batch(batch_size: int, world_size: int) -> int:
+    """The batch of one rank -> batch_size / world_size; ValueError unless world_size divides batch_size."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"TrainConfig.batch_size {batch_size} is the global batch and must be divisible by the number "
+            f"of processes (WORLD_SIZE {world_size}): each rank takes batch_size / WORLD_SIZE samples a step"
+        )
+    return batch_size // world_size
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -523,26 +613,79 @@ def train(
     progress: called as progress(epochs_done, total_epochs, message) at start and after each epoch.
     Seeds the global torch/numpy/python RNGs from train_cfg.seed (and sets torch's thread count when
     train_cfg.num_threads > 0).
+    Under torchrun (WORLD_SIZE > 1, see the module docstring) every rank calls this: it joins the
+    process group (nccl on CUDA, gloo on CPU), and only rank 0 reads out_dir / init_weights, writes
+    files and calls `progress`; every rank returns the same history and weights.
     Returns {"model": PoseUNet (best validation weights, or last without validation, eval mode),
              "history": rows, "best_val_iou", "best_epoch", "epochs_completed", "resumed_from_epoch",
-             "device", "last_checkpoint", "best_checkpoint"}.
+             "device", "last_checkpoint", "best_checkpoint", "rank", "world_size",
+             "last_weights_sum" (sum of this rank's weights after its last epoch: the ranks' agree)}.
     """
-    out_dir = Path(out_dir)
+    ctx = DistContext.from_env()
+    check_global_batch(train_cfg.batch_size, ctx.world_size)
+    device, use_amp, channels_last = _prepare_device(train_cfg, ctx)
+    with process_group(ctx, device):
+        return _train_ranks(
+            model_cfg,
+            train_cfg,
+            train_paths,
+            val_paths,
+            Path(out_dir),
+            init_weights,
+            progress,
+            ctx,
+            device,
+            use_amp,
+            channels_last,
+        )
+
+
+def _read_start(last_path: Path, init_weights: PathLike | None) -> tuple[dict | None, dict[str, torch.Tensor] | None]:
+    """(resume checkpoint or None, init weights or None) as rank 0 reads them under torchrun."""
+    checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
+    weights = read_weights(Path(init_weights)) if checkpoint is None and init_weights is not None else None
+    return checkpoint, weights
+
+
+def _train_ranks(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_paths: Sequence[PathLike],
+    val_paths: Sequence[PathLike] | None,
+    out_dir: Path,
+    init_weights: PathLike | None,
+    progress: ProgressFn | None,
+    ctx: DistContext,
+    device: torch.device,
+    use_amp: bool,
+    channels_last: bool,
+) -> dict[str, Any]:
+    """train()'s body, in one process or in one rank of a process group that is set up."""
     ckpt_dir = out_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    device, use_amp, channels_last = _prepare_device(train_cfg)
-    notify = progress or (lambda done, total, message: None)
+    notify = (progress if ctx.is_main else None) or (lambda done, total, message: None)
+    reduce = functools.partial(sum_over_ranks, ctx=ctx) if ctx.active else None
 
     random.seed(train_cfg.seed)
     np.random.seed(train_cfg.seed)
     torch.manual_seed(train_cfg.seed)
     model = PoseUNet(model_cfg)
-    checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
-    start_epoch, best_iou, best_epoch, history = _restore_weights(model, model_cfg, checkpoint, last_path, init_weights)
+    initial: PathLike | dict[str, torch.Tensor] | None = init_weights
+    if ctx.active:  # rank 0 reads, the others get its copy: only rank 0 needs to see out_dir
+        checkpoint, initial = from_main(lambda: _read_start(last_path, init_weights), ctx)
+    else:
+        checkpoint = _load(last_path, CHECKPOINT_FORMAT) if last_path.exists() else None
+    start_epoch, best_iou, best_epoch, history = _restore_weights(model, model_cfg, checkpoint, last_path, initial)
 
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # All ranks built and restored the same weights; DDP broadcasts rank 0's at construction anyway.
+    net: nn.Module = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ctx.active
+        else model
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -553,23 +696,50 @@ def train(
     try:  # the h5 handles are closed on errors (and KeyboardInterrupt) too
         val_set = CacheDataset(val_paths, prior_eps=train_cfg.prior_eps) if val_paths else None
         shuffle_generator = torch.Generator()
-        train_loader = _make_loader(
-            train_set, train_cfg.batch_size, True, train_cfg.num_workers, device, shuffle_generator
-        )
-        val_loader = (
-            _make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
-            if val_set is not None
-            else None
-        )
+        if ctx.active:
+            # One shared generator for the DataLoader's base seed and the shard order, as in one
+            # process: together the ranks' k-th batches are the single process's k-th batch.
+            rank_batch = check_global_batch(train_cfg.batch_size, ctx.world_size)
+            train_sampler = ShardSampler(len(train_set), ctx.rank, ctx.world_size, shuffle_generator, shuffle=True)
+            train_loader = _make_loader(
+                train_set, rank_batch, False, train_cfg.num_workers, device, shuffle_generator, train_sampler, ctx.rank
+            )
+            val_loader = (
+                _make_loader(
+                    val_set,
+                    rank_batch,
+                    False,
+                    train_cfg.num_workers,
+                    device,
+                    None,
+                    ShardSampler(len(val_set), ctx.rank, ctx.world_size, drop_tail=False),
+                    ctx.rank,
+                )
+                if val_set is not None
+                else None
+            )
+        else:
+            train_loader = _make_loader(
+                train_set, train_cfg.batch_size, True, train_cfg.num_workers, device, shuffle_generator
+            )
+            val_loader = (
+                _make_loader(val_set, train_cfg.batch_size, False, train_cfg.num_workers, device, None)
+                if val_set is not None
+                else None
+            )
 
         total = train_cfg.epochs
+        show_bar = train_cfg.progress_bar and ctx.is_main
         notify(start_epoch, total, f"resuming after epoch {start_epoch}" if checkpoint else "starting")
         for epoch in range(start_epoch, total):
+            # history and best_epoch are the same on every rank (gathered sums): all stop together
             if stopped_early(history, best_epoch, train_cfg.patience):
                 break
             started = time.perf_counter()
             # Shuffle order (and worker seeds) depend only on (seed, epoch): resume-safe.
             shuffle_generator.manual_seed(train_cfg.seed * 100_003 + epoch)
+            if ctx.active:
+                _seed_rank_epoch(train_cfg.seed, epoch, ctx.rank)
             train_loss, seen = _run_epoch(
                 model,
                 train_loader,
@@ -578,15 +748,21 @@ def train(
                 use_amp,
                 channels_last,
                 f"epoch {epoch + 1}/{total}",
-                train_cfg.progress_bar,
+                show_bar,
                 lambda fraction, epoch=epoch: learning_rate(train_cfg, epoch + fraction),
+                forward=net,
+                reduce=reduce,
             )
             train_seconds = time.perf_counter() - started
+            # every rank now holds what rank 0 validates and saves (BatchNorm statistics included)
+            sync_buffers_from_main(model, ctx)
             val_loss = val_iou = math.nan
             is_last = epoch + 1 == total
             if val_loader is not None and ((epoch + 1) % train_cfg.val_every == 0 or is_last):
+                # the bare model: DDP's forward would sync buffers, a collective that shards of
+                # unequal length cannot match
                 val_loss, val_iou = evaluate(
-                    model, val_loader, device, use_amp, channels_last, train_cfg.iou_threshold, train_cfg.progress_bar
+                    model, val_loader, device, use_amp, channels_last, train_cfg.iou_threshold, show_bar, reduce
                 )
             row = {
                 "epoch": epoch + 1,
@@ -605,11 +781,14 @@ def train(
                 if val_loader is not None:
                     best_iou = val_iou
                 best_epoch = epoch + 1
-                save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
-            _save_checkpoint(
-                last_path, epoch + 1, model, optimizer, best_iou, best_epoch, history, model_cfg, train_cfg
-            )
-            _write_history(history, out_dir / "history.csv", out_dir / "history.png")
+            if ctx.is_main:
+                if improved:
+                    save_model(best_path, model, model_cfg, {"epoch": epoch + 1, "val_iou": val_iou})
+                _save_checkpoint(
+                    last_path, epoch + 1, model, optimizer, best_iou, best_epoch, history, model_cfg, train_cfg
+                )
+                _write_history(history, out_dir / "history.csv", out_dir / "history.png")
+            barrier(ctx)  # the others wait while rank 0 writes
             notify(
                 epoch + 1,
                 total,
@@ -618,7 +797,13 @@ def train(
                 f"({row['samples_per_s']:.1f} samples/s)",
             )
 
-        if best_path.exists():
+        # this rank's own weights before rank 0's best replace them: equal on all ranks unless they drifted apart
+        last_weights_sum = float(sum(value.double().sum().item() for value in model.state_dict().values()))
+        if ctx.active:
+            best_state = from_main(lambda: read_weights(best_path) if best_path.exists() else None, ctx)
+            if best_state is not None:
+                model.load_state_dict(best_state)
+        elif best_path.exists():
             model.load_state_dict(read_weights(best_path))
         model.eval()
     finally:
@@ -637,6 +822,9 @@ def train(
         "device": str(device),
         "last_checkpoint": str(last_path),
         "best_checkpoint": str(best_path),
+        "rank": ctx.rank,
+        "world_size": ctx.world_size,
+        "last_weights_sum": last_weights_sum,
     }
 
 
