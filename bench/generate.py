@@ -1,19 +1,28 @@
-"""GenerateMasks throughput on the sample photos vs. the pose estimator alone, measured in one run.
+"""GenerateMasks throughput against what it cannot do without, measured in one run.
 
     python bench/generate.py [--repeat 3] [--model path/to/model.pt]
 
-Prints images/s of GenerateMasks (built-in detector + pose estimator, network, masks, PNG and JSON
-writes; one shard, one worker) with the CRF off and on, images/s of the person detector + pose
-estimator alone over the same images, and the ratios: what the masks cost on top of the pose.
-Without --model, an untrained PoseUNet of the [TrainModel] architecture is used (the speed is
-the trained network's).
+1. Built-in detector + pose estimator (the sample photos, `--repeat` copies): images/s of
+   GenerateMasks (detector, pose, network, GrabCut as configured, masks, PNG and JSON writes; one
+   shard, one worker) with the CRF off and on, against the detector + pose estimator alone over the
+   same images (target: >= 0.7x).
+2. Ground-truth keypoints (the val2017 sample with its keypoints file): people/s of GenerateMasks
+   with GrabCut on (the default) and off, against the U-Net forward alone on the same people's crops
+   (test-time flip as configured, the same batches; target >= 0.8x).
+
+Without --model, an untrained PoseUNet of the [TrainModel] architecture is used (the speed is the
+trained network's). torch runs with [resources] torch_threads, as the tasks do. Appends a JSON
+line to bench/results/generate.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +38,21 @@ sys.path.insert(0, str(REPO))
 
 from luigi.task_register import Register  # noqa: E402
 
-from models.people import estimate_people  # noqa: E402
-from models.train import save_model  # noqa: E402
+from models.people import crop_probabilities, estimate_people, person_from_keypoints  # noqa: E402
+from models.sample import person_sample  # noqa: E402
+from models.train import load_model, save_model  # noqa: E402
 from models.unet import PoseUNet  # noqa: E402
+from pipeline import config  # noqa: E402
 from pipeline.config import detect  # noqa: E402
 from pipeline.generate import GenerateMasks  # noqa: E402
+from pipeline.lib.keypoint_files import load_keypoint_file  # noqa: E402
 from pipeline.nightly import estimators  # noqa: E402
 from pipeline.train import TrainModel  # noqa: E402
 
 PHOTOS = REPO / "data" / "sample" / "photos"
+VAL = REPO / "data" / "sample" / "coco" / "val2017"
+VAL_KEYPOINTS = REPO / "data" / "sample" / "coco" / "annotations" / "person_keypoints_val2017.json"
+RESULTS = REPO / "bench" / "results" / "generate.jsonl"
 
 
 def copy_photos(dest: Path, repeat: int) -> int:
@@ -52,10 +67,17 @@ def copy_photos(dest: Path, repeat: int) -> int:
     return n
 
 
-def run_generate(photos: Path, out: Path, model: str, crf: bool) -> float:
+def run_generate(photos: Path, out: Path, model: str, crf: bool, **params: object) -> float:
     Register.clear_instance_cache()
     task = GenerateMasks(
-        input_dir=str(photos), output_dir=str(out), model=model, crf=crf, shard_size=10_000, print_summary=False
+        input_dir=str(photos),
+        output_dir=str(out),
+        model=model,
+        crf=crf,
+        shard_size=10_000,
+        print_summary=False,
+        progress=False,
+        **params,
     )
     start = time.perf_counter()
     if not luigi.build([task], local_scheduler=True, log_level="ERROR"):
@@ -75,12 +97,45 @@ def run_pose_alone(photos: Path, min_keypoints: int) -> tuple[float, int]:
     return time.perf_counter() - start, people
 
 
+def forward_alone(model: str, photos: Path, keypoints: Path, min_keypoints: int) -> tuple[float, int]:
+    """Seconds of the U-Net forward alone (crops prepared beforehand, batches as GenerateMasks
+    makes them) over the people of `keypoints` in `photos`; and the number of people."""
+    net, _, _ = load_model(model, "cpu")
+    net.inference_flip = GenerateMasks(input_dir="", output_dir="").flip
+    index = load_keypoint_file(keypoints)
+    crop_cfg, pads = config.crop().to_crop_config(), detect().detector_config()
+    batch = GenerateMasks(input_dir="", output_dir="").people_per_batch
+    batches = []
+    for path in sorted(photos.glob("*.jpg")):
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        samples = []
+        for found in index.lookup(path.name)[1]:
+            person = person_from_keypoints(
+                found.keypoints, found.bbox, image.shape[:2], pads.landmark_pad, pads.landmark_pad_top
+            )
+            if person is not None and (person.keypoints[:, 2] > 0).sum() >= min_keypoints:
+                samples.append(person_sample(image, None, person.keypoints, person.bbox, crop_cfg))
+        batches += [samples[i : i + batch] for i in range(0, len(samples), batch)]
+    crop_probabilities(net, batches[0], "cpu")  # warm-up
+    start = time.perf_counter()
+    for samples in batches:
+        crop_probabilities(net, samples, "cpu")
+    return time.perf_counter() - start, sum(len(b) for b in batches)
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="copies of the 6 sample photos")
     parser.add_argument("--model", default="", help="a model.pt (default: untrained, [TrainModel] architecture)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     cfg = luigi.configuration.get_config()
+    config.use_torch_threads()
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         cfg.set("work", "root", str(tmp / "work"))
@@ -98,8 +153,17 @@ def main() -> None:
             seconds[crf] = run_generate(photos, out, model, crf)
             summary = json.loads((out / "summary.json").read_text())
             assert summary["processed"] == n, summary
-        pose_s, people = run_pose_alone(photos, GenerateMasks(input_dir="", output_dir="").min_keypoints)
+        # the fast settings: no GrabCut refinement, no test-time flip (each costs about a forward)
+        fast_s = run_generate(photos, tmp / "masks-fast", model, False, grabcut=False, flip=False)
+        min_keypoints = GenerateMasks(input_dir="", output_dir="").min_keypoints
+        pose_s, people = run_pose_alone(photos, min_keypoints)
+        given = {}
+        for grabcut in (True, False):
+            out = tmp / f"masks-given-grabcut{int(grabcut)}"
+            given[grabcut] = run_generate(VAL, out, model, False, keypoints=str(VAL_KEYPOINTS), grabcut=grabcut)
+        forward_s, forward_people = forward_alone(model, VAL, VAL_KEYPOINTS, min_keypoints)
     rates = {crf: n / s for crf, s in seconds.items()}
+    fast_rate = n / fast_s
     pose_rate = n / pose_s
     print(
         f"images: {n} ({args.repeat} x the {n // args.repeat} sample photos), people found: {people}, "
@@ -107,11 +171,45 @@ def main() -> None:
     )
     print(f"GenerateMasks, CRF off : {seconds[False]:.2f} s = {rates[False]:.2f} images/s (whole luigi run)")
     print(f"GenerateMasks, CRF on  : {seconds[True]:.2f} s = {rates[True]:.2f} images/s")
+    print(f"GenerateMasks, fast    : {fast_s:.2f} s = {fast_rate:.2f} images/s (no GrabCut, no flip)")
     print(f"detector + pose alone  : {pose_s:.2f} s = {pose_rate:.2f} images/s")
     print(
         f"ratio GenerateMasks / pose alone: CRF off {rates[False] / pose_rate:.2f}, "
-        f"CRF on {rates[True] / pose_rate:.2f}"
+        f"CRF on {rates[True] / pose_rate:.2f}, fast {fast_rate / pose_rate:.2f}"
     )
+    forward_rate = forward_people / forward_s
+    given_rates = {g: forward_people / s for g, s in given.items()}
+    print(f"given keypoints, {forward_people} people of the val2017 sample:")
+    print(f"  U-Net forward alone        : {forward_rate:.1f} people/s")
+    for g, rate in given_rates.items():
+        print(f"  GenerateMasks, grabcut {'on ' if g else 'off'} : {rate:.1f} people/s = {rate / forward_rate:.2f}x")
+    line = {
+        "bench": "generate",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "model": args.model or "untrained [TrainModel] architecture",
+        "detector": {
+            "images": n,
+            "people": people,
+            "generate_images_per_s": {"crf_off": rates[False], "crf_on": rates[True]},
+            "detector_pose_images_per_s": pose_rate,
+            "ratio_crf_off": rates[False] / pose_rate,
+            "ratio_crf_on": rates[True] / pose_rate,
+            "ratio_fast": fast_rate / pose_rate,
+        },
+        "given_keypoints": {
+            "people": forward_people,
+            "forward_people_per_s": forward_rate,
+            "generate_people_per_s": {"grabcut_on": given_rates[True], "grabcut_off": given_rates[False]},
+            "ratio_grabcut_on": given_rates[True] / forward_rate,
+            "ratio_grabcut_off": given_rates[False] / forward_rate,
+        },
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    print(f"appended to {args.results}")
 
 
 if __name__ == "__main__":

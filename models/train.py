@@ -27,7 +27,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from models.distributed import (
     sum_over_ranks,
     sync_buffers_from_main,
 )
-from models.plain import from_plain_dict
+from models.netconfig import SCHEDULES, TrainConfig  # noqa: F401 - re-exported: models.train.TrainConfig
 from models.unet import ModelConfig, PoseUNet
 
 CHECKPOINT_FORMAT = "posemask-checkpoint"
@@ -59,87 +58,11 @@ MODEL_FORMAT = "posemask-model"
 FORMAT_VERSION = 1
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "seconds", "samples_per_s", "lr")
 
-SCHEDULES = ("constant", "cosine")
 LR_FLOOR = 0.01  # warm-up starts and cosine ends at lr x LR_FLOOR
 RANK_SEED_STRIDE = 1_000_003  # under torchrun, rank r's augmentation seeds are offset by r x this
 
 PathLike = str | os.PathLike
 ProgressFn = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train (all stored as plain types in checkpoints). Defaults are the paper's.
-
-    epochs: total epochs (a resumed run continues up to this number).
-    batch_size: samples per optimizer step (also the validation batch size). Under torchrun the
-      global batch: each of the WORLD_SIZE ranks takes batch_size / WORLD_SIZE (must divide).
-    lr, weight_decay: Adam's learning rate and L2 weight decay.
-    seed: seeds model init, shuffling, augmentation (reproducible on CPU; under torchrun the
-      shuffled order is the single process's, augmentation draws differ per rank).
-    num_workers: DataLoader worker processes (0 = load in the training process).
-    num_threads: torch CPU threads for this process (0 = leave torch's default); on a busy or
-      small CPU, fewer threads than cores avoids OpenMP contention.
-    device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
-    amp: bf16 autocast on CUDA (ignored on CPU).
-    channels_last: channels-last memory format (CPU and CUDA: x1.5 training steps on this CPU).
-    val_every: validate every N epochs (and always after the last one).
-    augment: a preset of models.augment.AUGMENTATIONS: "none", "flip" (the paper's mirror) or
-      "full" (flip, scale/rotation/shift, colour, joint noise and dropped joints).
-    warmup_epochs: the learning rate rises linearly from lr/100 to lr over these epochs.
-    schedule: "constant" or "cosine" (from lr after the warm-up down to lr/100 at the last epoch).
-    patience: stop when the validation IoU has not improved for this many epochs (0 = never).
-    prior_eps: prior probability clip, see CacheDataset.
-    iou_threshold: probability threshold of the validation IoU.
-    progress_bar: show tqdm bars over batches.
-    """
-
-    epochs: int = 30
-    batch_size: int = 4
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    seed: int = 0
-    num_workers: int = 2
-    num_threads: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    val_every: int = 1
-    augment: str = "flip"
-    warmup_epochs: int = 0
-    schedule: str = "constant"
-    patience: int = 0
-    prior_eps: float = 1e-4
-    iou_threshold: float = 0.5
-    progress_bar: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "val_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.num_threads < 0:
-            raise ValueError(
-                f"TrainConfig.num_workers and num_threads must be >= 0, got {self.num_workers}, {self.num_threads}"
-            )
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"TrainConfig.augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.warmup_epochs < 0 or self.patience < 0:
-            raise ValueError("TrainConfig.warmup_epochs and patience must be >= 0")
-        if not 0.0 < self.iou_threshold < 1.0:
-            raise ValueError(f"TrainConfig.iou_threshold must be in (0, 1), got {self.iou_threshold}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of to_dict; unknown keys are an error."""
-        return from_plain_dict(cls, data)
 
 
 def learning_rate(cfg: TrainConfig, epoch: float) -> float:

@@ -9,8 +9,7 @@ from pathlib import Path
 import luigi
 
 from models.augment import AUGMENTATIONS
-from models.train import SCHEDULES, TrainConfig, read_weights, save_model, train
-from models.unet import HEADS, NORMS, ModelConfig, PoseUNet
+from models.netconfig import HEADS, NORMS, SCHEDULES, ModelConfig, TrainConfig
 from pipeline import config
 from pipeline.cache import BuildCache, cache_paths
 from pipeline.config import from_field
@@ -103,6 +102,10 @@ class TrainingTask(PoseMaskTask):
         return None
 
     def run(self) -> None:
+        from models.train import read_weights, save_model, train  # torch loads here, not on import
+        from models.unet import PoseUNet
+
+        config.use_torch_threads()  # [resources] torch_threads, unless [TrainModel] num_threads says otherwise
         train_paths, val_paths = self.caches()
         model_cfg = self.model_config()
         result = train(
