@@ -6,30 +6,48 @@ For each device (CPU, and CUDA when present) it runs the same number of steps tw
 and prints samples/s for both and their ratio (target >= 0.9: the data path is not the bottleneck).
 The same for inference (forward + probability + copy back to the host).
 
+The data path is the one models/train.py takes: on CUDA batches cross as uint8 and are normalised
+on the GPU (--transfer auto; --transfer float / uint8 force either, to measure the difference).
+A uint8 run first checks that its normalised batch equals the float path's (torch.equal) on the
+device. The pose map and prior are read from the cache; drawing them on the GPU from the joints
+is not implemented (it could not be measured). Appends one JSON line per run to
+bench/results/train_step.jsonl (bench/gpu_check.sh runs this on CUDA).
+
     python bench/train_step.py                      # synthetic cache of 64 samples, small model
     python bench/train_step.py --base-channels 16   # the training default model
     python bench/train_step.py --cache data/work/BuildCache/<hash>/cache.h5 --num-workers 4
+    python bench/train_step.py --devices cuda --transfer float   # the float transfer, for comparison
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from bench.synthetic import write_synthetic_cache  # noqa: E402
+from models.augment import AUGMENTATIONS, AugmentConfig  # noqa: E402
 from models.dataset import CacheDataset, InMemoryBatch  # noqa: E402
-from models.train import batch_to_device, train_step  # noqa: E402
+from models.train import batch_to_device, raw_transfer, train_step  # noqa: E402
 from models.unet import ModelConfig, PoseUNet, count_parameters  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "train_step.jsonl"
+POSE_SOURCE = "cache (drawing the pose map and prior on the GPU from the joints is not implemented: not measured)"
 
 
 def _sync(device: torch.device) -> None:
@@ -69,13 +87,35 @@ def _best_of(
     return min(real), min(mem)
 
 
-def _loader_batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[dict]:
+def _loader_batches(loader: DataLoader, device: torch.device, channels_last: bool, prior_eps: float) -> Iterator[dict]:
     """Endless batches from the DataLoader (re-iterating over epochs), moved to the device."""
     for batch in itertools.chain.from_iterable(itertools.repeat(loader)):
-        yield batch_to_device(batch, device, channels_last)
+        yield batch_to_device(batch, device, channels_last, prior_eps)
 
 
-def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args: argparse.Namespace) -> None:
+def uint8_matches_float(
+    cache: Path, augment: AugmentConfig, batch_size: int, device: torch.device, channels_last: bool
+) -> bool:
+    """Whether one uint8 batch normalised on `device` equals the float batch moved there (same seed)."""
+    moved = []
+    for raw in (True, False):
+        torch.manual_seed(1)  # the same flips for both
+        data = CacheDataset(cache, augment=augment, raw=raw)
+        batch = next(iter(DataLoader(data, batch_size=batch_size, pin_memory=device.type == "cuda")))
+        data.close()
+        moved.append(batch_to_device(batch, device, channels_last, data.prior_eps))
+    got, want = moved
+    return set(got) == set(want) and all(
+        got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]) for key in want
+    )
+
+
+def _rates(n: int, real: float, mem: float) -> dict[str, float]:
+    return {"real_samples_per_s": n / real, "memory_samples_per_s": n / mem, "ratio": mem / real}
+
+
+def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Train and inference figures on one device (printed); returns them for the JSON line."""
     on_cuda = device.type == "cuda"
     use_amp = on_cuda and not args.no_amp
     channels_last = on_cuda
@@ -83,17 +123,34 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         torch.backends.cudnn.benchmark = True
     batch_size = args.batch_size or (32 if on_cuda else 8)
     steps = args.steps or (50 if on_cuda else 8)
+    raw = {"auto": raw_transfer(device), "uint8": True, "float": False}[args.transfer]
+    augment = AUGMENTATIONS[args.augment]
+    transfer = "uint8" if raw else "float"
+    result: dict[str, Any] = {
+        "batch_size": batch_size,
+        "steps": steps,
+        "amp": use_amp,
+        "channels_last": channels_last,
+        "transfer": transfer,
+        "uint8_equals_float": None,
+    }
+    if raw:
+        equal = uint8_matches_float(cache, augment, batch_size, device, channels_last)
+        result["uint8_equals_float"] = equal
+        print(f"[{device.type}] uint8 batch normalised on the device equals the float batch: {equal}")
     torch.manual_seed(0)
     model = PoseUNet(model_cfg).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    dataset = CacheDataset(cache, augment=True)
+    # the in-memory batch is the float one, already on the device: the model step alone
+    dataset = CacheDataset(cache, augment=augment)
     if len(dataset) < batch_size:
         raise SystemExit(f"{cache} has {len(dataset)} samples, fewer than --batch-size {batch_size}")
     memory = InMemoryBatch.from_dataset(dataset, batch_size).to(device, channels_last).as_dict()
     dataset.close()
+    dataset = CacheDataset(cache, augment=augment, raw=raw)
 
     def loader_of(data: CacheDataset, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -107,7 +164,9 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         )
 
     loader = loader_of(dataset, shuffle=True)
-    label = f"[{device.type}] batch={batch_size} steps={steps} workers={args.num_workers} amp={use_amp}"
+    label = (
+        f"[{device.type}] batch={batch_size} steps={steps} workers={args.num_workers} amp={use_amp} transfer={transfer}"
+    )
 
     def train_fn(batch: dict) -> None:
         train_step(model, optimizer, batch, use_amp)
@@ -119,10 +178,11 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         device,
         steps,
         args.warmup,
-        _loader_batches(loader, device, channels_last),
+        _loader_batches(loader, device, channels_last, dataset.prior_eps),
         itertools.repeat(memory),
         train_fn,
     )
+    result["train"] = _rates(n, real, mem)
     print(f"{label} train  real data path : {n / real:8.2f} samples/s")
     print(f"{label} train  in-memory batch: {n / mem:8.2f} samples/s")
     print(f"{label} train  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
@@ -133,20 +193,31 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
         model.probability(output).cpu()
 
     model.eval()
-    infer_dataset = CacheDataset(cache)
+    infer_dataset = CacheDataset(cache, raw=raw)
     infer_loader = loader_of(infer_dataset, shuffle=False)
     real, mem = _best_of(
         args.repeats,
         device,
         steps,
         args.warmup,
-        _loader_batches(infer_loader, device, channels_last),
+        _loader_batches(infer_loader, device, channels_last, infer_dataset.prior_eps),
         itertools.repeat(memory),
         infer_fn,
     )
+    result["infer"] = _rates(n, real, mem)
     print(f"{label} infer  real data path : {n / real:8.2f} samples/s")
     print(f"{label} infer  in-memory batch: {n / mem:8.2f} samples/s")
     print(f"{label} infer  ratio real/mem : {mem / real:8.3f} (target >= 0.9)")
+    dataset.close()
+    infer_dataset.close()
+    return result
+
+
+def git_commit() -> str:
+    """HEAD's short hash, "+dirty" when tracked files differ from it (the figures are not HEAD's)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True).returncode == 1
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
 def main() -> None:
@@ -180,6 +251,16 @@ def main() -> None:
         "box, where extra OpenMP threads fight the DataLoader workers",
     )
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    parser.add_argument(
+        "--transfer",
+        default="auto",
+        choices=["auto", "uint8", "float"],
+        help="batches over the bus: auto = as training (uint8 on CUDA, float on CPU), or force one",
+    )
+    parser.add_argument(
+        "--augment", default="flip", choices=list(AUGMENTATIONS), help="training augmentation (TrainConfig's default)"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON lines file to append this run to")
     args = parser.parse_args()
 
     if args.threads:
@@ -194,13 +275,46 @@ def main() -> None:
     devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []), "cpu": ["cpu"], "cuda": ["cuda"]}[
         args.devices
     ]
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit("--devices cuda: CUDA is not available")
+    print(f"pose map and prior: {POSE_SOURCE}")
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache
         if cache is None:
             cache = write_synthetic_cache(Path(tmp) / "cache.h5", args.samples, seed=0)
             print(f"synthetic cache: {args.samples} samples of 256x256")
         for name in devices:
-            bench_device(torch.device(name), cache, model_cfg, args)
+            results[name] = bench_device(torch.device(name), cache, model_cfg, args)
+    line = {
+        "bench": "train_step",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "config": {
+            "model": model_cfg.to_dict(),
+            "cache": str(args.cache) if args.cache else f"synthetic, {args.samples} samples of 256x256",
+            "num_workers": args.num_workers,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "transfer": args.transfer,
+            "augment": args.augment,
+            "pose_source": "cache",
+        },
+        "devices": results,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    print(f"appended to {args.results}")
+    mismatched = [name for name, result in results.items() if result["uint8_equals_float"] is False]
+    if mismatched:
+        raise SystemExit(f"uint8 transfer normalised differently from the float path on {mismatched}")
 
 
 if __name__ == "__main__":

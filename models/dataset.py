@@ -4,13 +4,24 @@ cache.h5 holds `image` (N,H,W,3) uint8 RGB, `mask` (N,H,W) uint8 {0,1}, `posemap
 uint8 (or (N,P,H/2,W/2) for per-joint maps), `prior` (N,H,W) uint8 = probability * 255, and
 metadata. h5py handles are not fork-safe, so each process (DataLoader worker) opens its own file
 handles lazily on first access.
+
+    CacheDataset(paths, augment, prior_eps, raw)   samples as float tensors, or uint8 with raw=True
+    normalize_image(image)                          (H,W,3) uint8 -> (3,H,W) float32 in [-1, 1]
+    prior_to_probability(prior, eps)                (H,W) uint8 -> (1,H,W) float32 in [eps, 1-eps]
+    normalize_batch(batch, prior_eps)               a raw (uint8) batch -> the float batch, on its device
+    InMemoryBatch                                   one collated batch kept in memory (benchmarks)
+
+The raw path exists for CUDA: a uint8 batch is a quarter of the float32 bytes over PCIe and is
+normalised where it lands (models/train.py batch_to_device); the pose map and prior are still the
+cache's (drawing them on the GPU from the joints is not implemented: it could not be measured).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,18 +36,85 @@ from models.sample import CropConfig
 from models.skeleton import NUM_JOINTS
 
 REQUIRED_DATASETS = ("image", "mask", "posemap", "prior")
+RAW_KEYS = ("image", "posemap", "prior", "mask")  # the uint8 tensors of a raw sample
 UINT8_MAX = 255.0
+
+
+def _image_float(values: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor -> float32 in [-1, 1], elementwise (the one formula of both paths)."""
+    return values.float().div_(UINT8_MAX / 2).sub_(1.0)
+
+
+def _prior_float(values: torch.Tensor, eps: float) -> torch.Tensor:
+    """uint8 tensor -> float32 probability in [eps, 1 - eps], elementwise."""
+    return values.float().div_(UINT8_MAX).clamp_(eps, 1.0 - eps)
+
+
+def _pose_float(values: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor -> float32 in [0, 1], elementwise."""
+    return values.float().div_(UINT8_MAX)
 
 
 def normalize_image(image: np.ndarray) -> torch.Tensor:
     """(H,W,3) uint8 RGB -> (3,H,W) float32 in [-1, 1] (the paper's input normalization)."""
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    return chw.float().div_(UINT8_MAX / 2).sub_(1.0)
+    return _image_float(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
 
 
 def prior_to_probability(prior: np.ndarray, eps: float) -> torch.Tensor:
     """(H,W) uint8 prior -> (1,H,W) float32 probability clipped into [eps, 1 - eps] (finite logit)."""
-    return torch.from_numpy(prior).float().div_(UINT8_MAX).clamp_(eps, 1.0 - eps).unsqueeze(0)
+    return _prior_float(torch.from_numpy(prior), eps).unsqueeze(0)
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup_tables(device: torch.device, prior_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image, posemap, prior) tables, (256,) float32 each on `device`: entry v = the float of uint8 v.
+
+    Computed on the CPU and looked up on the device: a gather is exact anywhere, whereas CUDA may
+    divide by a scalar as a multiplication by its reciprocal (up to one ulp off the CPU's division).
+    """
+    values = torch.arange(256, dtype=torch.uint8)
+    return tuple(
+        table.to(device) for table in (_image_float(values), _pose_float(values), _prior_float(values, prior_eps))
+    )
+
+
+def raw_sample(
+    image: np.ndarray, posemap: np.ndarray, prior: np.ndarray, mask: np.ndarray, index: int
+) -> dict[str, torch.Tensor]:
+    """One sample's cache arrays as the uint8 tensors of CacheDataset(raw=True).
+
+    image (H,W,3), posemap (h,w) or (P,h,w), prior (H,W), mask (H,W) uint8 -> image (3,H,W),
+    posemap (P,h,w), prior (1,H,W), mask (1,H,W) uint8; index () int64.
+    """
+    pose = torch.from_numpy(posemap)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        "posemap": pose.unsqueeze(0) if pose.ndim == 2 else pose,
+        "prior": torch.from_numpy(prior).unsqueeze(0),
+        "mask": torch.from_numpy(mask).unsqueeze(0),
+        "index": torch.tensor(index, dtype=torch.int64),
+    }
+
+
+def normalize_batch(batch: Mapping[str, torch.Tensor], prior_eps: float) -> dict[str, torch.Tensor]:
+    """A raw batch (or sample) -> exactly the float tensors of CacheDataset(raw=False), on its device.
+
+    batch: image (B,3,H,W), posemap (B,P,h,w), prior (B,1,H,W), mask (B,1,H,W) uint8 (or the same
+    without B), on any device -> image float32 in [-1, 1], posemap in [0, 1], prior in
+    [prior_eps, 1 - prior_eps], mask {0, 1}; same shapes and memory layout. Other keys (index)
+    are passed through. The floats are bit-equal to the non-raw path's (same formulas, looked up).
+    """
+    wrong = {key: batch[key].dtype for key in RAW_KEYS if batch[key].dtype != torch.uint8}
+    if wrong:
+        raise ValueError(f"normalize_batch needs uint8 tensors (CacheDataset(raw=True)), got {wrong}")
+    image_table, pose_table, prior_table = _lookup_tables(batch["image"].device, float(prior_eps))
+    out = dict(batch)
+    # long indices keep the input's shape and layout (channels-last stays channels-last)
+    out["image"] = image_table[batch["image"].long()]
+    out["posemap"] = pose_table[batch["posemap"].long()]
+    out["prior"] = prior_table[batch["prior"].long()]
+    out["mask"] = batch["mask"].float()
+    return out
 
 
 class CacheDataset(Dataset):
@@ -46,6 +124,10 @@ class CacheDataset(Dataset):
       image (3,H,W) float32 in [-1,1]; posemap (P,H/2,W/2) float32 in [0,1] (P = 1 for the
       (N,h,w) layout); prior (1,H,W) float32 in [eps, 1-eps]; mask (1,H,W) float32 {0,1};
       index () int64 (global index).
+    raw: the same tensors before normalisation (for CUDA: a quarter of the bytes over PCIe):
+      image (3,H,W), posemap (P,H/2,W/2), prior (1,H,W), mask (1,H,W) uint8 and index; flips and
+      augmentation as above, from the same random draws. normalize_batch turns a collated raw batch
+      into exactly the non-raw batch.
     augment: None (samples as cached) or an AugmentConfig (models/augment.py). A flip alone is
       applied to the cached tensors (left/right channels of a per-joint pose map swapped); anything
       that moves joints warps image, mask and joints together and redraws pose map and prior from
@@ -59,6 +141,7 @@ class CacheDataset(Dataset):
         paths: Sequence[str | os.PathLike] | str | os.PathLike,
         augment: AugmentConfig | None = None,
         prior_eps: float = 1e-4,
+        raw: bool = False,
     ) -> None:
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
@@ -69,6 +152,7 @@ class CacheDataset(Dataset):
             raise ValueError(f"prior_eps must be in (0, 0.5), got {prior_eps}")
         self.augment = augment
         self.prior_eps = prior_eps
+        self.raw = raw
         layouts = [self._validate(path) for path in self.paths]
         sizes = {layout[1:] for layout in layouts}
         if len(sizes) > 1:
@@ -159,11 +243,15 @@ class CacheDataset(Dataset):
         h5 = self._handles()[file_no]
         if self.crop_config is not None:
             return self._augmented(h5, local, index)
-        image = normalize_image(h5["image"][local])
-        mask = torch.from_numpy(h5["mask"][local]).float().unsqueeze(0)
-        prior = prior_to_probability(h5["prior"][local], self.prior_eps)
-        pose_raw = torch.from_numpy(h5["posemap"][local]).float().div_(UINT8_MAX)
-        posemap = pose_raw.unsqueeze(0) if pose_raw.ndim == 2 else pose_raw
+        if self.raw:
+            sample = raw_sample(*(h5[name][local] for name in RAW_KEYS), index)
+            image, posemap, prior, mask = (sample[key] for key in RAW_KEYS)
+        else:
+            image = normalize_image(h5["image"][local])
+            mask = torch.from_numpy(h5["mask"][local]).float().unsqueeze(0)
+            prior = prior_to_probability(h5["prior"][local], self.prior_eps)
+            pose_raw = _pose_float(torch.from_numpy(h5["posemap"][local]))
+            posemap = pose_raw.unsqueeze(0) if pose_raw.ndim == 2 else pose_raw
         if self.augment is not None and self.augment.flip_prob > 0 and torch.rand(()).item() < self.augment.flip_prob:
             image, mask, prior, posemap = (t.flip(-1) for t in (image, mask, prior, posemap))
             if posemap.shape[0] == NUM_JOINTS:
@@ -183,7 +271,9 @@ class CacheDataset(Dataset):
         sample = augment_person(
             h5["image"][local], h5["mask"][local], h5["joints"][local], rng, self.augment, self.crop_config
         )
-        pose = torch.from_numpy(sample["posemap"]).float().div_(UINT8_MAX)
+        if self.raw:
+            return raw_sample(*(sample[key] for key in RAW_KEYS), index)
+        pose = _pose_float(torch.from_numpy(sample["posemap"]))
         return {
             "image": normalize_image(sample["image"]),
             "posemap": (pose.unsqueeze(0) if pose.ndim == 2 else pose).contiguous(),
@@ -197,7 +287,8 @@ class CacheDataset(Dataset):
 class InMemoryBatch:
     """One collated batch held in memory (benchmarks: the model step without the data path).
 
-    image (B,3,H,W), posemap (B,P,H/2,W/2), prior (B,1,H,W), mask (B,1,H,W) float32; index (B,).
+    image (B,3,H,W), posemap (B,P,H/2,W/2), prior (B,1,H,W), mask (B,1,H,W) float32; index (B,)
+    (uint8 instead of float32 when collated from a raw CacheDataset).
     """
 
     image: torch.Tensor
