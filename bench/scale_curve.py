@@ -3,12 +3,13 @@
     python bench/scale_curve.py [--factors 1 4 16] [--flat-files 20000]
 
 BuildCache: a synthetic COCO split of factor x the sample's val2017 annotations (hard links to the
-sample photos under new names, bench/scale.py), COCOPersons built first, BuildCache timed alone
-(ms per cached person). GenerateMasks: factor x the 6 sample photos under new names, the built-in
-detector and pose estimator, timed in this process after a warm-up night (ms per photo); and the
-same again with `--flat-files` unrelated files already in the flat output folder (a folder of
-20,000 earlier masks must not make each photo slower). Target (issue 14): the cost per item at
-16x within 1.3x of 1x for every row. Appends one JSON line to bench/results/scale_curve.jsonl.
+sample photos under new names, bench/scale.py); its person records made first, BuildCache's work
+(build_cache_file, [cache] processes) timed alone (ms per cached person). GenerateMasks: factor x
+the 6 sample photos under new names, the built-in detector and pose estimator, timed in this
+process after a warm-up night (ms per photo); and the same again with `--flat-files` unrelated
+files already in the flat output folder (20,000 earlier masks must not make each photo slower).
+Target (issue 14): the cost per item at 16x within 1.3x of 1x for every row. Appends one JSON
+line to bench/results/scale_curve.jsonl.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import luigi.configuration  # noqa: E402
 from luigi.task_register import Register  # noqa: E402
 
 from bench.scale import write_synthetic_coco  # noqa: E402
-from pipeline import BuildCache, COCOPersons, GenerateMasks  # noqa: E402
+from pipeline import GenerateMasks  # noqa: E402
 from pipeline.config import use_torch_threads  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "scale_curve.jsonl"
@@ -50,18 +51,28 @@ def build(task: luigi.Task) -> float:
 
 
 def cache_curve(tmp: Path, factor: int, base: int) -> dict:
-    cfg = luigi.configuration.get_config()
+    """BuildCache's work (pipeline.lib.cachebuild.build_cache_file, the [cache] processes) on the
+    person records of a synthetic split of factor x `base` annotations; the records are made first
+    (COCOPersons' function), untimed."""
+    from models.sample import CropConfig
+    from pipeline.config import cache
+    from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
+    from pipeline.lib.cachebuild import build_cache_file
+    from pipeline.lib.files import write_jsonl
+
     root = write_synthetic_coco(tmp / f"coco-{factor}x", factor * base, split="train")
-    cfg.set("coco", "root", str(root))
-    cfg.set("work", "root", str(tmp / f"work-cache-{factor}x"))
-    build(COCOPersons(split="train"))
-    seconds = build(BuildCache(dataset="coco", split="train"))
-    summary = json.loads(Path(BuildCache(dataset="coco", split="train").output()["summary"].path).read_text())
-    return {"items": summary["cached"], "seconds": seconds}
+    records = tmp / f"records-{factor}x.jsonl"
+    annotations = "annotations/person_keypoints_train2017.json"
+    write_jsonl(records, coco_person_records(root, annotations, "train2017", "coco", "train", PersonFilter(), Tally()))
+    started = time.perf_counter()
+    summary = build_cache_file(
+        records, root, tmp / f"cache-{factor}x.h5", CropConfig(), processes=cache().processes, window=cache().window
+    )
+    return {"items": summary["cached"], "seconds": time.perf_counter() - started}
 
 
-def generate_curve(tmp: Path, factor: int, flat_files: int) -> dict:
-    photos, out = tmp / f"photos-{factor}x-{flat_files}", tmp / f"masks-{factor}x-{flat_files}"
+def generate_curve(tmp: Path, factor: int, flat_files: int, name: str = "") -> dict:
+    photos, out = tmp / f"photos-{factor}x-{flat_files}{name}", tmp / f"masks-{factor}x-{flat_files}{name}"
     photos.mkdir()
     out.mkdir()
     n = 0
@@ -98,7 +109,7 @@ def main() -> None:
     }
     tmp = Path(tempfile.mkdtemp(prefix="posemask-scale-curve-"))
     try:
-        generate_curve(tmp, 1, 0)  # warm-up: model, detector and pose estimator loaded in this process
+        generate_curve(tmp, 1, 0, "-warm-up")  # warm-up: model, detector and pose estimator loaded in this process
         for factor in args.factors:
             rows["BuildCache"].append({"factor": factor, **cache_curve(tmp, factor, base)})
             rows["GenerateMasks"].append({"factor": factor, **generate_curve(tmp, factor, 0)})
