@@ -32,6 +32,9 @@ def overlay(
     return out
 
 
+LABEL_SCALE = 0.38  # caption font scale on a 160 px tile
+
+
 def grid(tiles: list[np.ndarray], columns: int, labels: list[str] | None = None) -> np.ndarray:
     """Tile equally sized (H,W,3) uint8 images row-major into one image, with optional captions."""
     if not tiles:
@@ -43,7 +46,10 @@ def grid(tiles: list[np.ndarray], columns: int, labels: list[str] | None = None)
         r, c = divmod(k, columns)
         t = tile.copy()
         if labels is not None:
-            cv2.putText(t, labels[k], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 2, cv2.LINE_AA)
-            cv2.putText(t, labels[k], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+            # the caption shrinks to fit the tile (a long method name with its ms per person)
+            width = cv2.getTextSize(labels[k], cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, 1)[0][0]
+            scale = LABEL_SCALE * min(1.0, (w - 6) / max(width, 1))
+            cv2.putText(t, labels[k], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+            cv2.putText(t, labels[k], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
         canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = t
     return canvas
