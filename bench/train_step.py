@@ -117,7 +117,7 @@ def _rates(n: int, real: float, mem: float) -> dict[str, float]:
 def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Train and inference figures on one device (printed); returns them for the JSON line."""
     on_cuda = device.type == "cuda"
-    use_amp = on_cuda and not args.no_amp
+    use_amp = (on_cuda and not args.no_amp) or (not on_cuda and args.cpu_bf16)
     channels_last = on_cuda
     if on_cuda:
         torch.backends.cudnn.benchmark = True
@@ -251,6 +251,7 @@ def main() -> None:
         "box, where extra OpenMP threads fight the DataLoader workers",
     )
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (TrainConfig.cpu_bf16)")
     parser.add_argument(
         "--transfer",
         default="auto",

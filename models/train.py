@@ -482,7 +482,7 @@ def _prepare_device(train_cfg: TrainConfig, ctx: DistContext | None = None) -> t
         torch.backends.cudnn.benchmark = True
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
-    return device, train_cfg.amp and on_cuda, train_cfg.channels_last
+    return device, (train_cfg.amp and on_cuda) or (train_cfg.cpu_bf16 and not on_cuda), train_cfg.channels_last
 
 
 def _restore_weights(

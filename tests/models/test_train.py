@@ -361,3 +361,11 @@ def test_boundary_weighted_loss_weighs_the_edge() -> None:
     wrong_edge[..., 4:12, 4:12] = 4.0
     wrong_edge[..., 4, 4:12] = -4.0  # one edge row wrong
     assert weighted.loss(wrong_edge, target) > 2 * plain.loss(wrong_edge, target)
+
+
+def test_cpu_bf16_trains_in_bf16_and_stays_close(caches: dict[str, Path], tmp_path: Path) -> None:
+    plain = train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path / "fp32")
+    bf16 = train(TINY, _train_cfg(1, cpu_bf16=True), [caches["train"]], [caches["val"]], tmp_path / "bf16")
+    loss_fp32, loss_bf16 = plain["history"][0]["train_loss"], bf16["history"][0]["train_loss"]
+    assert np.isfinite(loss_bf16) and loss_bf16 != loss_fp32  # autocast was on: bf16 rounding shows
+    assert abs(loss_bf16 - loss_fp32) < 0.05 * abs(loss_fp32)
