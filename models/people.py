@@ -21,7 +21,7 @@ import numpy as np
 
 from models.baselines import grabcut_person
 from models.crf import CRFParams, refine
-from models.crop import paste_back
+from models.crop import Window, crop_footprint, paste_back_window, union_window
 from models.detect import keypoint_box
 from models.keypoints import COCO17_NAMES, outside_image
 from models.sample import CropConfig, person_sample
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks
 
     from models.unet import PoseUNet
 
+GRABCUT_MARGIN = 0.15  # grabcut_person's margin around the box (its window)
 # Label maps are uint8 up to this many people, uint16 beyond (PNG holds both).
 MAX_UINT8_PEOPLE = 255
 # Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
@@ -54,13 +55,39 @@ class Person:
 
 @dataclass
 class PersonMask:
-    """One person's result: prob (H,W) float32 full-size probability (0 outside the crop),
-    mask (H,W) bool (prob >= threshold), score = mean crop probability inside the predicted mask."""
+    """One person's result, held in the window of the photo it can touch (its cost and memory do
+    not grow with the photo): window (y0, y1, x0, x1); window_prob (y1-y0, x1-x0) float32, the
+    probability there (0 outside the window); score = mean crop probability inside the predicted
+    mask; image_hw the photo's (H, W); threshold the mask's. `prob` and `mask` give the full-size
+    (H,W) float32 / bool arrays when a caller needs them."""
 
     person: Person
-    prob: np.ndarray
-    mask: np.ndarray
+    window_prob: np.ndarray
+    window: Window
     score: float
+    image_hw: tuple[int, int]
+    threshold: float
+
+    @property
+    def window_mask(self) -> np.ndarray:
+        """(y1-y0, x1-x0) bool: window_prob >= threshold."""
+        return self.window_prob >= self.threshold
+
+    @property
+    def prob(self) -> np.ndarray:
+        """(H,W) float32 full-size probability (0 outside the window)."""
+        full = np.zeros(self.image_hw, np.float32)
+        y0, y1, x0, x1 = self.window
+        full[y0:y1, x0:x1] = self.window_prob
+        return full
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H,W) bool full-size mask (prob >= threshold)."""
+        full = np.zeros(self.image_hw, bool)
+        y0, y1, x0, x1 = self.window
+        full[y0:y1, x0:x1] = self.window_mask
+        return full
 
 
 def present_keypoints(keypoints: np.ndarray) -> int:
@@ -213,20 +240,51 @@ def _batch_masks(
     sample_of = iter(samples)
     for person in people:
         if person.source == SOURCE_BOX:
-            mask = grabcut_person(image_rgb, person.bbox)
+            window = grabcut_window(person.bbox, (h, w))
+            mask = _grabcut_in_window(image_rgb, person.bbox, window, None, threshold)
             score = person.detection_score if person.detection_score is not None else 0.0
-            yield PersonMask(person, mask.astype(np.float32) * threshold, mask, score)
+            yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
             continue
         sample, prob = next(sample_of), next(probs)
         if crf is not None and crf.enabled:
             prob = refine(sample["image"], prob, crf)
         predicted = prob >= threshold
         score = float(prob[predicted].mean()) if predicted.any() else 0.0
-        full = paste_back(prob, sample["affine"], (h, w))
+        window = crop_footprint(sample["affine"], prob.shape[0], (h, w))
         if grabcut:
-            mask = grabcut_person(image_rgb, person.bbox, full, threshold=threshold)
-            full = np.where(mask, np.maximum(full, threshold), 0.0).astype(np.float32)
-        yield PersonMask(person, full, full >= threshold, score)
+            window = union_window(window, grabcut_window(person.bbox, (h, w)))
+        window_prob = paste_back_window(prob, sample["affine"], window)
+        if grabcut:
+            mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
+            window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
+        yield PersonMask(person, window_prob, window, score, (h, w), threshold)
+
+
+def grabcut_window(box_xywh: np.ndarray, image_hw: tuple[int, int]) -> Window:
+    """The window models.baselines.grabcut_person works in: the box grown by its margin, clipped."""
+    height, width = image_hw
+    margin = GRABCUT_MARGIN
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    if not (np.isfinite([x, y, w, h]).all() and w >= 2 and h >= 2):
+        return (0, 0, 0, 0)
+    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
+    x1, y1 = min(width, int(np.ceil(x + w + margin * w))), min(height, int(np.ceil(y + h + margin * h)))
+    return (y0, max(y0, y1), x0, max(x0, x1))
+
+
+def _grabcut_in_window(
+    image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, window_prob: np.ndarray | None, threshold: float
+) -> np.ndarray:
+    """grabcut_person on the window's part of the photo (the window holds its whole working region,
+    so the result equals the full-photo call's there): (y1-y0, x1-x0) bool."""
+    y0, y1, x0, x1 = window
+    if y1 <= y0 or x1 <= x0:
+        return np.zeros((y1 - y0, x1 - x0), bool)
+    box = np.asarray(box_xywh[:4], np.float64) - np.array([x0, y0, 0, 0])
+    region = np.ascontiguousarray(image_rgb[y0:y1, x0:x1])
+    if window_prob is None:
+        return grabcut_person(region, box, margin=GRABCUT_MARGIN)
+    return grabcut_person(region, box, window_prob, margin=GRABCUT_MARGIN, threshold=threshold)
 
 
 def segment_people(
@@ -260,11 +318,17 @@ class LabelMap:
         self.labels = np.zeros(image_hw, np.uint8 if people <= MAX_UINT8_PEOPLE else np.uint16)
         self.threshold, self.count = threshold, 0
 
-    def add(self, prob: np.ndarray) -> None:
-        """Person number `count` (the next one) with its (H,W) probability."""
-        better = prob > self.best
-        self.best[better] = prob[better]
-        self.labels[better] = self.count + 1
+    def add(self, prob: np.ndarray, window: Window | None = None) -> None:
+        """Person number `count` (the next one) with its probability: (H,W), or the (y1-y0, x1-x0)
+        part of it inside `window` (0 elsewhere; a person then costs its window, not the photo)."""
+        if window is None:
+            best, labels = self.best, self.labels
+        else:
+            y0, y1, x0, x1 = window
+            best, labels = self.best[y0:y1, x0:x1], self.labels[y0:y1, x0:x1]
+        better = prob > best
+        best[better] = prob[better]
+        labels[better] = self.count + 1
         self.count += 1
 
     def result(self) -> np.ndarray:

@@ -257,14 +257,16 @@ class PhotoMasker:
         if not people:
             row.update(outcome="no_person", reason="no_person", detail=none_reason)
             return []
-        # One person at a time: its PNG is written and its full-size probability folded into the
-        # label map before the next is made, so memory does not grow with the number of people.
+        # One person at a time: its PNG is written and its probability (in its window of the photo)
+        # folded into the label map before the next is made, so memory does not grow with the
+        # number of people, and a person's cost with the photo's size only for its PNG and RLE.
         labels = LabelMap(image.shape[:2], len(people), self.threshold)
         files, records, from_box = [], [], 0
         for k, m in enumerate(self.segment(image, people)):
-            files.append(self.write_person_mask(rel, k, m))
-            labels.add(m.prob)
-            records.append(person_record(image_id, rel, k, m))
+            full_mask = m.mask  # (H,W) bool, made once for the PNG and the RLE
+            files.append(self.write_person_mask(rel, k, full_mask))
+            labels.add(m.window_prob, m.window)
+            records.append(person_record(image_id, rel, k, m, full_mask))
             from_box += m.person.source == SOURCE_BOX
         files.append(self.write_labels(rel, labels.result()))
         self.remove_masks(rel, keep=len(records))
@@ -299,11 +301,11 @@ class PhotoMasker:
     def mask_base(self, rel: str) -> Path:
         return self.output_dir / rel
 
-    def write_person_mask(self, rel: str, k: int, mask: PersonMask) -> str:
-        """Person k's PNG (0/255), renamed into place; its path relative to output_dir."""
+    def write_person_mask(self, rel: str, k: int, mask: np.ndarray) -> str:
+        """Person k's PNG (0/255) of its (H,W) bool mask, renamed into place; its path relative to output_dir."""
         base = self.mask_base(rel)
         target = base.with_name(f"{base.name}.person{k}.png")
-        write_png(target, mask.mask.astype(np.uint8) * 255)
+        write_png(target, mask.astype(np.uint8) * 255)
         return target.relative_to(self.output_dir).as_posix()
 
     def write_labels(self, rel: str, labels: np.ndarray) -> str:
@@ -331,14 +333,14 @@ class PhotoMasker:
             base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
 
 
-def person_record(image_id: int, rel: str, k: int, m: PersonMask) -> dict:
-    """COCO results record of person k of a photo."""
+def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarray) -> dict:
+    """COCO results record of person k of a photo ((H,W) bool `mask`: m.mask, made by the caller)."""
     record = {
         "image_id": image_id,
         "file_name": rel,
         "category_id": 1,
         "person": k,
-        "segmentation": encode_rle(m.mask),
+        "segmentation": encode_rle(mask),
         "bbox": [round(float(v), 2) for v in m.person.bbox],
         "keypoints": np.round(m.person.keypoints.reshape(-1), 2).tolist(),
         "score": round(m.score, 5),

@@ -6,8 +6,18 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
-from models.crop import box_around, crop_affine, paste_back, warp_image, warp_mask, warp_points
+from models.crop import (
+    box_around,
+    crop_affine,
+    crop_footprint,
+    paste_back,
+    paste_back_window,
+    warp_image,
+    warp_mask,
+    warp_points,
+)
 from models.masks import coco_instance_mask
 from models.metrics import iou
 
@@ -68,3 +78,18 @@ def test_paste_back_is_zero_outside_the_crop():
     back = paste_back(np.ones((32, 32), np.float32), a, (100, 100))
     assert back[:5].max() == 0 and back[15, 15] == 1 and back.shape == (100, 100)
     assert cv2.countNonZero((back > 0.5).astype(np.uint8)) in range(380, 430)
+
+
+@pytest.mark.parametrize("bbox", [[40, 30, 50, 90], [-20, -10, 60, 80], [150, 100, 90, 120], [400, 400, 10, 10]])
+def test_the_window_paste_is_the_full_paste_inside_and_nothing_outside(bbox) -> None:
+    prob = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    affine = crop_affine(np.array(bbox, np.float32), 0.25, 64)
+    full = paste_back(prob, affine, (160, 200))
+    y0, y1, x0, x1 = window = crop_footprint(affine, 64, (160, 200))
+    outside = full.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert not outside.any()  # the footprint holds every pixel the crop reaches
+    if y1 > y0 and x1 > x0:
+        np.testing.assert_allclose(paste_back_window(prob, affine, window), full[y0:y1, x0:x1], atol=1e-5)
+    else:
+        assert not full.any()  # a crop that misses the photo: an empty window

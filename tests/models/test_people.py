@@ -178,3 +178,41 @@ def test_memory_of_one_photo_is_bounded_by_the_batch_whatever_the_number_of_peop
     np.testing.assert_array_equal(labels.result(), instance_labels(probs, 0.5))
     with pytest.raises(ValueError, match="batch_size"):
         next(people_module.iter_person_masks(net, image, crowd, CropConfig(size=32), 0.5, batch_size=0))
+
+
+@pytest.mark.parametrize("grabcut", [False, True])
+def test_windowed_masks_equal_the_full_photo_computation(grabcut: bool) -> None:
+    """A person is computed in the window of the photo it can touch: the same masks as pasting the
+    crop back onto the whole photo (and running GrabCut on it), for people at the photo's edges."""
+    from models.baselines import grabcut_person
+    from models.crop import paste_back
+    from models.people import LabelMap, crop_probabilities
+    from models.sample import person_sample
+
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (160, 260, 3), np.uint8)
+    image[20:150, 5:60] = (200, 180, 60)
+    people = [
+        Person(standing_person(30, 15, 130), np.array([2, 12, 55, 140], np.float32)),  # at the left edge
+        Person(standing_person(240, 40, 140), np.array([215, 38, 45, 122], np.float32)),  # cut by the bottom
+        Person(np.zeros((17, 3), np.float32), np.array([100, 30, 50, 100], np.float32), source=SOURCE_BOX),
+    ]
+    cfg = CropConfig(size=64)
+    masks = segment_people(net, image, people, cfg, 0.5, grabcut=grabcut)
+    labels = LabelMap(image.shape[:2], len(people), 0.5)
+    for person, m in zip(people, masks, strict=True):
+        if person.source == SOURCE_BOX:
+            full_mask = grabcut_person(image, person.bbox)
+            full = full_mask.astype(np.float32) * 0.5
+        else:
+            sample = person_sample(image, None, person.keypoints, person.bbox, cfg)
+            full = paste_back(crop_probabilities(net, [sample], "cpu")[0], sample["affine"], image.shape[:2])
+            if grabcut:
+                full_mask = grabcut_person(image, person.bbox, full, threshold=0.5)
+                full = np.where(full_mask, np.maximum(full, 0.5), 0.0).astype(np.float32)
+        np.testing.assert_allclose(m.prob, full, atol=1e-5)
+        np.testing.assert_array_equal(m.mask, full >= 0.5)
+        labels.add(m.window_prob, m.window)
+    np.testing.assert_array_equal(labels.result(), instance_labels([m.prob for m in masks], 0.5))
