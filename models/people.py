@@ -206,7 +206,7 @@ def iter_person_masks(
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
-    Memory is bounded by `batch_size` crops and one full-size probability at a time, whatever the
+    Memory is bounded by `batch_size` crops and one person's window at a time, whatever the
     number of people (a caller that keeps every PersonMask keeps them all: see segment_people).
     image_rgb: (H,W,3) uint8. Each person is cropped (person_sample, no mask), predicted, refined
     by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
