@@ -23,7 +23,9 @@ person's size of the tracked ones) updates every one of its joints as a second K
 measurement (noise `estimate_noise`). One that disagrees (a spectator, a left/right swap, a
 miss) is ignored and the flow carries on. Pose estimators are trained on upright people: with
 `turns` the estimator also sees the box turned upside down and sideways (np.rot90), and the
-estimate closest to the track wins, which keeps a handstand or a flip on track.
+estimate closest to the track wins, which keeps a handstand or a flip on track. A joint whose
+flow is forward-backward consistent (`fb_gate`) is left to the flow: it is exact under a known
+warp, where the estimator would add its own noise.
 
 A frame that is None (unreadable, missing) is bridged: the filter predicts the joints from their
 velocity and marks them occluded (v = 1) until a frame arrives. Joints missing in the first
@@ -60,7 +62,10 @@ class TrackConfig:
     turns: quarter turns of the frame the estimator sees (0 = upright); the closest estimate wins.
     correct: fold in the pose estimator when track_keypoints is given one. deadband: a joint's
     estimate within deadband x the person's size of the track is left out (the estimator's own
-    noise, a few px, would otherwise shake a track the flow follows well)."""
+    noise, a few px, would otherwise shake a track the flow follows well). fb_gate: a joint whose
+    flow is forward-backward consistent to within this many px (the backward flow from the new
+    frame brings it back) keeps the flow's position: such a flow is more precise than any
+    estimate (0 = off; it costs a second flow per frame)."""
 
     flow: str = "deepflow"
     radius: int = 4
@@ -73,6 +78,7 @@ class TrackConfig:
     box_pad: float = 0.35
     turns: str = "0,2"
     deadband: float = 0.03
+    fb_gate: float = 0.03
     correct: bool = True
 
     def __post_init__(self) -> None:
@@ -80,8 +86,8 @@ class TrackConfig:
             raise ValueError(f"TrackConfig.flow must be one of {FLOW_METHODS}, got {self.flow!r}")
         if self.radius < 0 or self.process_noise <= 0 or self.measurement_noise <= 0 or self.max_side < 16:
             raise ValueError("TrackConfig: radius >= 0, noises > 0 and max_side >= 16")
-        if self.gate <= 0 or self.estimate_noise <= 0 or self.box_pad < 0 or self.deadband < 0:
-            raise ValueError("TrackConfig: gate > 0, estimate_noise > 0, box_pad >= 0 and deadband >= 0")
+        if self.gate <= 0 or self.estimate_noise <= 0 or min(self.box_pad, self.deadband, self.fb_gate) < 0:
+            raise ValueError("TrackConfig: gate > 0, estimate_noise > 0, box_pad, deadband and fb_gate >= 0")
         if not set(self.turn_list()) <= {0, 1, 2, 3} or not self.turn_list():
             raise ValueError(f"TrackConfig.turns: quarter turns 0-3 separated by commas, got {self.turns!r}")
 
@@ -217,10 +223,16 @@ def track_keypoints(
         else:
             current = _grey(frame, scale)
             flow = dense_flow(previous, current, cfg.flow)
-            measured = anchor + flow_at(flow, anchor * scale, max(1, round(cfg.radius * scale))) / scale
+            radius = max(1, round(cfg.radius * scale))
+            moved = flow_at(flow, anchor * scale, radius)
+            measured = anchor + moved / scale
             positions = kalman.update(measured) if kalman is not None else measured
+            reliable = np.zeros(len(positions), bool)
+            if cfg.fb_gate > 0 and estimate is not None and cfg.correct:
+                back = flow_at(dense_flow(current, previous, cfg.flow), anchor * scale + moved, radius)
+                reliable = np.linalg.norm(moved + back, axis=1) / scale < cfg.fb_gate
             if estimate is not None and cfg.correct:
-                positions = _corrected(frame, positions, tracked, estimate, cfg, kalman)
+                positions = _corrected(frame, positions, tracked, estimate, cfg, kalman, reliable)
             previous, anchor = current, positions.copy()
             out[tracked, :2] = positions[tracked]
             out[tracked, 2] = keypoints[tracked, 2]
@@ -268,8 +280,11 @@ def _corrected(
     estimate: Estimate,
     cfg: TrackConfig,
     kalman: JointKalman | None,
+    reliable: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(K,2) positions after folding in each person's agreeing estimate on `frame`."""
+    """(K,2) positions after folding in each person's agreeing estimate on `frame`; joints whose
+    flow is `reliable` ((K,) bool: forward-backward consistent) keep the flow's position."""
+    reliable = np.zeros(len(positions), bool) if reliable is None else reliable
     positions = positions.copy()
     for start in range(0, len(positions), JOINTS):
         person = slice(start, start + JOINTS)
@@ -289,6 +304,7 @@ def _corrected(
         found, which = best, (best[:, 2] > 0) & on & np.isfinite(best[:, :2]).all(1)
         extent = xy[on].max(0) - xy[on].min(0)
         which &= np.linalg.norm(found[:, :2] - xy, axis=1) > cfg.deadband * max(float(extent.max()), 1.0)
+        which &= ~reliable[person]
         if kalman is None:
             positions[person][which] = found[which, :2]
             continue

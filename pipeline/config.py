@@ -250,6 +250,7 @@ class track(luigi.Config):  # noqa: N801
     turns = from_field(TrackConfig, "turns")
     correct = from_field(TrackConfig, "correct")
     deadband = from_field(TrackConfig, "deadband")
+    fb_gate = from_field(TrackConfig, "fb_gate")
 
     def to_config(self) -> TrackConfig:
         return TrackConfig(**{f.name: getattr(self, f.name) for f in fields(TrackConfig)})

@@ -141,7 +141,9 @@ def test_an_agreeing_estimate_pulls_the_track_and_a_far_one_is_ignored() -> None
         calls.append(box)
         return skeleton(2.0 * len(calls))
 
-    tracked = list(track_keypoints(still_frames(6), first, TrackConfig(flow="farneback", turns="0"), near))
+    # fb_gate off: on textureless frames a zero flow is trivially forward-backward consistent
+    pull = TrackConfig(flow="farneback", turns="0", fb_gate=0.0)
+    tracked = list(track_keypoints(still_frames(6), first, pull, near))
     moved = tracked[-1][:, :2] - first[:, :2]  # the flow says "still" (r = 1 px^2), the estimator 10 px
     assert np.allclose(moved[:, 1], 0.0, atol=1e-3) and (moved[:, 0] > 3.0).all() and (moved[:, 0] < 10.5).all()
     box = calls[0]  # the estimator sees the tracked joints' extent, padded
@@ -196,3 +198,22 @@ def test_an_upside_down_person_is_estimated_on_the_turned_frame() -> None:
     first = back.astype(np.float32)
     tracked = list(track_keypoints([upside_down] * 3, first, FAST, upright_only))
     assert np.abs(tracked[-1][:, :2] - first[:, :2]).max() < 1e-3  # found by turning, it agrees
+
+
+def test_a_forward_backward_consistent_flow_is_not_moved_by_the_estimator(person) -> None:
+    image, kps = person
+    shifts = [(3.0 * t, 1.5 * t) for t in range(5)]
+    frames = shifted(image, shifts)
+    calls = []
+
+    def off_by_fifteen(frame: np.ndarray, box: np.ndarray) -> np.ndarray:  # agrees, but 15 px off
+        calls.append(1)
+        shift = shifts[min(len(calls) // 2, len(shifts) - 1)]
+        return np.c_[kps[:, :2] + shift + 15.0, kps[:, 2:]]
+
+    kept = list(track_keypoints(frames, kps, TrackConfig(flow="farneback", turns="0"), off_by_fifteen))
+    pulled = list(track_keypoints(frames, kps, TrackConfig(flow="farneback", turns="0", fb_gate=0.0), off_by_fifteen))
+    # measured 2.2 px against 16.5: most joints keep the consistent flow; without the gate every
+    # joint follows the estimate
+    assert errors(pulled, kps, shifts)[-1] > 12.0
+    assert errors(kept, kps, shifts).max() < 0.25 * errors(pulled, kps, shifts)[-1]
