@@ -30,21 +30,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.record import append_result, git_commit, tree_dirty  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "accuracy.jsonl"
 DEFAULT_CONFIG = REPO / "configs" / "shipped.cfg"
 BASELINES = ("prior", "grabcut", "slic_grabcut", "posefree")
 NETWORK, NETWORK_CRF = "unet-coco", "unet-coco+crf"
 METHODS = (*BASELINES, NETWORK, NETWORK_CRF)
 EVAL_SETS = ("coco/val", "ochuman/val", "voc/val")
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-        return out.stdout.strip() + ("-dirty" if dirty.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def apply_overrides(pairs: list[str]) -> dict[str, str]:
@@ -173,7 +166,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("POSEMASK_BENCH_THREADS", "0")) or torch.get_num_threads())
 
     evaluate_all = EvaluateAll(eval_sets=args.eval_sets, methods=list(METHODS))
-    commit = git_commit()  # at the start: the code that trains and measures
+    commit = git_commit() + ("-dirty" if tree_dirty() else "")  # at the start: the code that trains and measures
     started = time.perf_counter()
     if not luigi.build([evaluate_all], local_scheduler=True, workers=1, log_level="WARNING"):
         raise SystemExit("accuracy: a stage failed (see the log above)")
@@ -216,10 +209,8 @@ def main() -> None:
         f"in {training['train_seconds'] / 60:.1f} min, best validation IoU {training['best_val_iou']:.3f} "
         f"(epoch {training['best_epoch']})"
     )
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}; report: {line['report']}")
+    append_result(args.results, line)
+    print(f"report: {line['report']}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,22 +31,11 @@ import luigi.configuration
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.record import append_result, git_commit, tree_dirty  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.cache import BuildCache  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "cache_build.jsonl"
-
-
-def git_commit() -> tuple[str, bool | None]:
-    """``git rev-parse --short HEAD`` and whether the working tree has changes (None: no git here)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
-    except OSError:
-        return "unknown", None
-    if out.returncode != 0:
-        return "unknown", None
-    return out.stdout.strip(), bool(dirty.stdout.strip())
 
 
 def machine() -> dict[str, object]:
@@ -125,7 +113,7 @@ def main() -> None:
     print(f"JPEG decode : {medians['images_per_s']:.1f} images/s (1 process), {of}")
     print(f"ratio BuildCache / decode = {medians['ratio']:.2f}")
     if args.results:
-        commit, dirty = git_commit()
+        commit, dirty = git_commit(), tree_dirty()
         line = {
             "bench": "cache_build",
             "label": args.label,
@@ -146,11 +134,7 @@ def main() -> None:
             **medians,
             "runs": runs,
         }
-        results = Path(args.results)
-        results.parent.mkdir(parents=True, exist_ok=True)
-        with open(results, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
-        print(f"appended to {results}")
+        append_result(args.results, line)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from luigi.task_register import Register  # noqa: E402
 
+from bench.record import append_result, git_commit  # noqa: E402
 from models.people import crop_probabilities, estimate_people, person_from_keypoints  # noqa: E402
 from models.sample import person_sample  # noqa: E402
 from models.train import load_model, save_model  # noqa: E402
@@ -123,11 +123,6 @@ def forward_alone(model: str, photos: Path, keypoints: Path, min_keypoints: int)
     return time.perf_counter() - start, sum(len(b) for b in batches)
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="copies of the 6 sample photos")
@@ -206,10 +201,7 @@ def main() -> None:
             "ratio_grabcut_off": given_rates[False] / forward_rate,
         },
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
 
 
 if __name__ == "__main__":

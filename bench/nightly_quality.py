@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from pycocotools import mask as mask_utils  # noqa: E402
 
+from bench.record import append_result, git_commit  # noqa: E402
 from models.detect import match_detections  # noqa: E402
 from models.peers import PEERS, make_peer  # noqa: E402
 from models.people import estimate_people, instance_labels, segment_people  # noqa: E402
@@ -174,15 +174,6 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
         tally.true_pos, tally.false_pos, tally.to_find = tally.true_pos + tp, tally.false_pos + fp, tally.to_find + n
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except OSError:
-        return ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -274,10 +265,7 @@ def main() -> None:
         "empty_dir": str(args.empty_dir or ""),
         "figures": figures,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
 
 
 if __name__ == "__main__":

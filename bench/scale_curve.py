@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import luigi  # noqa: E402
 import luigi.configuration  # noqa: E402
 from luigi.task_register import Register  # noqa: E402
 
+from bench.record import append_result, git_commit  # noqa: E402
 from bench.scale import write_synthetic_coco  # noqa: E402
 from pipeline import GenerateMasks  # noqa: E402
 from pipeline.config import use_torch_threads  # noqa: E402
@@ -87,11 +87,6 @@ def generate_curve(tmp: Path, factor: int, flat_files: int, name: str = "") -> d
     return {"items": n, "seconds": seconds}
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
@@ -135,10 +130,7 @@ def main() -> None:
         "flat_files": args.flat_files,
         "curves": rows,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import statistics
@@ -28,6 +27,10 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.record import append_result, git_commit  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "startup.jsonl"
 POSEMASK = Path(sys.executable).with_name("posemask")
 
@@ -40,11 +43,6 @@ def timed(command: list[str], repeat: int, cwd: Path) -> float:
         subprocess.run(command, cwd=cwd, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -88,10 +86,7 @@ def main() -> None:
     for name, seconds in figures.items():
         print(f"{name:20s} {seconds:7.3f} s")
     print(f"no-op night / import of the pipeline: {figures['noop_night_s'] / figures['import_pipeline_s']:.2f}x")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
 
 
 if __name__ == "__main__":

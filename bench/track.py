@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.record import append_result, git_commit  # noqa: E402
 from models.track import TrackConfig, estimate_turned, orb_track, track_keypoints  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "track.jsonl"
@@ -108,11 +108,6 @@ def mask_ious(comp, frames: list, masks: list, keypoints: list[np.ndarray]) -> l
         prob = segment_people(comp.net, image, [person], comp.crop_cfg, comp.threshold, grabcut=False)[0].mask
         ious.append(float((prob & mask).sum() / max((prob | mask).sum(), 1)))
     return ious
-
-
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -213,10 +208,7 @@ def main() -> None:
         "dilate": args.dilate,
         "figures": figures,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
 
 
 if __name__ == "__main__":

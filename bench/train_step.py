@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.record import append_result, git_commit, tree_dirty  # noqa: E402
 from bench.synthetic import write_synthetic_cache  # noqa: E402
 from models.augment import AUGMENTATIONS, AugmentConfig  # noqa: E402
 from models.dataset import CacheDataset, InMemoryBatch  # noqa: E402
@@ -213,13 +212,6 @@ def bench_device(device: torch.device, cache: Path, model_cfg: ModelConfig, args
     return result
 
 
-def git_commit() -> str:
-    """HEAD's short hash, "+dirty" when tracked files differ from it (the figures are not HEAD's)."""
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True).returncode == 1
-    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, help="cache.h5 to read (default: a synthetic one)")
@@ -290,7 +282,7 @@ def main() -> None:
     line = {
         "bench": "train_step",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": git_commit() + ("+dirty" if tree_dirty(tracked_only=True) else ""),
         "machine": {
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
@@ -309,10 +301,7 @@ def main() -> None:
         },
         "devices": results,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    print(f"appended to {args.results}")
+    append_result(args.results, line)
     mismatched = [name for name, result in results.items() if result["uint8_equals_float"] is False]
     if mismatched:
         raise SystemExit(f"uint8 transfer normalised differently from the float path on {mismatched}")

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import luigi  # noqa: E402
 
+from bench.record import git_commit  # noqa: E402
 from models.assets import SHIPPED_CRF, SHIPPED_DIR, SHIPPED_MODEL  # noqa: E402
 
 ACCURACY_RESULTS = REPO / "bench" / "results" / "accuracy.jsonl"
@@ -45,11 +45,6 @@ TERMS = {
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def accuracy_line(model_path: str) -> dict | None:
