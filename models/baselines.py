@@ -201,11 +201,26 @@ def slic_grabcut_baseline(
     return grabcut_from_mask(image_rgb, gc_mask, iterations)
 
 
+GRABCUT_MARGIN = 0.15  # grabcut_person works in the box grown by this share of its sides
+
+
+def grabcut_region(box_xywh: np.ndarray, image_hw: tuple[int, int], margin: float) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the part of an (H, W) image grabcut_person works in: the (4,) xywh box
+    grown by `margin` of its sides, clipped; None for a box that is not finite or under 2 px."""
+    height, width = image_hw
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    if not (np.isfinite([x, y, w, h]).all() and w >= 2 and h >= 2):
+        return None
+    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
+    x1, y1 = min(width, int(np.ceil(x + w + margin * w))), min(height, int(np.ceil(y + h + margin * h)))
+    return x0, y0, x1, y1
+
+
 def grabcut_person(
     image_rgb: np.ndarray,
     box_xywh: np.ndarray,
     prob: np.ndarray | None = None,
-    margin: float = 0.15,
+    margin: float = GRABCUT_MARGIN,
     max_side: int = 256,
     iterations: int = 3,
     threshold: float = 0.5,
@@ -228,13 +243,13 @@ def grabcut_person(
     """
     height, width = image_rgb.shape[:2]
     out = np.zeros((height, width), bool)
-    x, y, w, h = (float(v) for v in box_xywh[:4])
-    if not (np.isfinite([x, y, w, h]).all() and w >= 2 and h >= 2):
+    region = grabcut_region(box_xywh, (height, width), margin)
+    if region is None:
         return out
-    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
-    x1, y1 = min(width, int(np.ceil(x + w + margin * w))), min(height, int(np.ceil(y + h + margin * h)))
+    x0, y0, x1, y1 = region
     if x1 - x0 < 2 or y1 - y0 < 2:
         return out
+    x, y, w, h = (float(v) for v in box_xywh[:4])
     seeds = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
     bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
     bx1, by1 = min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.baselines import grabcut_person
+from models.baselines import GRABCUT_MARGIN, grabcut_person, grabcut_region
 from models.crf import CRFParams, refine
 from models.crop import Window, crop_footprint, paste_back_window, union_window
 from models.detect import keypoint_box
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks
 
     from models.unet import PoseUNet
 
-GRABCUT_MARGIN = 0.15  # grabcut_person's margin around the box (its window)
 # Label maps are uint8 up to this many people, uint16 beyond (PNG holds both).
 MAX_UINT8_PEOPLE = 255
 # Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
@@ -261,14 +260,11 @@ def _batch_masks(
 
 
 def grabcut_window(box_xywh: np.ndarray, image_hw: tuple[int, int]) -> Window:
-    """The window models.baselines.grabcut_person works in: the box grown by its margin, clipped."""
-    height, width = image_hw
-    margin = GRABCUT_MARGIN
-    x, y, w, h = (float(v) for v in box_xywh[:4])
-    if not (np.isfinite([x, y, w, h]).all() and w >= 2 and h >= 2):
+    """The window models.baselines.grabcut_person works in (grabcut_region), empty for no box."""
+    region = grabcut_region(box_xywh, image_hw, GRABCUT_MARGIN)
+    if region is None:
         return (0, 0, 0, 0)
-    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
-    x1, y1 = min(width, int(np.ceil(x + w + margin * w))), min(height, int(np.ceil(y + h + margin * h)))
+    x0, y0, x1, y1 = region
     return (y0, max(y0, y1), x0, max(x0, x1))
 
 
