@@ -231,7 +231,14 @@ def main() -> None:
         for method, (crf, grabcut) in variants.items():
             start = time.perf_counter()
             masks = segment_people(
-                comp.net, image, people, comp.crop_cfg, comp.threshold, comp.crf if crf else None, grabcut=grabcut
+                comp.net,
+                image,
+                people,
+                comp.crop_cfg,
+                comp.threshold,
+                comp.crf if crf else None,
+                grabcut=grabcut,
+                box_segmenter=comp.box_segmenter,
             )
             union = np.zeros(image.shape[:2], bool)
             if masks:

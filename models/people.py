@@ -6,9 +6,10 @@ size -> paste back), so a mask made here for a person equals the one PredictMask
 for that person.
 
 A detected person whose pose cannot be estimated (or has fewer than `min_keypoints` joints) is
-kept as a "box" person when asked: its mask comes from GrabCut initialised with the detector's
+kept as a "box" person when asked: its mask comes from a box segmenter run in the detector's box
+(box_mask; the pipeline passes MediaPipe's selfie segmenter), or from GrabCut initialised with the
 box (models.baselines.grabcut_person), and its `source` says so in every output. With `grabcut`,
-the network's masks are refined the same way, GrabCut seeded by the network's probability.
+the network's masks are refined by GrabCut, seeded by the network's probability.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ MAX_UINT8_PEOPLE = 255
 # Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
 SOURCE_KEYPOINTS = "keypoints"
 SOURCE_BOX = "box"
+# (h,w,3) uint8 RGB region -> (h,w) float person probability: how a box person is segmented
+BoxSegmenter = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -202,6 +205,7 @@ def iter_person_masks(
     device: torch.device | str = "cpu",
     grabcut: bool = False,
     batch_size: int = 16,
+    box_segmenter: BoxSegmenter | None = None,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -211,14 +215,23 @@ def iter_person_masks(
     by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
     `grabcut`, refined by GrabCut in its box seeded by that probability (models.baselines.grabcut_person;
     the probability is then kept inside GrabCut's mask, raised to `threshold`, and 0 outside).
-    SOURCE_BOX people get GrabCut's mask from their box, with probability `threshold` inside it
-    (so a pose-guided neighbour wins the pixels both claim) and the detector's score as score.
+    SOURCE_BOX people get the mask of `box_segmenter` run on their box's region (box_mask; None:
+    GrabCut's mask from their box), with probability `threshold` inside it (so a pose-guided
+    neighbour wins the pixels both claim) and the detector's score as score.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, len(people), batch_size):
         yield from _batch_masks(
-            net, image_rgb, people[start : start + batch_size], crop_cfg, threshold, crf, device, grabcut
+            net,
+            image_rgb,
+            people[start : start + batch_size],
+            crop_cfg,
+            threshold,
+            crf,
+            device,
+            grabcut,
+            box_segmenter,
         )
 
 
@@ -231,6 +244,7 @@ def _batch_masks(
     crf: CRFParams | None,
     device: torch.device | str,
     grabcut: bool,
+    box_segmenter: BoxSegmenter | None = None,
 ) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
     posed = [p for p in people if p.source == SOURCE_KEYPOINTS]
@@ -240,7 +254,10 @@ def _batch_masks(
     for person in people:
         if person.source == SOURCE_BOX:
             window = grabcut_window(person.bbox, (h, w))
-            mask = _grabcut_in_window(image_rgb, person.bbox, window, None, threshold)
+            if box_segmenter is None:
+                mask = _grabcut_in_window(image_rgb, person.bbox, window, None, threshold)
+            else:
+                mask = box_mask(image_rgb, person.bbox, window, box_segmenter)
             score = person.detection_score if person.detection_score is not None else 0.0
             yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
             continue
@@ -268,6 +285,28 @@ def grabcut_window(box_xywh: np.ndarray, image_hw: tuple[int, int]) -> Window:
     return (y0, max(y0, y1), x0, max(x0, x1))
 
 
+def box_mask(image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, segmenter: BoxSegmenter) -> np.ndarray:
+    """A box person's mask: `segmenter` on the window's part of the photo (grabcut_window: the box
+    and a margin around it, for context), >= 0.5, kept inside the box: (y1-y0, x1-x0) bool.
+
+    Measured on the 93 people >= 40 px of the sample's val2017 and OCHuman, given their true box:
+    MediaPipe's selfie segmenter 0.587 IoU at 11 ms, GrabCut from the box 0.420 at 96 ms
+    (the box itself: 0.464).
+    """
+    y0, y1, x0, x1 = window
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    if y1 <= y0 or x1 <= x0:
+        return mask
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
+    bx1, by1 = min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0
+    if bx1 <= bx0 or by1 <= by0:
+        return mask
+    prob = segmenter(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]))
+    mask[by0:by1, bx0:bx1] = prob[by0:by1, bx0:bx1] >= 0.5
+    return mask
+
+
 def _grabcut_in_window(
     image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, window_prob: np.ndarray | None, threshold: float
 ) -> np.ndarray:
@@ -292,12 +331,12 @@ def segment_people(
     crf: CRFParams | None = None,
     device: torch.device | str = "cpu",
     grabcut: bool = False,
+    box_segmenter: BoxSegmenter | None = None,
 ) -> list[PersonMask]:
     """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
+    batch = max(len(people), 1)
     return list(
-        iter_person_masks(
-            net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch_size=max(len(people), 1)
-        )
+        iter_person_masks(net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch, box_segmenter)
     )
 
 

@@ -152,6 +152,23 @@ def boundary_band(target: torch.Tensor, radius: int) -> torch.Tensor:
     return dilated - eroded
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 / AMX: oneDNN's check). Elsewhere
+    bf16 autocast is emulated and slower than float32, so the bf16 settings are not applied."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 autocast pays on `device`: CUDA with bf16 support, or a CPU with native bf16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
 class PoseUNet(nn.Module):
     """Pose-guided U-Net predicting a mask as a correction of a prior mask (see module docstring)."""
 
@@ -162,6 +179,9 @@ class PoseUNet(nn.Module):
         super().__init__()
         #: predict_probability's test-time flip (an inference setting: not part of the weights or config)
         self.inference_flip = False
+        #: predict_probability in bf16 autocast (an inference setting, as inference_flip; the head
+        #: and the probability stay float32)
+        self.inference_bf16 = False
         if cfg is None:
             cfg = ModelConfig(**overrides)
         elif overrides:
@@ -231,13 +251,14 @@ class PoseUNet(nn.Module):
         model's `inference_flip`) averages it with the mirrored input's, mirrored back (test-time
         flip, left/right joint channels swapped: +0.003 to +0.009 mean IoU measured, 2x the time)."""
         flip = self.inference_flip if flip is None else flip
-        probability = self.probability(self(image, posemap, prior))
-        if not flip:
-            return probability
-        mirrored_pose = posemap.flip(-1)
-        if mirrored_pose.shape[1] == len(FLIPPED_JOINTS):
-            mirrored_pose = mirrored_pose[:, FLIPPED_JOINTS]
-        mirrored = self.probability(self(image.flip(-1), mirrored_pose, prior.flip(-1))).flip(-1)
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.inference_bf16):
+            probability = self.probability(self(image, posemap, prior))
+            if not flip:
+                return probability
+            mirrored_pose = posemap.flip(-1)
+            if mirrored_pose.shape[1] == len(FLIPPED_JOINTS):
+                mirrored_pose = mirrored_pose[:, FLIPPED_JOINTS]
+            mirrored = self.probability(self(image.flip(-1), mirrored_pose, prior.flip(-1))).flip(-1)
         return 0.5 * (probability + mirrored)
 
     def loss(self, output: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:

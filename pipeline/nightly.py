@@ -16,6 +16,7 @@ from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
 from models.crf import CRFParams
 from models.detect import PersonDetector
 from models.peers import PEERS, make_peer
+from models.people import BoxSegmenter
 from models.pose import PoseEstimator
 from models.sample import CropConfig
 from pipeline import config
@@ -52,6 +53,12 @@ def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
     return _PEERS[key]
 
 
+def box_person_segmenter() -> BoxSegmenter | None:
+    """How a box person is segmented ([detect] box_mask): the selfie segmenter made once per
+    process, or None for GrabCut from the box (models.people.iter_person_masks)."""
+    return peer_segmenter("selfie").segment if config.detect().box_mask == "selfie" else None
+
+
 def shipped_crf() -> CRFParams:
     """The dense-CRF parameters tuned for the shipped model."""
     return read_crf_file(require(SHIPPED_CRF))
@@ -68,6 +75,7 @@ class Nightly:
     crf: CRFParams
     min_keypoints: int
     box_fallback: bool
+    box_segmenter: BoxSegmenter | None
     detector: PersonDetector
     estimator: PoseEstimator
 
@@ -77,6 +85,7 @@ class Nightly:
             "min_keypoints": self.min_keypoints,
             "threshold": self.threshold,
             "flip": self.net.inference_flip,
+            "bf16": self.net.inference_bf16,
             "crf": self.crf.to_dict(),
         }
 
@@ -84,6 +93,7 @@ class Nightly:
 def nightly_components(model_path: str | None = None, crf: CRFParams | None = None) -> Nightly:
     """The shipped model (or `model_path`, with `crf` or the shipped CRF) and the configured estimators."""
     from models.train import load_model
+    from models.unet import native_bf16
     from pipeline.generate import GenerateMasks
 
     path = str(require(SHIPPED_MODEL)) if model_path is None else model_path
@@ -92,6 +102,7 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
     settings = GenerateMasks(input_dir=".", output_dir=".")  # its [GenerateMasks] values
     min_keypoints = settings.min_keypoints
     net.inference_flip = settings.flip
+    net.inference_bf16 = settings.bf16 and native_bf16("cpu")
     return Nightly(
         net,
         path,
@@ -100,6 +111,7 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
         crf or shipped_crf(),
         min_keypoints,
         config.detect().box_fallback,
+        box_person_segmenter(),
         detector,
         estimator,
     )

@@ -50,6 +50,12 @@ class TrainingTask(PoseMaskTask):
     )
     num_workers = from_field(TrainConfig, "num_workers", significant=False)
     device = from_field(TrainConfig, "device", significant=False, description="auto | cpu | cuda | cuda:N")
+    cpu_bf16 = from_field(
+        TrainConfig,
+        "cpu_bf16",
+        significant=False,
+        description="bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16): x2.0-2.8 training steps",
+    )
     num_threads = from_field(
         TrainConfig,
         "num_threads",
@@ -97,6 +103,7 @@ class TrainingTask(PoseMaskTask):
             schedule=self.schedule,
             patience=self.patience,
             num_threads=self.num_threads,
+            cpu_bf16=self.cpu_bf16,
         )
 
     def caches(self) -> tuple[list[str], list[str]]:

@@ -11,6 +11,7 @@ Layout under the output folder (documented for users in docs/generate.md)::
     shard_name(model_id, index, count, items, max_pixels)   the folder name (tag = hash of the model id)
     earlier_rows(out, index, count, model_id, paths)        latest earlier row per photo (manifests, journals)
     PhotoMasker(...).process(rel, size)                      one photo -> (manifest row, results records)
+    PhotoMasker(...).prepare / finish                        its two halves (read + people; masks + files)
     make_shard(masker, items, earlier, folder, ...)          the loop: reuse or process, journal, write
 Invariant: every row with outcome "done" lists mask files that exist, and a photo with another
 outcome has no mask files.
@@ -18,6 +19,7 @@ outcome has no mask files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -25,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +126,23 @@ def write_png(target: Path, array: np.ndarray) -> None:
 
 
 @dataclass
+class PreparedPhoto:
+    """A photo read, decoded and with its people found (PhotoMasker.prepare), waiting for finish.
+
+    row: the manifest row so far; image: (H,W,3) uint8 RGB, or None when reading it failed;
+    found: people_for's (people, image id, reason when none); error: what went wrong, reported by
+    finish; seconds: time spent preparing.
+    """
+
+    rel: str
+    row: dict
+    image: np.ndarray | None = None
+    found: tuple[list[Person], int, str] | None = None
+    error: Exception | None = None
+    seconds: float = 0.0
+
+
+@dataclass
 class PhotoMasker:
     """Turns one photo into its mask files, manifest row and COCO results records.
 
@@ -212,7 +232,13 @@ class PhotoMasker:
         keypoints_id: the plan's (lib/night.py); "file:ambiguous" skips the photo: its keypoint
         records are matched by a file name that another photo of the folder has too.
         """
-        path = self.input_dir / rel
+        return self.finish(self.prepare(rel, size, keypoints_id))
+
+    def prepare(self, rel: str, size: int, keypoints_id: str = "") -> PreparedPhoto:
+        """The first half of `process`: read, check and decode the photo, and find its people (the
+        keypoints file, a sidecar, or the detector and pose estimator). Never raises: an error is
+        kept for `finish` to report. Runs in make_shard's read-ahead thread, beside the network."""
+        started = time.perf_counter()
         row = {
             "path": rel,
             "size": size,
@@ -222,24 +248,38 @@ class PhotoMasker:
             "reason": "",
             "detail": "",
         }
-        started = time.perf_counter()
-        results: list[dict] = []
+        prepared = PreparedPhoto(rel, row)
         try:
-            width, height = check_image_header(path, self.max_pixels)
+            width, height = check_image_header(self.input_dir / rel, self.max_pixels)
             row["pixels"] = width * height
-            data = path.read_bytes()
+            data = (self.input_dir / rel).read_bytes()
             row["size"], row["content_hash"] = len(data), bytes_hash(data)
-            image = decode_image_bytes(data)
+            prepared.image = decode_image_bytes(data)
             if keypoints_id == AMBIGUOUS_KEYPOINTS and self.peer is None:
                 raise BadImageError(
                     "ambiguous_file_name",
                     "the keypoints file names this photo's file name only, "
                     "and another photo of the folder has it too: give full relative paths",
                 )
+            if self.peer is None:
+                prepared.found = self.people_for(rel, prepared.image)
+        except Exception as err:  # noqa: BLE001 - reported by finish, in the photo's row
+            prepared.error = err
+        prepared.seconds = time.perf_counter() - started
+        return prepared
+
+    def finish(self, prepared: PreparedPhoto) -> tuple[dict, list[dict]]:
+        """The second half of `process`: segment the prepared photo's people and write their files."""
+        started = time.perf_counter()
+        rel, row = prepared.rel, prepared.row
+        results: list[dict] = []
+        try:
+            if prepared.error is not None:
+                raise prepared.error
             if self.peer is not None:
-                results = self.masks_from_peer(rel, image, row)
+                results = self.masks_from_peer(rel, prepared.image, row)
             else:
-                results = self.masks_of_people(rel, image, row)
+                results = self.masks_of_people(rel, prepared.image, row, prepared.found)
         except BadImageError as err:
             row.update(outcome="skipped", reason=err.reason, detail=err.detail)
         except Exception as err:  # noqa: BLE001 - one bad image is reported, the batch goes on
@@ -248,11 +288,15 @@ class PhotoMasker:
         row.setdefault("content_hash", "")
         if row.get("outcome") != "done":
             self.remove_masks(rel, keep=0)
-        row["seconds"] = round(time.perf_counter() - started, 4)
+        row["seconds"] = round(prepared.seconds + time.perf_counter() - started, 4)
+        prepared.image = None  # the decoded photo is not kept past its row
         return row, results
 
-    def masks_of_people(self, rel: str, image: np.ndarray, row: dict) -> list[dict]:
-        people, image_id, none_reason = self.people_for(rel, image)
+    def masks_of_people(
+        self, rel: str, image: np.ndarray, row: dict, found: tuple[list[Person], int, str] | None = None
+    ) -> list[dict]:
+        """found: people_for's (people, image id, reason when none), when already computed."""
+        people, image_id, none_reason = found if found is not None else self.people_for(rel, image)
         row["image_id"] = image_id
         if not people:
             row.update(outcome="no_person", reason="no_person", detail=none_reason)
@@ -360,12 +404,17 @@ def make_shard(
     label: str,
     show_progress: bool,
     progress: Callable[[int, int, int], None],
+    read_ahead: int = 1,
 ) -> None:
     """Process (or reuse) every item [rel, size, content hash, keypoints id] into folder's files.
 
     Every processed photo is appended to journal.jsonl after its masks are in place, so a killed
     shard resumes where it stopped; manifest.jsonl is renamed into place last.
     progress(done, total, processed) is called after each photo.
+    read_ahead: this many photos to process are prepared (read, decoded, their people found by the
+    detector and pose estimator) in a second thread while the current one's network and files are
+    made: the two halves release the GIL in OpenCV, MediaPipe and torch, so they overlap on two
+    cores (0: one thing at a time). The journal and the rows keep the items' order.
     """
     started_at, started = time.time(), time.perf_counter()
     rows, results, processed = [], [], 0
@@ -373,16 +422,28 @@ def make_shard(
     if journal_path.is_file() and not journal_path.read_bytes().endswith(b"\n"):
         with open(journal_path, "a", encoding="utf-8") as j:
             j.write("\n")  # a killed writer's partial last line stays unparseable on its own
+    reuse = [masker.reusable(earlier.get(item[0]), item[2], item[3]) for item in items]
+    to_process = iter([i for i, reused in enumerate(reuse) if not reused])
+    ahead: dict[int, Future[PreparedPhoto]] = {}
+
+    def prepare_next(pool: ThreadPoolExecutor | None) -> None:
+        while pool is not None and len(ahead) < read_ahead and (i := next(to_process, None)) is not None:
+            ahead[i] = pool.submit(masker.prepare, items[i][0], items[i][1], items[i][3])
+
     with (
+        ThreadPoolExecutor(1, thread_name_prefix="read-ahead") if read_ahead > 0 else contextlib.nullcontext() as pool,
         open(journal_path, "a", encoding="utf-8") as journal,
         tqdm(items, desc=f"masks {label}", unit="image", disable=not show_progress) as bar,
     ):
-        for n, (rel, size, content_hash, keypoints_id) in enumerate(bar):
-            before = earlier.get(rel)
-            if masker.reusable(before, content_hash, keypoints_id):
+        prepare_next(pool)
+        for n, (rel, size, _, keypoints_id) in enumerate(bar):
+            if reuse[n]:
+                before = earlier[rel]
                 row, records = dict(before.row, run="reused"), before.results
             else:
-                row, records = masker.process(rel, size, keypoints_id)
+                prepared = ahead.pop(n).result() if n in ahead else masker.prepare(rel, size, keypoints_id)
+                prepare_next(pool)
+                row, records = masker.finish(prepared)
                 row.update(keypoints_id=keypoints_id, run="processed")
                 processed += 1
                 if row["outcome"] == "skipped":

@@ -11,6 +11,7 @@ from models.people import (
     SOURCE_KEYPOINTS,
     Person,
     estimate_people,
+    grabcut_window,
     instance_labels,
     person_from_keypoints,
     segment_people,
@@ -113,6 +114,40 @@ def test_box_person_gets_grabcut_mask_and_the_network_person_wins_shared_pixels(
     red[20:110, 135:165] = True
     assert (box.mask & red).sum() / (box.mask | red).sum() > 0.8
     assert not box.mask[:, :120].any()
+
+
+def test_box_person_gets_the_box_segmenter_mask_inside_its_box():
+    """A box segmenter sees the box's region with its margin (context) and its mask is kept
+    inside the box; the pose-guided person is segmented by the network as before."""
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
+    image = np.full((120, 200, 3), 30, np.uint8)
+    image[20:110, 135:165] = (220, 60, 60)
+    box = np.array([125, 10, 50, 105], np.float32)
+    people = [
+        Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
+        Person(np.zeros((17, 3), np.float32), box, source=SOURCE_BOX, detection_score=0.6),
+    ]
+    seen = []
+
+    def red_segmenter(region: np.ndarray) -> np.ndarray:
+        seen.append(region.shape)
+        return (region[..., 0] > 128).astype(np.float32) * 0.9 + 0.05 * (region[..., 0] <= 128)
+
+    plain = segment_people(net, image, people, CropConfig(size=64), threshold=0.5)
+    masks = segment_people(net, image, people, CropConfig(size=64), threshold=0.5, box_segmenter=red_segmenter)
+    window = grabcut_window(box, image.shape[:2])
+    assert seen == [(window[1] - window[0], window[3] - window[2], 3)]  # called once, on the box's window
+    red = np.zeros((120, 200), bool)
+    red[20:110, 135:165] = True
+    np.testing.assert_array_equal(masks[1].mask, red)
+    np.testing.assert_array_equal(masks[0].prob, plain[0].prob)
+    everything = segment_people(
+        net, image, people[1:], CropConfig(size=64), 0.5, box_segmenter=lambda r: np.ones(r.shape[:2], np.float32)
+    )[0]
+    inside = np.zeros((120, 200), bool)
+    inside[10:115, 125:175] = True
+    np.testing.assert_array_equal(everything.mask, inside)  # clipped to the box, not the window
 
 
 def test_grabcut_refinement_moves_a_thin_mask_onto_the_person():

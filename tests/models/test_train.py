@@ -22,6 +22,7 @@ from models.train import (
     TrainConfig,
     _rng_state,
     _set_rng_state,
+    cpu_has_native_bf16,
     instance_iou,
     load_model,
     predict,
@@ -364,8 +365,25 @@ def test_boundary_weighted_loss_weighs_the_edge() -> None:
 
 
 def test_cpu_bf16_trains_in_bf16_and_stays_close(caches: dict[str, Path], tmp_path: Path) -> None:
-    plain = train(TINY, _train_cfg(1), [caches["train"]], [caches["val"]], tmp_path / "fp32")
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16: cpu_bf16 is not applied")
+    plain = train(TINY, _train_cfg(1, cpu_bf16=False), [caches["train"]], [caches["val"]], tmp_path / "fp32")
     bf16 = train(TINY, _train_cfg(1, cpu_bf16=True), [caches["train"]], [caches["val"]], tmp_path / "bf16")
     loss_fp32, loss_bf16 = plain["history"][0]["train_loss"], bf16["history"][0]["train_loss"]
     assert np.isfinite(loss_bf16) and loss_bf16 != loss_fp32  # autocast was on: bf16 rounding shows
     assert abs(loss_bf16 - loss_fp32) < 0.05 * abs(loss_fp32)
+
+
+def test_prepare_device_applies_cpu_bf16_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast on a CPU with native bf16 only; a GroupNorm net then trains contiguous (its
+    channels-last bf16 kernels measured slower), a BatchNorm net channels-last."""
+    from models import train as train_module
+
+    cfg = _train_cfg(1)  # cpu_bf16 and channels_last: the defaults
+    assert cfg.cpu_bf16 and cfg.channels_last
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    assert train_module._prepare_device(cfg, None, "batch")[1:] == (True, True)
+    assert train_module._prepare_device(cfg, None, "group")[1:] == (True, False)
+    assert train_module._prepare_device(_train_cfg(1, cpu_bf16=False), None, "group")[1:] == (False, True)
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    assert train_module._prepare_device(cfg, None, "group")[1:] == (False, True)

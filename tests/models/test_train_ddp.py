@@ -27,7 +27,10 @@ from models.unet import ModelConfig, PoseUNet
 REPO = Path(__file__).resolve().parents[2]
 # GroupNorm: BatchNorm would normalise over each rank's half batch, a different model.
 TINY_GN = ModelConfig(base_channels=4, depth=2, norm="group")
-SETTINGS = dict(lr=1e-2, seed=3, num_workers=0, num_threads=1, device="cpu", augment="none", progress_bar=False)
+# float32 (cpu_bf16 off): the tolerance below is about float32 sums in another order
+SETTINGS = dict(
+    lr=1e-2, seed=3, num_workers=0, num_threads=1, device="cpu", augment="none", progress_bar=False, cpu_bf16=False
+)
 # Measured: the 2-rank weights differ from the 1-process ones by at most 9e-6 after 6 Adam steps at
 # lr 1e-2 (weights move by up to 0.33); float32 sums in another order differ by ~1e-7 relative per
 # step and Adam passes relative gradient differences on about 1:1. 1e-4 leaves a margin of 10 and
@@ -65,6 +68,7 @@ def _cli_args(caches: dict[str, Path], out: Path, epochs: int, batch_size: int) 
     args += ["--epochs", str(epochs), "--batch-size", str(batch_size), "--no-progress-bar"]
     args += ["--lr", str(SETTINGS["lr"]), "--seed", str(SETTINGS["seed"]), "--num-workers", "0", "--num-threads", "1"]
     args += ["--device", "cpu", "--augment", "none", "--base-channels", "4", "--depth", "2", "--norm", "group"]
+    args += ["--no-cpu-bf16"]
     return args
 
 

@@ -144,3 +144,26 @@ def test_the_pose_free_network_never_sees_the_keypoints() -> None:
         untrained.probability(untrained(image, torch.rand(1, 1, 16, 16), torch.rand(1, 1, 32, 32))),
         torch.full((1, 1, 32, 32), 0.5),
     )
+
+
+def test_bf16_inference_stays_float32_and_close_to_float32() -> None:
+    """inference_bf16 runs the body in bf16 autocast; the head and the probability stay float32,
+    and on this net the probabilities move by bf16 rounding only."""
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2, zero_init_last=False)).eval()
+    image, posemap, prior = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 1, 16, 16), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        plain = net.predict_probability(image, posemap, prior, flip=True)
+        net.inference_bf16 = True
+        low = net.predict_probability(image, posemap, prior, flip=True)
+    assert low.dtype == torch.float32 and not torch.equal(low, plain)  # autocast was on
+    assert (low - plain).abs().max() < 0.05
+
+
+def test_native_bf16_is_false_where_it_would_be_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import unet
+
+    monkeypatch.setattr(unet, "cpu_has_native_bf16", lambda: False)
+    assert not unet.native_bf16("cpu")
+    monkeypatch.setattr(unet, "cpu_has_native_bf16", lambda: True)
+    assert unet.native_bf16("cpu")

@@ -439,3 +439,62 @@ def test_hidden_photos_and_folders_are_counted_not_read(tmp_path, luigi_config, 
     )
     assert ok and summary["hidden"] == 2 and summary["images"] == 1 and summary["problems_total"] == 0
     assert "hidden, not read: 2" in format_summary(summary)
+
+
+def test_read_ahead_gives_the_same_files_and_rows(tmp_path, luigi_config, tiny_model):
+    """[resources] read_ahead = 1 (the default: the next photo is read and its people found in a
+    second thread) and 0 (one thing at a time) write the same masks, rows and results, bad photos
+    included, in the items' order."""
+    photos = copy_photos(tmp_path / "photos", PHOTOS)
+    jpeg = (VAL_IMAGES / PHOTOS[3]).read_bytes()
+    (photos / "000_corrupt.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (photos / "zzz_text.jpg").write_text("not an image\n")
+    keypoints = keypoints_subset(tmp_path / "kp.json", PHOTOS)
+    outputs = {}
+    for read_ahead in (0, 1):
+        luigi_config({"resources": {"read_ahead": read_ahead}})
+        out = tmp_path / f"masks-{read_ahead}"
+        ok, summary = generate(
+            input_dir=str(photos), output_dir=str(out), model=str(tiny_model), keypoints=str(keypoints), shard_size=10
+        )
+        assert ok and summary["done"] == 4 and summary["skipped"] == {"corrupt_image": 1, "not_an_image": 1}
+        rows = [{k: v for k, v in r.items() if k != "seconds"} for r in check_consistent(out)]
+        pngs = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+        results = [json.loads(p.read_text()) for p in sorted((out / "shards").glob("*/results.json"))]
+        outputs[read_ahead] = rows, pngs, results
+    assert [r["path"] for r in outputs[1][0]] == sorted(r["path"] for r in outputs[1][0])
+    assert outputs[0] == outputs[1]
+
+
+def test_make_shard_prepares_the_next_photo_while_this_one_finishes(tmp_path):
+    """The next photo's prepare (read, detector, pose) runs in another thread while the current
+    photo's finish (network, files) runs: each finish waits for the next prepare to have started."""
+    import threading
+
+    from pipeline.lib.mask_shard import PreparedPhoto, make_shard
+
+    names = [f"p{i}.jpg" for i in range(4)]
+    started = {name: threading.Event() for name in names}
+    threads, finished = {}, []
+
+    class Masker:
+        def reusable(self, earlier, content_hash, keypoints_id):  # noqa: ANN001, ANN202
+            return False
+
+        def prepare(self, rel, size, keypoints_id):  # noqa: ANN001, ANN202
+            threads[rel] = threading.current_thread().name
+            started[rel].set()
+            return PreparedPhoto(rel, {"path": rel})
+
+        def finish(self, prepared):  # noqa: ANN001, ANN202
+            later = names.index(prepared.rel) + 1
+            if later < len(names):
+                assert started[names[later]].wait(10), "the next photo was not prepared alongside"
+            finished.append(prepared.rel)
+            return dict(prepared.row, outcome="done"), []
+
+    items = [[n, 1, "", ""] for n in names]
+    make_shard(Masker(), items, {}, tmp_path, "s", "s", False, lambda *a: None, read_ahead=1)  # type: ignore[arg-type]
+    assert finished == names
+    assert all(t.startswith("read-ahead") for t in threads.values())
+    assert [r["path"] for r in files.read_jsonl(tmp_path / "manifest.jsonl")] == names
