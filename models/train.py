@@ -442,6 +442,14 @@ def _write_history(rows: list[dict[str, float]], csv_path: Path, png_path: Path)
 # ----------------------------------------------------------------------------- training
 
 
+def loader_workers(num_workers: int, device: torch.device) -> int:
+    """TrainConfig.num_workers resolved: -1 (auto) is 0 on the CPU (loader processes would take
+    cores from torch's threads) and min(4, cores) on CUDA (loading overlaps the GPU's work)."""
+    if num_workers >= 0:
+        return num_workers
+    return 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+
+
 def _make_loader(
     dataset: CacheDataset,
     batch_size: int,
@@ -453,9 +461,10 @@ def _make_loader(
     rank: int = 0,
 ) -> DataLoader:
     """sampler: this rank's shard under torchrun (then shuffle must be False: the sampler orders);
-    rank: offsets the workers' seeds of ranks > 0."""
+    rank: offsets the workers' seeds of ranks > 0; num_workers -1: loader_workers' choice."""
     if sampler is not None and shuffle:
         raise ValueError("_make_loader: a sampler orders the samples itself; pass shuffle=False")
+    num_workers = loader_workers(num_workers, device)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -653,6 +662,8 @@ def _train_ranks(
         if ctx.active
         else model
     )
+    if train_cfg.compile:  # the training forward only: weights, checkpoints and validation use `model`
+        net = torch.compile(net)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer_state"])

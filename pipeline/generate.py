@@ -108,9 +108,10 @@ class MaskSettings:
     )
     crf = luigi.BoolParameter(default=False, description="refine masks with the dense CRF")
     grabcut = luigi.BoolParameter(
-        default=True,
-        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="refine each network mask by GrabCut in the person's box",
+        default=False,
+        description="refine each network mask by GrabCut in the person's box (off: over 306 photos "
+        "of four sets, 0.702 mean IoU with it, 0.733 without, at 0.74x the speed; it helps where "
+        "people are small or occluded: coco128train +0.027, OCHuman +0.019)",
     )
     flip = luigi.BoolParameter(
         default=True,

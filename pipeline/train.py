@@ -56,6 +56,9 @@ class TrainingTask(PoseMaskTask):
         significant=False,
         description="bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16): x2.0-2.8 training steps",
     )
+    compile = from_field(
+        TrainConfig, "compile", significant=False, description="torch.compile the training forward (~40 s first step)"
+    )
     num_threads = from_field(
         TrainConfig,
         "num_threads",
@@ -104,6 +107,7 @@ class TrainingTask(PoseMaskTask):
             patience=self.patience,
             num_threads=self.num_threads,
             cpu_bf16=self.cpu_bf16,
+            compile=self.compile,
         )
 
     def caches(self) -> tuple[list[str], list[str]]:

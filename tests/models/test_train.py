@@ -387,3 +387,23 @@ def test_prepare_device_applies_cpu_bf16_only_where_it_pays(monkeypatch: pytest.
     assert train_module._prepare_device(_train_cfg(1, cpu_bf16=False), None, "group")[1:] == (False, True)
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
     assert train_module._prepare_device(cfg, None, "group")[1:] == (False, True)
+
+
+def test_loader_workers_auto_is_in_process_on_the_cpu() -> None:
+    from models.train import loader_workers
+
+    assert loader_workers(-1, torch.device("cpu")) == 0
+    assert 1 <= loader_workers(-1, torch.device("cuda")) <= 4
+    assert loader_workers(3, torch.device("cpu")) == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig(num_workers=-2)
+
+
+def test_compiled_training_saves_the_plain_weights(caches: dict[str, Path], tmp_path: Path) -> None:
+    """TrainConfig.compile compiles the training forward only: the weights it saves load into a
+    plain PoseUNet (no torch.compile prefixes) and equal the returned model's."""
+    result = train(TINY, _train_cfg(1, compile=True), [caches["train"]], None, tmp_path)
+    plain = PoseUNet(TINY)
+    plain.load_state_dict(result["model"].state_dict())  # strict: the same keys
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert not any("_orig_mod" in key for key in result["model"].state_dict())
