@@ -195,6 +195,15 @@ def crop_probabilities(
         return probability[:, 0].float().cpu().numpy()
 
 
+def person_samples(
+    image_rgb: np.ndarray, people: Sequence[Person], crop_cfg: CropConfig
+) -> list[dict[str, np.ndarray]]:
+    """The network's inputs (models.sample.person_sample, no mask) of the pose-guided people, in order."""
+    return [
+        person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in people if p.source == SOURCE_KEYPOINTS
+    ]
+
+
 def iter_person_masks(
     net: PoseUNet,
     image_rgb: np.ndarray,
@@ -206,6 +215,7 @@ def iter_person_masks(
     grabcut: bool = False,
     batch_size: int = 16,
     box_segmenter: BoxSegmenter | None = None,
+    samples: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -215,23 +225,24 @@ def iter_person_masks(
     by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
     `grabcut`, refined by GrabCut in its box seeded by that probability (models.baselines.grabcut_person;
     the probability is then kept inside GrabCut's mask, raised to `threshold`, and 0 outside).
+    samples: person_samples(image_rgb, people, crop_cfg), when already made (the nightly shard
+    makes them in its read-ahead thread); by default each batch makes its own.
     SOURCE_BOX people get the mask of `box_segmenter` run on their box's region (box_mask; None:
     GrabCut's mask from their box), with probability `threshold` inside it (so a pose-guided
     neighbour wins the pixels both claim) and the detector's score as score.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if samples is not None and len(samples) != sum(p.source == SOURCE_KEYPOINTS for p in people):
+        raise ValueError(f"{len(samples)} samples for {sum(p.source == SOURCE_KEYPOINTS for p in people)} posed people")
+    posed_before = 0
     for start in range(0, len(people), batch_size):
+        batch = people[start : start + batch_size]
+        posed = sum(p.source == SOURCE_KEYPOINTS for p in batch)
+        batch_samples = None if samples is None else samples[posed_before : posed_before + posed]
+        posed_before += posed
         yield from _batch_masks(
-            net,
-            image_rgb,
-            people[start : start + batch_size],
-            crop_cfg,
-            threshold,
-            crf,
-            device,
-            grabcut,
-            box_segmenter,
+            net, image_rgb, batch, crop_cfg, threshold, crf, device, grabcut, box_segmenter, batch_samples
         )
 
 
@@ -245,10 +256,11 @@ def _batch_masks(
     device: torch.device | str,
     grabcut: bool,
     box_segmenter: BoxSegmenter | None = None,
+    samples: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
-    posed = [p for p in people if p.source == SOURCE_KEYPOINTS]
-    samples = [person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in posed]
+    if samples is None:
+        samples = person_samples(image_rgb, people, crop_cfg)
     probs = iter(crop_probabilities(net, samples, device) if samples else [])
     sample_of = iter(samples)
     for person in people:

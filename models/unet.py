@@ -43,6 +43,20 @@ def _norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
     return nn.Identity()
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype convolutions run in: autocast's when it is on for x's device, else x's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def upsample_to(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B,C,h,w) to (B,C,*size) in x's own dtype: autocast would run it in
+    float32 and make the concatenation after it (a U-Net's widest tensors) float32 too."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class ConvAct(nn.Module):
     """conv (k, stride) -> norm -> LeakyReLU. (B,in,H,W) -> (B,out,H/stride,W/stride)."""
 
@@ -54,7 +68,9 @@ class ConvAct(nn.Module):
         self.act = nn.LeakyReLU(cfg.leaky_slope, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
+        y = self.conv(x)
+        # under autocast a GroupNorm returns float32: back to the conv's dtype before the activation
+        return self.act(self.norm(y).to(y.dtype))
 
 
 class DoubleConv(nn.Module):
@@ -91,8 +107,8 @@ class Up(nn.Module):
         self.conv = DoubleConv(in_ch + skip_ch, out_ch, cfg)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, skip], dim=1))
+        dtype = compute_dtype(x)
+        return self.conv(torch.cat([upsample_to(x.to(dtype), skip.shape[-2:]), skip.to(dtype)], dim=1))
 
 
 class Stem(nn.Module):
@@ -118,8 +134,8 @@ class FullResHead(nn.Module):
         self.conv = ConvAct(in_ch + image_ch, out_ch, 3, 1, cfg)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, image], dim=1))
+        dtype = compute_dtype(x)
+        return self.conv(torch.cat([upsample_to(x.to(dtype), image.shape[-2:]), image.to(dtype)], dim=1))
 
 
 class OutConv(nn.Module):

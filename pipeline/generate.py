@@ -36,7 +36,7 @@ import numpy as np
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
 from models.detect import DetectorConfig
-from models.people import Person, estimate_people, iter_person_masks
+from models.people import Person, estimate_people, iter_person_masks, person_samples
 from pipeline import config
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF, read_crf_file
@@ -367,7 +367,11 @@ class MaskShard(MaskSettings, PoseMaskTask):
 
         box_segmenter = box_person_segmenter()
 
-        def segment(image: np.ndarray, people: list[Person]) -> Iterator:
+        def samples(image: np.ndarray, people: list[Person]) -> list[dict] | None:
+            # made ahead (in the read-ahead thread) up to one batch: more would hold many crops at once
+            return person_samples(image, people, crop_cfg) if len(people) <= self.people_per_batch else None
+
+        def segment(image: np.ndarray, people: list[Person], samples: list[dict] | None = None) -> Iterator:
             return iter_person_masks(
                 net,
                 image,
@@ -379,6 +383,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 self.grabcut,
                 self.people_per_batch,
                 box_segmenter,
+                samples,
             )
 
         peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None
@@ -397,6 +402,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
             peer_name=self.method,
             person_box_pad=pads.landmark_pad,
             person_box_pad_top=pads.landmark_pad_top,
+            samples=samples if net is not None else None,
         )
 
     def run(self) -> None:

@@ -130,14 +130,16 @@ class PreparedPhoto:
     """A photo read, decoded and with its people found (PhotoMasker.prepare), waiting for finish.
 
     row: the manifest row so far; image: (H,W,3) uint8 RGB, or None when reading it failed;
-    found: people_for's (people, image id, reason when none); error: what went wrong, reported by
-    finish; seconds: time spent preparing.
+    found: people_for's (people, image id, reason when none); samples: the posed people's network
+    inputs (PhotoMasker.samples); error: what went wrong, reported by finish; seconds: time spent
+    preparing.
     """
 
     rel: str
     row: dict
     image: np.ndarray | None = None
     found: tuple[list[Person], int, str] | None = None
+    samples: list[dict] | None = None
     error: Exception | None = None
     seconds: float = 0.0
 
@@ -147,8 +149,10 @@ class PhotoMasker:
     """Turns one photo into its mask files, manifest row and COCO results records.
 
     find_people: (image) -> people for a photo without given keypoints (detector + pose estimator).
-    segment: (image, people) -> PersonMask per person, in order (network, CRF, GrabCut; an iterator,
-        so that one photo's memory is bounded: models.people.iter_person_masks).
+    segment: (image, people, samples or None) -> PersonMask per person, in order (network, CRF,
+        GrabCut; an iterator, so that one photo's memory is bounded: models.people.iter_person_masks).
+    samples: (image, people) -> the network's inputs of the posed people (models.people.person_samples),
+        made in `prepare` (the read-ahead thread), or None to leave them to `segment` (many people).
     peer: (image) -> (H,W) probability, for a whole-photo peer (then find_people/segment are unused).
     person_box_pad / person_box_pad_top: box around given keypoints without a bbox (detect.keypoint_box).
     """
@@ -161,11 +165,12 @@ class PhotoMasker:
     threshold: float
     index: KeypointIndex | None
     find_people: Callable[[np.ndarray], list[Person]]
-    segment: Callable[[np.ndarray, list[Person]], Iterable[PersonMask]]
+    segment: Callable[[np.ndarray, list[Person], list[dict] | None], Iterable[PersonMask]]
     peer: Callable[[np.ndarray], np.ndarray] | None
     peer_name: str
     person_box_pad: float
     person_box_pad_top: float
+    samples: Callable[[np.ndarray, list[Person]], list[dict] | None] | None = None
 
     def reusable(self, earlier: Earlier | None, content_hash: str, keypoints_id: str) -> bool:
         """Whether a photo's earlier row stands: same content, model and keypoints, and nothing to retry.
@@ -263,6 +268,8 @@ class PhotoMasker:
                 )
             if self.peer is None:
                 prepared.found = self.people_for(rel, prepared.image)
+                if self.samples is not None and prepared.found[0]:
+                    prepared.samples = self.samples(prepared.image, prepared.found[0])
         except Exception as err:  # noqa: BLE001 - reported by finish, in the photo's row
             prepared.error = err
         prepared.seconds = time.perf_counter() - started
@@ -279,7 +286,7 @@ class PhotoMasker:
             if self.peer is not None:
                 results = self.masks_from_peer(rel, prepared.image, row)
             else:
-                results = self.masks_of_people(rel, prepared.image, row, prepared.found)
+                results = self.masks_of_people(rel, prepared.image, row, prepared.found, prepared.samples)
         except BadImageError as err:
             row.update(outcome="skipped", reason=err.reason, detail=err.detail)
         except Exception as err:  # noqa: BLE001 - one bad image is reported, the batch goes on
@@ -289,13 +296,19 @@ class PhotoMasker:
         if row.get("outcome") != "done":
             self.remove_masks(rel, keep=0)
         row["seconds"] = round(prepared.seconds + time.perf_counter() - started, 4)
-        prepared.image = None  # the decoded photo is not kept past its row
+        prepared.image = prepared.samples = None  # not kept past the photo's row
         return row, results
 
     def masks_of_people(
-        self, rel: str, image: np.ndarray, row: dict, found: tuple[list[Person], int, str] | None = None
+        self,
+        rel: str,
+        image: np.ndarray,
+        row: dict,
+        found: tuple[list[Person], int, str] | None = None,
+        samples: list[dict] | None = None,
     ) -> list[dict]:
-        """found: people_for's (people, image id, reason when none), when already computed."""
+        """found: people_for's (people, image id, reason when none), when already computed;
+        samples: the posed people's network inputs, when already made (else None)."""
         people, image_id, none_reason = found if found is not None else self.people_for(rel, image)
         row["image_id"] = image_id
         if not people:
@@ -306,7 +319,7 @@ class PhotoMasker:
         # number of people, and a person's cost with the photo's size only for its PNG and RLE.
         labels = LabelMap(image.shape[:2], len(people), self.threshold)
         files, records, from_box = [], [], 0
-        for k, m in enumerate(self.segment(image, people)):
+        for k, m in enumerate(self.segment(image, people, samples)):
             full_mask = m.mask  # (H,W) bool, made once for the PNG and the RLE
             files.append(self.write_person_mask(rel, k, full_mask))
             labels.add(m.window_prob, m.window)

@@ -251,3 +251,27 @@ def test_windowed_masks_equal_the_full_photo_computation(grabcut: bool) -> None:
         np.testing.assert_array_equal(m.mask, full >= 0.5)
         labels.add(m.window_prob, m.window)
     np.testing.assert_array_equal(labels.result(), instance_labels([m.prob for m in masks], 0.5))
+
+
+def test_samples_made_beforehand_give_the_same_masks():
+    """iter_person_masks with person_samples made beforehand (the nightly read-ahead) equals the
+    masks it makes itself; samples that do not match the posed people are refused."""
+    from models.people import iter_person_masks, person_samples
+
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2, zero_init_last=False)).eval()
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    people = [
+        Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
+        Person(np.zeros((17, 3), np.float32), np.array([125, 10, 50, 105], np.float32), source=SOURCE_BOX),
+        Person(standing_person(150, 20, 90), np.array([130, 20, 40, 90], np.float32)),
+    ]
+    cfg = CropConfig(size=32)
+    samples = person_samples(image, people, cfg)
+    assert len(samples) == 2
+    own = list(iter_person_masks(net, image, people, cfg, 0.5, batch_size=2))
+    given = list(iter_person_masks(net, image, people, cfg, 0.5, batch_size=2, samples=samples))
+    for a, b in zip(own, given, strict=True):
+        np.testing.assert_array_equal(a.window_prob, b.window_prob)
+    with pytest.raises(ValueError, match="posed people"):
+        list(iter_person_masks(net, image, people, cfg, 0.5, samples=samples[:1]))
