@@ -177,3 +177,19 @@ def test_a_truncated_annotation_file_is_the_named_error(tmp_path: Path) -> None:
         assert "ann.json" in str(error)
     else:
         raise AssertionError("a truncated file must be a MalformedJSONError")
+
+
+def test_a_short_bbox_with_an_area_is_a_malformed_record(tmp_path: Path) -> None:
+    """Found by the property test above: bbox [] with an area given raised IndexError."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((64, 80, 3), 128, np.uint8))
+    annotation = {"id": 5, "image_id": 1, "category_id": 1, "keypoints": [0] * 51, "bbox": [], "area": 0.0}
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 64, "width": 80}],
+        "annotations": [dict(annotation, segmentation=[[1, 1, 40, 1, 40, 60, 1, 60]])],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    tally = Tally()
+    assert list(coco_person_records(tmp_path, "ann.json", "images", "fuzz", "val", PersonFilter(0, 0.0), tally)) == []
+    assert tally.skipped == {"malformed_record": 1}

@@ -335,12 +335,16 @@ def _coco_record(
         kps = np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
         bbox = [float(v) for v in ann["bbox"]]
         segmentation = ann["segmentation"]
-        area = float(ann.get("area", bbox[2] * bbox[3]))
     except (KeyError, TypeError, ValueError) as e:
         tally.skip("malformed_record", file_name, ann_id, f"{type(e).__name__}: {e}")
         return None
     if len(bbox) != 4 or not np.isfinite(bbox).all() or bbox[2] <= 0 or bbox[3] <= 0:
         tally.skip("malformed_record", file_name, ann_id, f"bad bbox {bbox}")
+        return None
+    try:  # after the bbox check: the default is its area (a short bbox raised IndexError here)
+        area = float(ann["area"]) if "area" in ann else bbox[2] * bbox[3]
+    except (TypeError, ValueError) as e:
+        tally.skip("malformed_record", file_name, ann_id, f"{type(e).__name__}: {e}")
         return None
     if not np.isfinite(area):
         tally.skip("malformed_record", file_name, ann_id, f"bad area {area}")
