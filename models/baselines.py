@@ -216,6 +216,15 @@ def grabcut_region(box_xywh: np.ndarray, image_hw: tuple[int, int], margin: floa
     return x0, y0, x1, y1
 
 
+def box_in_region(box_xywh: np.ndarray, region: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """(bx0, by0, bx1, by1): the pixels of the (4,) xywh box inside region (x0, y0, x1, y1), in
+    the region's coordinates; empty (bx1 <= bx0 or by1 <= by0) when the box misses it."""
+    x0, y0, x1, y1 = region
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
+    return bx0, by0, min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0
+
+
 def grabcut_person(
     image_rgb: np.ndarray,
     box_xywh: np.ndarray,
@@ -249,10 +258,8 @@ def grabcut_person(
     x0, y0, x1, y1 = region
     if x1 - x0 < 2 or y1 - y0 < 2:
         return out
-    x, y, w, h = (float(v) for v in box_xywh[:4])
     seeds = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
-    bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
-    bx1, by1 = min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0
+    bx0, by0, bx1, by1 = box_in_region(box_xywh, region)
     if prob is None:
         seeds[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
     else:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.baselines import GRABCUT_MARGIN, grabcut_person, grabcut_region
+from models.baselines import GRABCUT_MARGIN, box_in_region, grabcut_person, grabcut_region
 from models.crf import CRFParams, refine
 from models.crop import Window, crop_footprint, paste_back_window, union_window
 from models.detect import keypoint_box
@@ -233,8 +233,8 @@ def iter_person_masks(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if samples is not None and len(samples) != sum(p.source == SOURCE_KEYPOINTS for p in people):
-        raise ValueError(f"{len(samples)} samples for {sum(p.source == SOURCE_KEYPOINTS for p in people)} posed people")
+    if samples is not None and len(samples) != (posed := sum(p.source == SOURCE_KEYPOINTS for p in people)):
+        raise ValueError(f"{len(samples)} samples for {posed} posed people")
     posed_before = 0
     for start in range(0, len(people), batch_size):
         batch = people[start : start + batch_size]
@@ -309,9 +309,7 @@ def box_mask(image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, segmen
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     if y1 <= y0 or x1 <= x0:
         return mask
-    x, y, w, h = (float(v) for v in box_xywh[:4])
-    bx0, by0 = max(0, int(x) - x0), max(0, int(y) - y0)
-    bx1, by1 = min(x1, int(np.ceil(x + w))) - x0, min(y1, int(np.ceil(y + h))) - y0
+    bx0, by0, bx1, by1 = box_in_region(box_xywh, (x0, y0, x1, y1))
     if bx1 <= bx0 or by1 <= by0:
         return mask
     prob = segmenter(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]))

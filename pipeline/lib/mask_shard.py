@@ -300,16 +300,11 @@ class PhotoMasker:
         return row, results
 
     def masks_of_people(
-        self,
-        rel: str,
-        image: np.ndarray,
-        row: dict,
-        found: tuple[list[Person], int, str] | None = None,
-        samples: list[dict] | None = None,
+        self, rel: str, image: np.ndarray, row: dict, found: tuple[list[Person], int, str], samples: list[dict] | None
     ) -> list[dict]:
-        """found: people_for's (people, image id, reason when none), when already computed;
-        samples: the posed people's network inputs, when already made (else None)."""
-        people, image_id, none_reason = found if found is not None else self.people_for(rel, image)
+        """found: people_for's (people, image id, reason when none), made by prepare; samples: the
+        posed people's network inputs when prepare made them (else None: segment makes them)."""
+        people, image_id, none_reason = found
         row["image_id"] = image_id
         if not people:
             row.update(outcome="no_person", reason="no_person", detail=none_reason)
