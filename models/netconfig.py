@@ -102,10 +102,12 @@ class TrainConfig:
     device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
     amp: bf16 autocast on CUDA (ignored on CPU).
     cpu_bf16: bf16 autocast on the CPU as well, where the CPU computes bf16 natively (AMX /
-      AVX512-BF16; elsewhere it is emulated, slower, and not applied). Training samples/s against
-      the float32 NCHW recipe, this machine's 2 cores, base_channels 16, batch 8: BatchNorm x2.8
-      (channels-last), GroupNorm x2.0 (contiguous, see models.train._prepare_device); validation IoU
-      of the demo training matched float32's (README "Speed and scale-out"). Not a TrainModel
+      AVX512-BF16; elsewhere it is emulated, slower, and not applied). Training samples/s on this
+      machine's 2 cores, base_channels 16: on an in-memory batch of 8 against float32 NCHW,
+      BatchNorm x2.8 (channels-last), GroupNorm x2.0 (contiguous, see models.train._prepare_device);
+      through the real data path against the recipe of issue 14's filing, x2.45 and x1.86 with the
+      in-process loading (bench/train_speed.py); the demo training's validation IoU matched
+      float32's (README "Speed and scale-out"). Not a TrainModel
       parameter's hash: like `amp` on CUDA, it is how the steps are computed, not what is trained.
     channels_last: channels-last memory format (CPU and CUDA: x1.5 training steps on this CPU).
     compile: torch.compile the training forward (inductor; needs a C++ compiler on the CPU). The
