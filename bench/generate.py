@@ -127,7 +127,7 @@ def forward_alone(model: str, photos: Path, keypoints: Path, min_keypoints: int)
     net.inference_bf16 = settings.bf16 and native_bf16("cpu")
     index = load_keypoint_file(keypoints)
     crop_cfg, pads = config.crop().to_crop_config(), detect().detector_config()
-    batch = GenerateMasks(input_dir="", output_dir="").people_per_batch
+    batch = settings.people_per_batch
     batches = []
     for path in sorted(photos.glob("*.jpg")):
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -176,7 +176,8 @@ def main() -> None:
             assert summary["processed"] == n, summary
         # the fast setting: no test-time flip (its mirrored forward costs a forward)
         fast_s = run_generate(photos, tmp / "masks-fast", model, False, grabcut=False, flip=False)
-        min_keypoints = GenerateMasks(input_dir="", output_dir="").min_keypoints
+        defaults = GenerateMasks(input_dir="", output_dir="")  # its [GenerateMasks] values
+        min_keypoints = defaults.min_keypoints
         pose_s, people = run_pose_alone(photos, min_keypoints)
         val, val_keypoints = copy_val_with_keypoints(tmp, args.repeat)
         given = {}
@@ -212,7 +213,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "model": args.model or "untrained [TrainModel] architecture",
         "settings": {
-            **{k: getattr(GenerateMasks(input_dir="", output_dir=""), k) for k in ("grabcut", "flip", "bf16")},
+            **{k: getattr(defaults, k) for k in ("grabcut", "flip", "bf16")},
             "read_ahead": config.resources().read_ahead,
             "box_mask": detect().box_mask,
             "native_bf16": native_bf16("cpu"),
