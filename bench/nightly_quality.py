@@ -16,6 +16,17 @@ whole-photo peer of models.peers):
   - on photos without people (images of a dataset with no person annotation, and --empty-dir):
     the share that gets any mask pixel.
   - photos/s (model start-up excluded; posemask's detector + pose time is counted in both of its rows).
+  - instance figures (posemask rows): for every non-crowd annotated person, whether some detector
+    box overlaps it at IoU >= 0.5 ("boxed") and whether some person mask does ("masked"), by COCO
+    size bucket (small < 32^2 <= medium < 96^2 <= large, by annotated area), the loss between the
+    two, and COCO mask AP / AP-large of the person category (pycocotools, crowd regions ignored,
+    every photo of the dataset, with and without people, in the evaluation).
+
+--before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
+(bench/before_issue20.cfg restores the nightly path as it was before each pose was checked
+against its box), run on the same photos in the same process. --overlays DIR writes, for each
+photo with people, the masks of posemask (and of "before") drawn on it; --dump FILE one JSON line
+per detected person (its box, pose reason, mask source and best mask IoU with a ground truth).
 
 posemask runs exactly what ``posemask masks`` runs for a photo without keypoints (detector ->
 pose per box -> network, GrabCut from the box when no pose is found), with the settings of the
@@ -44,8 +55,10 @@ from pycocotools import mask as mask_utils  # noqa: E402
 
 from bench.record import append_result, git_commit  # noqa: E402
 from models.detect import match_detections  # noqa: E402
+from models.evaluation import SIZE_BUCKETS, coco_person_ap, people_found, size_bucket  # noqa: E402
 from models.peers import PEERS, make_peer  # noqa: E402
-from models.people import estimate_people, instance_labels, segment_people  # noqa: E402
+from models.people import instance_labels, segment_people  # noqa: E402
+from models.visualize import overlay_people  # noqa: E402
 
 SAMPLE = REPO / "data" / "sample"
 DEFAULT_DATASETS = [
@@ -65,6 +78,8 @@ class Photo:
     gt_union: np.ndarray
     find: np.ndarray
     ignore: np.ndarray
+    image: dict = field(default_factory=dict)  # COCO image entry {id, height, width}
+    people: list[dict] = field(default_factory=list)  # COCO annotations, segmentation as compressed RLE
 
 
 @dataclass
@@ -79,9 +94,31 @@ class Tally:
     to_find: int = 0
     seconds: float = 0.0
     photos: int = 0
+    # instance figures: per size bucket [people, boxed, masked]; COCO images, annotations, results
+    buckets: dict[str, list[int]] = field(default_factory=lambda: {b: [0, 0, 0] for b in SIZE_BUCKETS})
+    coco_images: list[dict] = field(default_factory=list)
+    coco_people: list[dict] = field(default_factory=list)
+    coco_results: list[dict] = field(default_factory=list)
+    instances: bool = False
+
+    def instance_summary(self) -> dict:
+        out: dict = {}
+        for bucket, (people, boxed, masked) in self.buckets.items():
+            if people:
+                out[bucket] = {
+                    "people": people,
+                    "box_recall": round(boxed / people, 4),
+                    "mask_recall": round(masked / people, 4),
+                    "loss": round((boxed - masked) / people, 4),
+                }
+        ap = coco_person_ap(self.coco_images, self.coco_people, self.coco_results)
+        out["mask_ap"] = {k: round(v, 4) for k, v in ap.items()}
+        return out
 
     def summary(self) -> dict:
         out = {"photos": self.photos, "photos_per_s": round(self.photos / max(self.seconds, 1e-9), 3)}
+        if self.instances:
+            out["instances"] = self.instance_summary()
         if self.ious:
             out.update(
                 mean_iou=round(float(np.mean(self.ious)), 4),
@@ -128,6 +165,7 @@ def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
         h, w = int(image["height"]), int(image["width"])
         anns = by_image.get(image["id"], [])
         union = np.zeros((h, w), bool)
+        people = []
         for ann in anns:
             seg = ann["segmentation"]
             if isinstance(seg, list):
@@ -135,15 +173,20 @@ def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
             elif isinstance(seg["counts"], list):
                 rle = mask_utils.frPyObjects(seg, h, w)
             else:
-                rle = seg
+                rle = dict(
+                    seg, counts=seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
+                )
             union |= mask_utils.decode(rle).astype(bool)
+            area = float(ann.get("area") or mask_utils.area(rle))
+            people.append({**ann, "segmentation": rle, "area": area, "iscrowd": int(ann.get("iscrowd", 0))})
 
         def findable(a: dict) -> bool:
             return not a.get("iscrowd", 0) and (not has_keypoints or a.get("num_keypoints", 0) >= min_keypoints)
 
         find = np.array([a["bbox"] for a in anns if findable(a)], np.float32).reshape(-1, 4)
         ignore = np.array([a["bbox"] for a in anns if not findable(a)], np.float32).reshape(-1, 4)
-        photos.append(Photo(name, path, union, find, ignore))
+        entry = {"id": int(image["id"]), "height": h, "width": w}
+        photos.append(Photo(name, path, union, find, ignore, entry, people))
     return photos
 
 
@@ -174,6 +217,39 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
         tally.true_pos, tally.false_pos, tally.to_find = tally.true_pos + tp, tally.false_pos + fp, tally.to_find + n
 
 
+def score_instances(tally: Tally, photo: Photo, masks: list, next_id: list[int]) -> list[float]:
+    """Add one photo's instance figures (posemask's PersonMasks) to `tally`; each mask's best IoU
+    with a non-crowd ground truth is returned (for --dump)."""
+    tally.instances = True
+    tally.coco_images.append(photo.image)
+    rles = [mask_utils.encode(np.asfortranarray(m.mask.astype(np.uint8))) for m in masks]
+    pred_boxes = np.array([m.person.bbox for m in masks], np.float32).reshape(-1, 4)
+    for m, rle in zip(masks, rles, strict=True):
+        tally.coco_results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(m.score)})
+    for ann in photo.people:
+        next_id[0] += 1
+        tally.coco_people.append({**ann, "id": next_id[0], "image_id": photo.image["id"]})
+    people = [a for a in photo.people if not a["iscrowd"]]
+    gt_boxes = np.array([a["bbox"] for a in people], np.float32).reshape(-1, 4)
+    gt_rles = [a["segmentation"] for a in people]
+    boxed, masked = people_found(gt_boxes, gt_rles, pred_boxes, rles, BOX_IOU)
+    for a, b, m in zip(people, boxed, masked, strict=True):
+        counts = tally.buckets[size_bucket(a["area"])]
+        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + int(b), counts[2] + int(m)
+    if not rles or not gt_rles:
+        return [0.0] * len(rles)
+    return np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
+
+
+def write_overlay(folder: Path, photo: Photo, image: np.ndarray, method: str, masks: list) -> None:
+    labels = [f"{k} {m.person.pose_reason or m.person.source} {m.score:.2f}" for k, m in enumerate(masks)]
+    keypoints = [m.person.keypoints if m.person.source == "keypoints" else None for m in masks]
+    drawn = overlay_people(image, [m.mask for m in masks], keypoints, [m.person.bbox for m in masks], labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{photo.dataset}-{photo.path.stem}-{method}.jpg"
+    cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -189,24 +265,41 @@ def main() -> None:
     parser.add_argument("--min-keypoints", type=int, default=8, help="people to find have at least this many")
     parser.add_argument("--peers", nargs="*", default=sorted(PEERS), help="whole-photo peers to compare")
     parser.add_argument("--no-crf", action="store_true", help="skip the posemask+crf row")
+    parser.add_argument("--no-grabcut", action="store_true", help="skip the posemask+grabcut row")
+    parser.add_argument("--before", default="", help="a .cfg: add a 'before' row with its settings over the defaults")
+    parser.add_argument("--overlays", type=Path, help="write each photo's posemask (and before) masks drawn on it here")
+    parser.add_argument("--dump", type=Path, help="one JSON line per detected person to this file")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     from pipeline.crf import read_crf_file
     from pipeline.nightly import nightly_components
-    from pipeline.settings import load_settings
+    from pipeline.settings import load_settings, settings_overridden_by
 
     load_settings(args.config or None)
-    comp = nightly_components(args.model or None, read_crf_file(args.crf) if args.crf else None)
+    crf_params = read_crf_file(args.crf) if args.crf else None
+    comp = nightly_components(args.model or None, crf_params)
     photos = [p for spec in (args.dataset or DEFAULT_DATASETS) for p in load_dataset(spec, args.min_keypoints)]
     if args.empty_dir:
         photos += empty_photos(args.empty_dir)
+    for k, photo in enumerate(photos):  # ids unique over every dataset (the "all" rows pool them)
+        photo.image["id"] = k + 1
     torch.set_num_threads(1)
 
-    # posemask variants: name -> (dense CRF, GrabCut refinement)
-    variants = {"posemask": (False, False), "posemask+crf": (True, False), "posemask+grabcut": (False, True)}
+    # posemask variants: name -> (components, dense CRF, GrabCut refinement)
+    variants = {
+        "posemask": (comp, False, False),
+        "posemask+crf": (comp, True, False),
+        "posemask+grabcut": (comp, False, True),
+    }
     if args.no_crf:
         variants.pop("posemask+crf")
+    if args.no_grabcut:
+        variants.pop("posemask+grabcut")
+    if args.before:
+        with settings_overridden_by(args.before):
+            variants["before"] = (nightly_components(args.model or None, crf_params), False, False)
+    with_overlays = {"posemask", "before"}
     methods = list(variants) + list(args.peers)
     datasets = list(dict.fromkeys(p.dataset for p in photos)) + ["all"]
     tallies = {(d, m): Tally() for d in datasets for m in methods}
@@ -214,7 +307,10 @@ def main() -> None:
     warm = read_rgb(photos[0].path)
     for peer in peers.values():
         peer.segment(warm)
-    comp.detector.detect(warm)
+    for c in {id(v[0]): v[0] for v in variants.values()}.values():
+        c.find_people(warm)
+    ann_ids = [0]
+    dump = args.dump.open("w") if args.dump else None
 
     def count(photo: Photo, method: str, union: np.ndarray, boxes: np.ndarray | None, seconds: float) -> None:
         for dataset in (photo.dataset, "all"):
@@ -222,34 +318,49 @@ def main() -> None:
 
     for n, photo in enumerate(photos):
         image = read_rgb(photo.path)
-        start = time.perf_counter()
-        people = estimate_people(
-            image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints, comp.box_fallback
-        )
-        find_s = time.perf_counter() - start
-        boxes = np.array([[*p.bbox, p.detection_score or 0.0] for p in people], np.float32).reshape(-1, 5)
-        for method, (crf, grabcut) in variants.items():
+        photo.image.update(height=image.shape[0], width=image.shape[1])
+        found: dict[int, tuple[list, float]] = {}  # id(components) -> (people, seconds to find them)
+        for method, (c, crf, grabcut) in variants.items():
+            if id(c) not in found:
+                start = time.perf_counter()
+                people = c.find_people(image)
+                found[id(c)] = (people, time.perf_counter() - start)
+            people, find_s = found[id(c)]
+            boxes = np.array([[*p.bbox, p.detection_score or 0.0] for p in people], np.float32).reshape(-1, 5)
             start = time.perf_counter()
             masks = segment_people(
-                comp.net,
+                c.net,
                 image,
                 people,
-                comp.crop_cfg,
-                comp.threshold,
-                comp.crf if crf else None,
+                c.crop_cfg,
+                c.threshold,
+                c.crf if crf else None,
                 grabcut=grabcut,
-                box_segmenter=comp.box_segmenter,
+                box_segmenter=c.box_segmenter,
+                box_prior=c.box_prior,
             )
             union = np.zeros(image.shape[:2], bool)
             if masks:
-                union = instance_labels([m.prob for m in masks], comp.threshold) > 0
+                union = instance_labels([m.prob for m in masks], c.threshold) > 0
             count(photo, method, union, boxes, find_s + time.perf_counter() - start)
+            for dataset in (photo.dataset, "all"):
+                best = score_instances(tallies[(dataset, method)], photo, masks, ann_ids)
+            if dump is not None:
+                for k, (m, iou) in enumerate(zip(masks, best, strict=True)):
+                    row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}
+                    row.update(bbox=[round(float(v), 1) for v in m.person.bbox], source=m.person.source)
+                    row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))
+                    dump.write(json.dumps(row) + "\n")
+            if args.overlays and method in with_overlays and photo.people:
+                write_overlay(args.overlays, photo, image, method, masks)
         for name, peer in peers.items():
             start = time.perf_counter()
             union = peer.segment(image) >= comp.threshold
             count(photo, name, union, None, time.perf_counter() - start)
         print(f"\r{n + 1}/{len(photos)} photos", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    if dump is not None:
+        dump.close()
 
     figures = {d: {m: tallies[(d, m)].summary() for m in methods} for d in datasets}
     header = ("dataset", "method", "photos", "mean IoU", "median", "recall", "precis.", "empty>0", "photos/s")
@@ -262,12 +373,26 @@ def main() -> None:
                 f"{f.get('median_iou', nan):7.3f} {f.get('recall', nan):7.3f} {f.get('precision', nan):7.3f} "
                 f"{f.get('empty_with_mask_share', nan):8.3f} {f['photos_per_s']:9.2f}"
             )
+    print()
+    print("instances: box / mask recall at IoU 0.5 by size (loss = box - mask), COCO mask AP (person)")
+    for dataset, by_method in figures.items():
+        for method, f in by_method.items():
+            if "instances" not in f:
+                continue
+            inst = f["instances"]
+            cells = [
+                f"{b} {i['box_recall']:.2f}/{i['mask_recall']:.2f} (-{i['loss']:.2f}, {i['people']})"
+                for b, i in ((b, inst[b]) for b in SIZE_BUCKETS if b in inst)
+            ]
+            ap = inst["mask_ap"]
+            print(f"{dataset:14s} {method:17s} {'  '.join(cells)}  AP {ap['AP']:.3f} AP-large {ap['AP_large']:.3f}")
     line = {
         "bench": "nightly_quality",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "model": comp.model_path,
         "settings": comp.describe(),
+        "before": {"config": args.before, "settings": variants["before"][0].describe()} if args.before else None,
         "datasets": args.dataset or DEFAULT_DATASETS,
         "empty_dir": str(args.empty_dir or ""),
         "figures": figures,

@@ -87,3 +87,74 @@ def coco_mask_ap(gt_masks: list[tuple[int, int, dict]], results: list[dict]) -> 
         ev.accumulate()
         ev.summarize()
     return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
+
+
+# COCO's area buckets (pixels of the annotated mask): small < 32^2 <= medium < 96^2 <= large.
+SIZE_BUCKETS: dict[str, tuple[float, float]] = {
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, float("inf")),
+}
+
+
+def size_bucket(area: float) -> str:
+    """COCO's size bucket ("small", "medium", "large") of a mask of `area` pixels."""
+    for name, (low, high) in SIZE_BUCKETS.items():
+        if low <= area < high:
+            return name
+    return "large"
+
+
+def people_found(
+    gt_boxes: np.ndarray,
+    gt_rles: list[dict],
+    pred_boxes: np.ndarray,
+    pred_rles: list[dict],
+    iou_threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which ground-truth people some prediction overlaps at IoU >= iou_threshold, by box and by mask.
+
+    gt_boxes (G, 4) / pred_boxes (K, 4) xywh; gt_rles / pred_rles: compressed RLEs of one image
+    (pycocotools). A person counts as found when *some* prediction overlaps it (not a one-to-one
+    match: how many people a detector and a segmenter reach, not how they rank; mask AP ranks).
+    Returns (box_found (G,) bool, mask_found (G,) bool).
+    """
+    gt_count = len(gt_boxes)
+    if gt_count == 0 or len(pred_boxes) == 0:
+        return np.zeros(gt_count, bool), np.zeros(gt_count, bool)
+    crowd = [0] * gt_count
+    box_iou = np.asarray(
+        mask_utils.iou([list(map(float, b)) for b in pred_boxes], [list(map(float, b)) for b in gt_boxes], crowd)
+    )
+    mask_iou = np.asarray(mask_utils.iou(pred_rles, gt_rles, crowd))
+    return (box_iou >= iou_threshold).any(axis=0), (mask_iou >= iou_threshold).any(axis=0)
+
+
+def coco_person_ap(images: list[dict], annotations: list[dict], results: list[dict]) -> dict[str, float]:
+    """COCO mask AP of the person category as COCO scores it: crowd regions ignored, areas as given.
+
+    images: [{id, height, width}]; annotations: COCO person annotations {id, image_id,
+    segmentation (RLE or polygons), area, bbox, iscrowd}; results: {image_id, segmentation (RLE),
+    score}. Returns {AP, AP50, AP75, AP_small, AP_medium, AP_large} (-1 where a bucket has no
+    person, as pycocotools; NaN when there is nothing to evaluate).
+    """
+    names = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
+    if not images or not annotations:
+        return dict.fromkeys(names, float("nan"))
+    if not results:  # pycocotools cannot load an empty result list; nothing found scores 0
+        return {n: 0.0 for n in names}
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": [{**a, "category_id": 1} for a in annotations],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes([{**r, "category_id": 1} for r in results])
+        ev = COCOeval(gt, dt, iouType="segm")
+        ev.params.catIds = [1]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: float(ev.stats[k]) for k, name in enumerate(names)}

@@ -25,7 +25,9 @@ from models.crf import CRFParams, refine
 from models.crop import Window, crop_footprint, paste_back_window, union_window
 from models.detect import keypoint_box
 from models.keypoints import COCO17_NAMES, outside_image
-from models.sample import CropConfig, person_sample
+from models.ownership import FEW_JOINTS, OwnerCheck, assign_poses
+from models.prior import BoxPriorConfig
+from models.sample import CropConfig, box_person_sample, person_sample
 
 if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks are imported
     import torch
@@ -46,13 +48,15 @@ class Person:
     """One person to segment: keypoints (17,3) COCO x, y, v in image pixels; bbox (4,) xywh;
     annotation_id: the person's id in a keypoints file, when it came from one; source:
     SOURCE_KEYPOINTS (the network) or SOURCE_BOX (no usable pose: GrabCut from the box);
-    detection_score: the detector's score when the person was detected."""
+    detection_score: the detector's score when the person was detected; pose_reason: why a detected
+    person has the pose it has, or none (models.ownership.REASONS; "" for given keypoints)."""
 
     keypoints: np.ndarray
     bbox: np.ndarray
     annotation_id: int | None = None
     source: str = SOURCE_KEYPOINTS
     detection_score: float | None = None
+    pose_reason: str = ""
 
 
 @dataclass
@@ -146,24 +150,32 @@ def estimate_people(
     estimate: Callable[[np.ndarray, Sequence[float]], np.ndarray | None],
     min_keypoints: int,
     box_fallback: bool = False,
+    check: OwnerCheck | None = None,
 ) -> list[Person]:
-    """People without given keypoints: detect boxes, then estimate one pose per box.
+    """People without given keypoints: detect boxes, then one pose per box that belongs to it.
 
     detect: image (H,W,3) -> (K,5) [x, y, w, h, score]; estimate: (image, box xywh) -> (17,3)
-    keypoints in image pixels or None. A person with fewer than `min_keypoints` is dropped, or
-    kept as a SOURCE_BOX person (no keypoints) when `box_fallback` is set.
+    keypoints in image pixels or None. Each pose is checked against its box and made unique
+    (models.ownership.assign_poses with `check`; OwnerCheck() by default, OwnerCheck(enabled=False)
+    keeps the estimator's poses as they come). A person without a pose of its own, or with fewer
+    than `min_keypoints` joints, is dropped, or kept as a SOURCE_BOX person (no keypoints) when
+    `box_fallback` is set. Every person's `pose_reason` says which (models.ownership.REASONS).
     """
+    check = OwnerCheck() if check is None else check
+    boxes = detect(image_rgb)
     people = []
-    for box in detect(image_rgb):
+    for box, assigned in zip(boxes, assign_poses(image_rgb, boxes, estimate, check), strict=True):
         bbox, score = np.asarray(box[:4], np.float32), float(box[4])
-        keypoints = estimate(image_rgb, bbox)
+        keypoints, reason = assigned.keypoints, assigned.reason
         if keypoints is not None:
             keypoints = clean_keypoints(keypoints, image_rgb.shape[:2])
-        if keypoints is not None and present_keypoints(keypoints) >= min_keypoints:
-            people.append(Person(keypoints, bbox, detection_score=score))
+            if present_keypoints(keypoints) < min_keypoints:
+                keypoints, reason = None, FEW_JOINTS
+        if keypoints is not None:
+            people.append(Person(keypoints, bbox, detection_score=score, pose_reason=reason))
         elif box_fallback:
             no_joints = np.zeros((len(COCO17_NAMES), 3), np.float32)
-            people.append(Person(no_joints, bbox, source=SOURCE_BOX, detection_score=score))
+            people.append(Person(no_joints, bbox, source=SOURCE_BOX, detection_score=score, pose_reason=reason))
     return people
 
 
@@ -195,12 +207,22 @@ def crop_probabilities(
         return probability[:, 0].float().cpu().numpy()
 
 
+def by_network(person: Person, box_prior: BoxPriorConfig | None) -> bool:
+    """Whether the network segments this person: posed people always, box people with a box prior."""
+    return person.source == SOURCE_KEYPOINTS or box_prior is not None
+
+
 def person_samples(
-    image_rgb: np.ndarray, people: Sequence[Person], crop_cfg: CropConfig
+    image_rgb: np.ndarray, people: Sequence[Person], crop_cfg: CropConfig, box_prior: BoxPriorConfig | None = None
 ) -> list[dict[str, np.ndarray]]:
-    """The network's inputs (models.sample.person_sample, no mask) of the pose-guided people, in order."""
+    """The network's inputs of the people it segments (by_network), in order: person_sample (no
+    mask) of the posed people, box_person_sample of the box people when `box_prior` is given."""
     return [
-        person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg) for p in people if p.source == SOURCE_KEYPOINTS
+        person_sample(image_rgb, None, p.keypoints, p.bbox, crop_cfg)
+        if p.source == SOURCE_KEYPOINTS
+        else box_person_sample(image_rgb, p.bbox, crop_cfg, box_prior)
+        for p in people
+        if by_network(p, box_prior)
     ]
 
 
@@ -216,6 +238,7 @@ def iter_person_masks(
     batch_size: int = 16,
     box_segmenter: BoxSegmenter | None = None,
     samples: Sequence[dict[str, np.ndarray]] | None = None,
+    box_prior: BoxPriorConfig | None = None,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -225,24 +248,26 @@ def iter_person_masks(
     by the dense CRF at crop size when `crf` is enabled (as RefineCRF does), pasted back and, with
     `grabcut`, refined by GrabCut in its box seeded by that probability (models.baselines.grabcut_person;
     the probability is then kept inside GrabCut's mask, raised to `threshold`, and 0 outside).
-    samples: person_samples(image_rgb, people, crop_cfg), when already made (the nightly shard
-    makes them in its read-ahead thread); by default each batch makes its own.
-    SOURCE_BOX people get the mask of `box_segmenter` run on their box's region (box_mask; None:
-    GrabCut's mask from their box), with probability `threshold` inside it (so a pose-guided
-    neighbour wins the pixels both claim) and the detector's score as score.
+    samples: person_samples(image_rgb, people, crop_cfg, box_prior), when already made (the
+    nightly shard makes them in its read-ahead thread); by default each batch makes its own.
+    SOURCE_BOX people (no usable pose) get, with `box_prior`, the network's mask from the box prior
+    (box_person_sample; the dense CRF as for the posed) kept inside their box; else the mask of
+    `box_segmenter` run on their box's region (box_mask; None: GrabCut's mask from their box).
+    Their probability is `threshold` inside that mask (so a pose-guided neighbour wins the pixels
+    both claim).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if samples is not None and len(samples) != (posed := sum(p.source == SOURCE_KEYPOINTS for p in people)):
-        raise ValueError(f"{len(samples)} samples for {posed} posed people")
-    posed_before = 0
+    if samples is not None and len(samples) != (segmented := sum(by_network(p, box_prior) for p in people)):
+        raise ValueError(f"{len(samples)} samples for {segmented} people the network segments")
+    done_before = 0
     for start in range(0, len(people), batch_size):
         batch = people[start : start + batch_size]
-        posed = sum(p.source == SOURCE_KEYPOINTS for p in batch)
-        batch_samples = None if samples is None else samples[posed_before : posed_before + posed]
-        posed_before += posed
+        count = sum(by_network(p, box_prior) for p in batch)
+        batch_samples = None if samples is None else samples[done_before : done_before + count]
+        done_before += count
         yield from _batch_masks(
-            net, image_rgb, batch, crop_cfg, threshold, crf, device, grabcut, box_segmenter, batch_samples
+            net, image_rgb, batch, crop_cfg, threshold, crf, device, grabcut, box_segmenter, batch_samples, box_prior
         )
 
 
@@ -257,13 +282,28 @@ def _batch_masks(
     grabcut: bool,
     box_segmenter: BoxSegmenter | None = None,
     samples: Sequence[dict[str, np.ndarray]] | None = None,
+    box_prior: BoxPriorConfig | None = None,
 ) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
     if samples is None:
-        samples = person_samples(image_rgb, people, crop_cfg)
+        samples = person_samples(image_rgb, people, crop_cfg, box_prior)
     probs = iter(crop_probabilities(net, samples, device) if samples else [])
     sample_of = iter(samples)
     for person in people:
+        if person.source == SOURCE_BOX and box_prior is not None:
+            sample, prob = next(sample_of), next(probs)
+            if crf is not None and crf.enabled:
+                prob = refine(sample["image"], prob, crf)
+            window = grabcut_window(person.bbox, (h, w))
+            y0, y1, x0, x1 = window
+            mask = np.zeros((y1 - y0, x1 - x0), bool)
+            bx0, by0, bx1, by1 = box_in_region(person.bbox, (x0, y0, x1, y1))
+            if y1 > y0 and x1 > x0 and bx1 > bx0 and by1 > by0:
+                window_prob = paste_back_window(prob, sample["affine"], window)
+                mask[by0:by1, bx0:bx1] = window_prob[by0:by1, bx0:bx1] >= threshold
+            score = float(prob[prob >= threshold].mean()) if (prob >= threshold).any() else 0.0
+            yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
+            continue
         if person.source == SOURCE_BOX:
             window = grabcut_window(person.bbox, (h, w))
             if box_segmenter is None:
@@ -342,11 +382,14 @@ def segment_people(
     device: torch.device | str = "cpu",
     grabcut: bool = False,
     box_segmenter: BoxSegmenter | None = None,
+    box_prior: BoxPriorConfig | None = None,
 ) -> list[PersonMask]:
     """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
     batch = max(len(people), 1)
     return list(
-        iter_person_masks(net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch, box_segmenter)
+        iter_person_masks(
+            net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch, box_segmenter, None, box_prior
+        )
     )
 
 

@@ -10,7 +10,7 @@ from models.crop import box_around, crop_affine, warp_image, warp_mask, warp_poi
 from models.keypoints import HeadConfig, coco17_to_joints14, joints_inside
 from models.plain import from_plain_dict
 from models.posemap import pose_map, to_uint8
-from models.prior import PriorConfig, prior_mask, prior_to_uint8
+from models.prior import BoxPriorConfig, PriorConfig, box_prior, prior_mask, prior_to_uint8
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,27 @@ def person_sample(
         "posemap": to_uint8(pose_map(joints, cfg.size, cfg.posemap_sigma, cfg.per_joint_posemap)),
         "prior": prior_to_uint8(prior_mask(joints, cfg.size, cfg.prior)),
         "joints": joints,
+        "affine": affine,
+        "orig_size": np.array([h, w], np.int32),
+    }
+
+
+def box_person_sample(
+    image: np.ndarray, bbox_xywh: np.ndarray, cfg: CropConfig, box_cfg: BoxPriorConfig | None = None
+) -> dict[str, np.ndarray]:
+    """person_sample of a person known only by a box: the crop around the box, an empty pose map
+    and the box prior (models.prior.box_prior) in place of the limb prior. Same keys and shapes."""
+    h, w = image.shape[:2]
+    no_joints = np.zeros((14, 3), np.float32)
+    affine = crop_affine(np.asarray(bbox_xywh, np.float32), cfg.margin, cfg.size)
+    x, y, bw, bh = (float(v) for v in bbox_xywh[:4])
+    corners = warp_points(np.array([[x, y, 1.0], [x + bw, y + bh, 1.0]], np.float32), affine)
+    return {
+        "image": warp_image(image, affine, cfg.size),
+        "mask": np.zeros((cfg.size, cfg.size), np.uint8),
+        "posemap": to_uint8(pose_map(no_joints, cfg.size, cfg.posemap_sigma, cfg.per_joint_posemap)),
+        "prior": prior_to_uint8(box_prior(corners[:, :2].reshape(-1), cfg.size, box_cfg)),
+        "joints": no_joints,
         "affine": affine,
         "orig_size": np.array([h, w], np.int32),
     }

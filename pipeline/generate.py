@@ -359,17 +359,21 @@ class MaskShard(MaskSettings, PoseMaskTask):
         """The plain per-photo worker with this run's model, CRF, estimators and settings."""
         net, crf = self.load()
         crop_cfg, threshold = config.crop().to_crop_config(), config.evaluation().threshold
-        box_fallback = config.detect().box_fallback
+        box_fallback, pose_check = config.detect().box_fallback, config.pose().check()
 
         def find_people(image: np.ndarray) -> list[Person]:
             detector, estimator = estimators()
-            return estimate_people(image, detector.detect, estimator.estimate, self.min_keypoints, box_fallback)
+            return estimate_people(
+                image, detector.detect, estimator.estimate, self.min_keypoints, box_fallback, pose_check
+            )
 
-        box_segmenter = box_person_segmenter()
+        box_segmenter, box_prior = box_person_segmenter(), config.detect().box_prior()
 
         def samples(image: np.ndarray, people: list[Person]) -> list[dict] | None:
             # made ahead (in the read-ahead thread) up to one batch: more would hold many crops at once
-            return person_samples(image, people, crop_cfg) if len(people) <= self.people_per_batch else None
+            if len(people) > self.people_per_batch:
+                return None
+            return person_samples(image, people, crop_cfg, box_prior)
 
         def segment(image: np.ndarray, people: list[Person], samples: list[dict] | None = None) -> Iterator:
             return iter_person_masks(
@@ -384,6 +388,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 self.people_per_batch,
                 box_segmenter,
                 samples,
+                box_prior,
             )
 
         peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None

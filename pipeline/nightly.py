@@ -12,12 +12,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
 from models.crf import CRFParams
 from models.detect import PersonDetector
+from models.ownership import OwnerCheck
 from models.peers import PEERS, make_peer
-from models.people import BoxSegmenter
+from models.people import BoxSegmenter, Person, estimate_people
 from models.pose import PoseEstimator
+from models.prior import BoxPriorConfig
 from models.sample import CropConfig
 from pipeline import config
 from pipeline.crf import read_crf_file
@@ -54,8 +58,9 @@ def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
 
 
 def box_person_segmenter() -> BoxSegmenter | None:
-    """How a box person is segmented ([detect] box_mask): the selfie segmenter made once per
-    process, or None for GrabCut from the box (models.people.iter_person_masks)."""
+    """How a box person is segmented in its box ([detect] box_mask): the selfie segmenter made once
+    per process, or None for GrabCut from the box; unused with box_mask = network, where
+    config.detect().box_prior() is given instead (models.people.iter_person_masks)."""
     return peer_segmenter("selfie").segment if config.detect().box_mask == "selfie" else None
 
 
@@ -78,10 +83,24 @@ class Nightly:
     box_segmenter: BoxSegmenter | None
     detector: PersonDetector
     estimator: PoseEstimator
+    pose_check: OwnerCheck
+    box_prior: BoxPriorConfig | None
+    detect_settings: dict  # config.detect().settings() when these components were made
+
+    def find_people(self, image_rgb: np.ndarray) -> list[Person]:
+        """The people of a photo without keypoints, exactly as MaskShard finds them."""
+        return estimate_people(
+            image_rgb,
+            self.detector.detect,
+            self.estimator.estimate,
+            self.min_keypoints,
+            self.box_fallback,
+            self.pose_check,
+        )
 
     def describe(self) -> dict:
         return {
-            **config.detect().settings(),
+            **self.detect_settings,
             "min_keypoints": self.min_keypoints,
             "threshold": self.threshold,
             "flip": self.net.inference_flip,
@@ -114,4 +133,7 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
         box_person_segmenter(),
         detector,
         estimator,
+        config.pose().check(),
+        config.detect().box_prior(),
+        config.detect().settings(),
     )

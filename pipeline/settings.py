@@ -12,6 +12,8 @@ A later file overrides single values of an earlier one. ``install_defaults`` run
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi.configuration
@@ -52,3 +54,20 @@ def config_text() -> str:
         lines += [f"{k} = {v}" for k, v in cfg.items(section)]
         lines.append("")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def settings_overridden_by(extra: str | Path) -> Iterator[None]:
+    """Inside the block, the settings of the .cfg file `extra` override everything else; after
+    it, they are gone again (bench/nightly_quality.py builds its "before" variant this way)."""
+    path = Path(extra)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    paths = LuigiConfigParser._config_paths
+    paths.append(str(path))
+    LuigiConfigParser.reload()
+    try:
+        yield
+    finally:
+        paths.remove(str(path))
+        LuigiConfigParser.reload()

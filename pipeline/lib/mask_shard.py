@@ -26,6 +26,7 @@ import json
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -313,16 +314,20 @@ class PhotoMasker:
         # folded into the label map before the next is made, so memory does not grow with the
         # number of people, and a person's cost with the photo's size only for its PNG and RLE.
         labels = LabelMap(image.shape[:2], len(people), self.threshold)
-        files, records, from_box = [], [], 0
+        files, records, from_box, pose_reasons = [], [], 0, Counter()
         for k, m in enumerate(self.segment(image, people, samples)):
             full_mask = m.mask  # (H,W) bool, made once for the PNG and the RLE
             files.append(self.write_person_mask(rel, k, full_mask))
             labels.add(m.window_prob, m.window)
             records.append(person_record(image_id, rel, k, m, full_mask))
             from_box += m.person.source == SOURCE_BOX
+            if m.person.pose_reason:  # detected people: why they have their pose, or none
+                pose_reasons[m.person.pose_reason] += 1
         files.append(self.write_labels(rel, labels.result()))
         self.remove_masks(rel, keep=len(records))
         row.update(outcome="done", files=files, people=len(records), people_from_box=from_box)
+        if pose_reasons:
+            row["pose_reasons"] = dict(sorted(pose_reasons.items()))
         return records
 
     def masks_from_peer(self, rel: str, image: np.ndarray, row: dict) -> list[dict]:
@@ -398,6 +403,8 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
         "score": round(m.score, 5),
         "mask_source": m.person.source,
     }
+    if m.person.pose_reason:
+        record["pose_reason"] = m.person.pose_reason
     if m.person.annotation_id is not None:
         record["annotation_id"] = m.person.annotation_id
     return record

@@ -148,6 +148,9 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
     problems += [
         {"file": r.get("file"), "reason": r["reason"], "detail": r.get("detail", "")} for r in plan.keypoint_problems
     ]
+    pose_reasons: Counter = Counter()
+    for r in rows:
+        pose_reasons.update(r.get("pose_reasons") or {})
     return {
         "images": len(rows),
         "processed": len(processed),
@@ -155,6 +158,8 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
         "done": sum(r["outcome"] == "done" for r in rows),
         "no_person": sum(r["outcome"] == "no_person" for r in rows),
         "people": sum(int(r.get("people", 0)) for r in rows),
+        # detected people by why they have their pose or none (models.ownership.REASONS)
+        "pose_reasons": dict(sorted(pose_reasons.items())),
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),
         "refused": dict(refused),
@@ -183,6 +188,11 @@ def format_summary(summary: dict) -> str:
             f"posemask masks: {summary['images']} images, {summary['processed']} processed now, "
             f"{summary['reused']} unchanged since an earlier run",
             f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
+            *(
+                ["  detected people's poses: " + ", ".join(f"{k} {v}" for k, v in summary["pose_reasons"].items())]
+                if summary.get("pose_reasons")
+                else []
+            ),
             f"  skipped: {summary['problems_total']} ({skipped})",
             *(
                 [f"  hidden, not read: {summary['hidden']} (e.g. {', '.join(summary['hidden_examples'][:3])})"]

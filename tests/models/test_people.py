@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.ownership import OwnerCheck
 from models.people import (
     SOURCE_BOX,
     SOURCE_KEYPOINTS,
@@ -16,7 +17,8 @@ from models.people import (
     person_from_keypoints,
     segment_people,
 )
-from models.sample import CropConfig
+from models.prior import BoxPriorConfig, box_prior
+from models.sample import CropConfig, box_person_sample
 from models.unet import ModelConfig, PoseUNet
 
 
@@ -273,5 +275,67 @@ def test_samples_made_beforehand_give_the_same_masks():
     given = list(iter_person_masks(net, image, people, cfg, 0.5, batch_size=2, samples=samples))
     for a, b in zip(own, given, strict=True):
         np.testing.assert_array_equal(a.window_prob, b.window_prob)
-    with pytest.raises(ValueError, match="posed people"):
+    with pytest.raises(ValueError, match="people the network segments"):
         list(iter_person_masks(net, image, people, cfg, 0.5, samples=samples[:1]))
+    # with a box prior the network also segments the box person: three samples, the same masks
+    prior = BoxPriorConfig()
+    with_box = person_samples(image, people, cfg, prior)
+    assert len(with_box) == 3
+    own = list(iter_person_masks(net, image, people, cfg, 0.5, batch_size=2, box_prior=prior))
+    given = list(iter_person_masks(net, image, people, cfg, 0.5, batch_size=2, samples=with_box, box_prior=prior))
+    for a, b in zip(own, given, strict=True):
+        np.testing.assert_array_equal(a.window_prob, b.window_prob)
+
+
+def test_box_prior_is_a_soft_ellipse_in_the_box_strictly_inside_0_1():
+    cfg = BoxPriorConfig(inside=0.6, outside=0.05, blur_sigma=2.0)
+    prior = box_prior(np.array([8, 4, 24, 60]), 64, cfg)
+    assert prior.shape == (64, 64) and prior.dtype == np.float32
+    assert prior.min() >= np.float32(0.05) and prior.max() <= np.float32(0.6)
+    assert prior[32, 16] == pytest.approx(0.6) and prior[2, 2] == pytest.approx(0.05)
+    assert prior[5, 9] < 0.3  # the box's corner lies outside the ellipse
+    with pytest.raises(ValueError, match="outside < inside"):
+        BoxPriorConfig(inside=0.05, outside=0.6)
+
+
+def test_a_box_person_segmented_by_the_network_gets_a_mask_inside_its_box_that_yields_to_the_posed():
+    """With a box prior and an untrained head (the output is the prior), a box person's mask is
+    the prior's ellipse cut to its box, and a posed neighbour keeps the pixels both claim."""
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
+    image = np.full((120, 200, 3), 30, np.uint8)
+    box = np.array([125, 10, 50, 105], np.float32)
+    people = [
+        Person(standing_person(50, 10, 100), np.array([30, 10, 40, 100], np.float32)),
+        Person(np.zeros((17, 3), np.float32), box, source=SOURCE_BOX, detection_score=0.6),
+    ]
+    masks = segment_people(net, image, people, CropConfig(size=64), 0.5, box_prior=BoxPriorConfig(blur_sigma=1.0))
+    mask = masks[1].mask
+    inside = np.zeros((120, 200), bool)
+    inside[10:115, 125:175] = True
+    assert mask.any() and not (mask & ~inside).any()
+    assert mask[62, 150] and not mask[12, 127]  # the ellipse's centre, not the box's corner
+    assert mask.sum() / inside.sum() == pytest.approx(np.pi / 4, abs=0.08)
+    assert masks[1].prob.max() == pytest.approx(0.5)  # threshold: a posed person wins shared pixels
+    sample = box_person_sample(image, box, CropConfig(size=64))
+    assert sample["posemap"].max() == 0 and not sample["joints"].any()
+
+
+def test_estimate_people_says_why_each_detected_person_has_their_pose_or_none():
+    image = np.zeros((130, 110, 3), np.uint8)
+    left, right = np.array([10, 10, 40, 100, 0.9], np.float32), np.array([55, 10, 40, 100, 0.8], np.float32)
+    neighbour = standing_person(75, 10, 100)  # the right person's pose, whichever box is asked
+
+    def detect(img: np.ndarray) -> np.ndarray:
+        return np.stack([left, right])
+
+    people = estimate_people(image, detect, lambda img, box: neighbour.copy(), 4, box_fallback=True)
+    assert [(p.source, p.pose_reason) for p in people] == [(SOURCE_BOX, "pose_borrowed"), (SOURCE_KEYPOINTS, "pose")]
+    before = estimate_people(
+        image, detect, lambda img, box: neighbour.copy(), 4, box_fallback=True, check=OwnerCheck(enabled=False)
+    )
+    assert [p.source for p in before] == [SOURCE_KEYPOINTS, SOURCE_KEYPOINTS]  # a mask on someone else
+    few = neighbour.copy()
+    few[11:] = 0  # the upper body's 11 joints (its own: they fit the box), too few for min_keypoints 12
+    people = estimate_people(image, lambda img: right[None], lambda img, box: few.copy(), 12, box_fallback=True)
+    assert [(p.source, p.pose_reason) for p in people] == [(SOURCE_BOX, "pose_few_joints")]

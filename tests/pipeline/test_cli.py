@@ -16,6 +16,7 @@ import torch
 from luigi.task_register import Register
 
 from models.assets import SHIPPED_MODEL, SHIPPED_NAME
+from models.ownership import REASONS
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
 from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, main
@@ -126,6 +127,11 @@ def test_installed_script_works_from_an_empty_folder_offline(tmp_path, photos):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == SHIPPED_NAME and summary["done"] == 2 and summary["problems_total"] == 0
     assert (out / "000000000785.jpg.person0.png").is_file() and (out / "000000040083.jpg.labels.png").is_file()
+    # every detected person is counted by why they have their pose (or none), in rows and summary
+    rows = [json.loads(line) for m in (out / "shards").glob("*/manifest.jsonl") for line in m.open()]
+    assert sum(sum(r.get("pose_reasons", {}).values()) for r in rows) == summary["people"] > 0
+    assert sum(summary["pose_reasons"].values()) == summary["people"]
+    assert set(summary["pose_reasons"]) <= set(REASONS)
     assert (out / ".posemask").is_dir() and not (out / ".posemask" / "work").exists()  # nothing to train
     assert "masks shard" not in result.stderr and "image/s" not in result.stderr  # --quiet: no progress bar
     version = subprocess.run([str(script), "--version"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,87 @@
+"""A crowded real photo through the nightly path: every detected person's mask on their own body.
+
+coco128train's 000000000165.jpg (from ../shared/realdata/extra, which never enters the
+repository: skipped with a reason where it is absent): a man and a woman side by side. Before each
+pose was checked against its box, MediaPipe returned the man's skeleton for the woman's box and
+she got a second mask on him. The test runs what `posemask masks` runs (pipeline.nightly) with the
+shipped model, and the old behaviour beside it, so that it shows the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from models.detect import box_iou
+from models.ownership import OwnerCheck
+from models.people import SOURCE_BOX, estimate_people, segment_people
+from tests.conftest import REPO
+
+EXTRA = REPO.parent / "shared" / "realdata" / "extra"
+PHOTO = EXTRA / "coco128train" / "images" / "000000000165.jpg"
+ANNOTATIONS = EXTRA / "annotations" / "instances_coco128train.json"
+
+
+def ground_truth(image_id: int, hw: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(G, 4) boxes and (H, W) bool masks of the photo's non-crowd people."""
+    data = json.loads(ANNOTATIONS.read_text())
+    anns = [a for a in data["annotations"] if a["image_id"] == image_id and not a["iscrowd"]]
+    masks = []
+    for a in anns:
+        seg = a["segmentation"]
+        rle = mask_utils.frPyObjects(seg, *hw) if isinstance(seg["counts"], list) else seg
+        masks.append(mask_utils.decode(rle).astype(bool))
+    return np.array([a["bbox"] for a in anns], np.float32), masks
+
+
+def owners(people, masks, gt_boxes, gt_masks) -> list[tuple[int, int, float]]:
+    """Per detected person: (GT its box matches best, GT its mask covers most, IoU with its own GT)."""
+    out = []
+    for person, m in zip(people, masks, strict=True):
+        by_box = int(box_iou(person.bbox, gt_boxes).argmax())
+        overlap = [(m.mask & g).sum() for g in gt_masks]
+        own = gt_masks[by_box]
+        out.append((by_box, int(np.argmax(overlap)), float((m.mask & own).sum() / (m.mask | own).sum())))
+    return out
+
+
+@pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} is absent (../shared/realdata is not on this machine)")
+def test_each_detected_person_of_a_crowded_photo_gets_a_mask_on_their_own_body():
+    from pipeline.nightly import nightly_components
+    from pipeline.settings import load_settings
+
+    load_settings()
+    comp = nightly_components()
+    image = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    gt_boxes, gt_masks = ground_truth(165, image.shape[:2])
+    assert len(gt_masks) == 2
+
+    def masks_of(people, box_prior=comp.box_prior):
+        return segment_people(comp.net, image, people, comp.crop_cfg, comp.threshold, box_prior=box_prior)
+
+    people = comp.find_people(image)
+    assert len(people) == 2 and len({int(box_iou(p.bbox, gt_boxes).argmax()) for p in people}) == 2
+    result = owners(people, masks_of(people), gt_boxes, gt_masks)
+    for by_box, by_mask, own_iou in result:
+        assert by_box == by_mask  # the mask lies on the person the box was drawn around
+        assert own_iou > 0.4
+    assert sorted(p.pose_reason for p in people) == ["pose", "pose_reassigned"]
+
+    # the behaviour before the check: one box's person gets a mask drawn on the other person
+    old = estimate_people(
+        image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints, True, OwnerCheck(enabled=False)
+    )
+    old_result = owners(old, masks_of(old, None), gt_boxes, gt_masks)
+    assert any(by_box != by_mask for by_box, by_mask, _ in old_result)
+    assert all(p.source != SOURCE_BOX for p in old)
+
+
+def test_the_crowd_test_reads_shared_data_only_from_its_own_path():
+    """The repository never holds coco128train's photos; the test above finds them beside it."""
+    assert not list(REPO.glob("**/000000000165.jpg"))
+    assert Path(PHOTO).is_absolute()
