@@ -338,6 +338,7 @@ def main() -> None:
                 grabcut=grabcut,
                 box_segmenter=c.box_segmenter,
                 box_prior=c.box_prior,
+                segmentation_weight=c.segmentation_weight,
             )
             union = np.zeros(image.shape[:2], bool)
             if masks:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.detect import box_iou, keypoint_box
+from models.pose import PoseResult
 
 # COCO-17 per-keypoint OKS sigmas (cocoeval.py): nose, eyes, ears, shoulders, elbows, wrists,
 # hips, knees, ankles.
@@ -58,8 +59,9 @@ NO_POSE = "no_pose"
 FEW_JOINTS = "pose_few_joints"  # a pose of its own, with fewer joints than the network needs (models.people)
 REASONS: tuple[str, ...] = (POSE_OWN, POSE_REASSIGNED, POSE_BORROWED, POSE_DUPLICATE, NO_POSE, FEW_JOINTS)
 
-# (image (H,W,3) uint8, box (4,) xywh) -> (17,3) pose in image pixels, or None
-Estimate = Callable[[np.ndarray, Sequence[float]], "np.ndarray | None"]
+# (image (H,W,3) uint8, box (4,) xywh) -> (17,3) pose in image pixels (or a models.pose.PoseResult
+# holding it, with the estimator's segmentation), or None
+Estimate = Callable[[np.ndarray, Sequence[float]], "np.ndarray | PoseResult | None"]
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,20 @@ class OwnerCheck:
 
 @dataclass
 class PoseAssignment:
-    """One box's outcome: keypoints (17,3) or None, the reason (REASONS) and the pose's fit."""
+    """One box's outcome: keypoints (17,3) or None, the reason (REASONS), the pose's fit, and the
+    estimator's whole result when it returned a PoseResult (its segmentation; None otherwise)."""
 
     keypoints: np.ndarray | None
     reason: str
     fit: PoseFit | None = None
+    result: PoseResult | None = None
+
+
+def _split(found: np.ndarray | PoseResult | None) -> tuple[np.ndarray | None, PoseResult | None]:
+    """An estimate's (keypoints, PoseResult or None)."""
+    if isinstance(found, PoseResult):
+        return found.keypoints, found
+    return found, None
 
 
 def pose_fit(keypoints: np.ndarray, box_xywh: Sequence[float], tolerance: float = 0.1) -> PoseFit:
@@ -192,23 +203,23 @@ def assign_poses(
         """Box i's pose on the isolated photo, when it fits (else None)."""
         isolated_done[i] = True
         alone = isolate_box(image_rgb, boxes[i, :4], check.isolate_grow, fill)
-        kps = estimate(alone, boxes[i, :4])
+        kps, result = _split(estimate(alone, boxes[i, :4]))
         if kps is None:
             return None
         fit = pose_fit(kps, boxes[i, :4], check.tolerance)
-        return PoseAssignment(kps, POSE_REASSIGNED, fit) if check.fits(fit) else None
+        return PoseAssignment(kps, POSE_REASSIGNED, fit, result) if check.fits(fit) else None
 
     for i, box in enumerate(boxes):
-        kps = estimate(image_rgb, box[:4])
+        kps, result = _split(estimate(image_rgb, box[:4]))
         if kps is None:
             out.append(PoseAssignment(None, NO_POSE))
             continue
         if not check.enabled:
-            out.append(PoseAssignment(kps, POSE_OWN))
+            out.append(PoseAssignment(kps, POSE_OWN, None, result))
             continue
         fit = pose_fit(kps, box[:4], check.tolerance)
         if check.fits(fit):
-            out.append(PoseAssignment(kps, POSE_OWN, fit))
+            out.append(PoseAssignment(kps, POSE_OWN, fit, result))
         else:
             out.append(isolated(i) or PoseAssignment(None, POSE_BORROWED, fit))
     if not check.enabled:

@@ -26,6 +26,7 @@ from models.crop import Window, crop_footprint, paste_back_window, union_window
 from models.detect import keypoint_box
 from models.keypoints import COCO17_NAMES, outside_image
 from models.ownership import FEW_JOINTS, OwnerCheck, assign_poses
+from models.pose import PoseResult
 from models.prior import BoxPriorConfig
 from models.sample import CropConfig, box_person_sample, person_sample
 
@@ -49,7 +50,9 @@ class Person:
     annotation_id: the person's id in a keypoints file, when it came from one; source:
     SOURCE_KEYPOINTS (the network) or SOURCE_BOX (no usable pose: GrabCut from the box);
     detection_score: the detector's score when the person was detected; pose_reason: why a detected
-    person has the pose it has, or none (models.ownership.REASONS; "" for given keypoints)."""
+    person has the pose it has, or none (models.ownership.REASONS; "" for given keypoints);
+    segmentation: the estimator's result with its person segmentation (models.pose.PoseResult),
+    when it made one: fused with the network's probability (iter_person_masks)."""
 
     keypoints: np.ndarray
     bbox: np.ndarray
@@ -57,6 +60,7 @@ class Person:
     source: str = SOURCE_KEYPOINTS
     detection_score: float | None = None
     pose_reason: str = ""
+    segmentation: PoseResult | None = None  # the pose estimator's person probability around the person
 
 
 @dataclass
@@ -147,7 +151,7 @@ def clip_box(bbox: Sequence[float], image_hw: tuple[int, int]) -> np.ndarray | N
 def estimate_people(
     image_rgb: np.ndarray,
     detect: Callable[[np.ndarray], np.ndarray],
-    estimate: Callable[[np.ndarray, Sequence[float]], np.ndarray | None],
+    estimate: Callable[[np.ndarray, Sequence[float]], np.ndarray | PoseResult | None],
     min_keypoints: int,
     box_fallback: bool = False,
     check: OwnerCheck | None = None,
@@ -155,7 +159,8 @@ def estimate_people(
     """People without given keypoints: detect boxes, then one pose per box that belongs to it.
 
     detect: image (H,W,3) -> (K,5) [x, y, w, h, score]; estimate: (image, box xywh) -> (17,3)
-    keypoints in image pixels or None. Each pose is checked against its box and made unique
+    keypoints in image pixels (or a models.pose.PoseResult with them and the estimator's person
+    segmentation, kept as the Person's `segmentation`) or None. Each pose is checked against its box and made unique
     (models.ownership.assign_poses with `check`; OwnerCheck() by default, OwnerCheck(enabled=False)
     keeps the estimator's poses as they come). A person without a pose of its own, or with fewer
     than `min_keypoints` joints, is dropped, or kept as a SOURCE_BOX person (no keypoints) when
@@ -172,7 +177,7 @@ def estimate_people(
             if present_keypoints(keypoints) < min_keypoints:
                 keypoints, reason = None, FEW_JOINTS
         if keypoints is not None:
-            people.append(Person(keypoints, bbox, detection_score=score, pose_reason=reason))
+            people.append(Person(keypoints, bbox, None, SOURCE_KEYPOINTS, score, reason, assigned.result))
         elif box_fallback:
             no_joints = np.zeros((len(COCO17_NAMES), 3), np.float32)
             people.append(Person(no_joints, bbox, source=SOURCE_BOX, detection_score=score, pose_reason=reason))
@@ -239,6 +244,7 @@ def iter_person_masks(
     box_segmenter: BoxSegmenter | None = None,
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
+    segmentation_weight: float = 0.0,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -254,7 +260,8 @@ def iter_person_masks(
     (box_person_sample; the dense CRF as for the posed) kept inside their box; else the mask of
     `box_segmenter` run on their box's region (box_mask; None: GrabCut's mask from their box).
     Their probability is `threshold` inside that mask (so a pose-guided neighbour wins the pixels
-    both claim).
+    both claim). With `segmentation_weight` > 0, a posed person whose pose estimator made a person
+    segmentation (Person.segmentation) gets the weighted mean of the two (fuse_segmentation).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -267,7 +274,18 @@ def iter_person_masks(
         batch_samples = None if samples is None else samples[done_before : done_before + count]
         done_before += count
         yield from _batch_masks(
-            net, image_rgb, batch, crop_cfg, threshold, crf, device, grabcut, box_segmenter, batch_samples, box_prior
+            net,
+            image_rgb,
+            batch,
+            crop_cfg,
+            threshold,
+            crf,
+            device,
+            grabcut,
+            box_segmenter,
+            batch_samples,
+            box_prior,
+            segmentation_weight,
         )
 
 
@@ -283,6 +301,7 @@ def _batch_masks(
     box_segmenter: BoxSegmenter | None = None,
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
+    segmentation_weight: float = 0.0,
 ) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
     if samples is None:
@@ -321,11 +340,34 @@ def _batch_masks(
         window = crop_footprint(sample["affine"], prob.shape[0], (h, w))
         if grabcut:
             window = union_window(window, grabcut_window(person.bbox, (h, w)))
+        evidence = person.segmentation if segmentation_weight > 0 else None
+        if evidence is not None and evidence.segmentation is not None:
+            x0, y0, x1, y1 = evidence.region
+            window = union_window(window, (y0, y1, x0, x1))
         window_prob = paste_back_window(prob, sample["affine"], window)
+        if evidence is not None and evidence.segmentation is not None:
+            window_prob = fuse_segmentation(window_prob, window, evidence, segmentation_weight)
+            fused = window_prob >= threshold
+            score = float(window_prob[fused].mean()) if fused.any() else 0.0
         if grabcut:
             mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
             window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
         yield PersonMask(person, window_prob, window, score, (h, w), threshold)
+
+
+def fuse_segmentation(window_prob: np.ndarray, window: Window, evidence: PoseResult, weight: float) -> np.ndarray:
+    """(1 - weight) x the network's probability + weight x the pose estimator's person segmentation
+    (0 outside the region it saw), over `window` (y0, y1, x0, x1), which holds that region.
+
+    window_prob: (y1-y0, x1-x0) float32. Measured on the posed people of coco128train, val2017 and
+    OCHuman (detected, not given keypoints): network alone 0.694 / 0.725 / 0.572 mean IoU, BlazePose's
+    segmentation alone 0.714 / 0.759 / 0.662, their mean 0.724 / 0.770 / 0.645 (README "Crowds").
+    """
+    wy0, _, wx0, _ = window
+    x0, y0, x1, y1 = evidence.region
+    seg = np.zeros_like(window_prob)
+    seg[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = evidence.segmentation
+    return ((1.0 - weight) * window_prob + weight * seg).astype(np.float32)
 
 
 def grabcut_window(box_xywh: np.ndarray, image_hw: tuple[int, int]) -> Window:
@@ -383,14 +425,26 @@ def segment_people(
     grabcut: bool = False,
     box_segmenter: BoxSegmenter | None = None,
     box_prior: BoxPriorConfig | None = None,
+    segmentation_weight: float = 0.0,
 ) -> list[PersonMask]:
     """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
     batch = max(len(people), 1)
-    return list(
-        iter_person_masks(
-            net, image_rgb, people, crop_cfg, threshold, crf, device, grabcut, batch, box_segmenter, None, box_prior
-        )
+    masks = iter_person_masks(
+        net,
+        image_rgb,
+        people,
+        crop_cfg,
+        threshold,
+        crf,
+        device,
+        grabcut,
+        batch,
+        box_segmenter,
+        None,
+        box_prior,
+        segmentation_weight,
     )
+    return list(masks)
 
 
 class LabelMap:

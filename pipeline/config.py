@@ -206,6 +206,12 @@ class pose(luigi.Config):  # noqa: N801
     owner_tolerance = from_field(OwnerCheck, "tolerance", description="the box grows by this share for 'inside'")
     duplicate_oks = from_field(OwnerCheck, "duplicate_oks", description="two poses this alike are one skeleton")
     isolate_grow = from_field(OwnerCheck, "isolate_grow", description="what an isolated re-estimate keeps")
+    segmentation_weight = luigi.FloatParameter(
+        default=0.5,
+        description="weight of BlazePose's person segmentation (from the pose's own model call) in a "
+        "detected posed person's mask, beside the network's probability (0 = the network alone; "
+        "models.people.fuse_segmentation)",
+    )
 
     def check(self) -> OwnerCheck:
         """The pose-ownership rule of these settings."""
@@ -228,6 +234,12 @@ class pose(luigi.Config):  # noqa: N801
 
     def estimator(self) -> PoseEstimator:
         return PoseEstimator(**self.params())
+
+    def nightly_estimator(self) -> PoseEstimator:
+        """The estimator of photos without keypoints: with its person segmentation when it is used."""
+        if not 0.0 <= self.segmentation_weight <= 1.0:
+            raise ValueError(f"[pose] segmentation_weight must be in [0, 1], got {self.segmentation_weight}")
+        return PoseEstimator(**self.params(), segmentation=self.segmentation_weight > 0)
 
 
 class detect(luigi.Config):  # noqa: N801

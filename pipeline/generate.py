@@ -53,7 +53,15 @@ from pipeline.lib.night import (
     read_json_or_empty,
     summarize_rows,
 )
-from pipeline.nightly import METHODS, POSEMASK, box_person_segmenter, estimators, peer_segmenter, shipped_crf
+from pipeline.nightly import (
+    METHODS,
+    POSEMASK,
+    box_person_segmenter,
+    estimators,
+    peer_segmenter,
+    pose_estimate,
+    shipped_crf,
+)
 from pipeline.train import MODELS
 
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
@@ -360,12 +368,12 @@ class MaskShard(MaskSettings, PoseMaskTask):
         net, crf = self.load()
         crop_cfg, threshold = config.crop().to_crop_config(), config.evaluation().threshold
         box_fallback, pose_check = config.detect().box_fallback, config.pose().check()
+        segmentation_weight = config.pose().segmentation_weight
 
         def find_people(image: np.ndarray) -> list[Person]:
             detector, estimator = estimators()
-            return estimate_people(
-                image, detector.detect, estimator.estimate, self.min_keypoints, box_fallback, pose_check
-            )
+            estimate = pose_estimate(estimator, segmentation_weight)
+            return estimate_people(image, detector.detect, estimate, self.min_keypoints, box_fallback, pose_check)
 
         box_segmenter, box_prior = box_person_segmenter(), config.detect().box_prior()
 
@@ -389,6 +397,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 box_segmenter,
                 samples,
                 box_prior,
+                segmentation_weight,
             )
 
         peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None

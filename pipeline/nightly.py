@@ -42,7 +42,7 @@ def estimators() -> tuple[PersonDetector, PoseEstimator]:
     """(PersonDetector, PoseEstimator) for the current settings, made once per process."""
     key = (os.getpid(), json.dumps(config.detect().settings(), sort_keys=True))
     if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = (config.detect().detector(), config.pose().estimator())
+        _ESTIMATORS[key] = (config.detect().detector(), config.pose().nightly_estimator())
     return _ESTIMATORS[key]
 
 
@@ -62,6 +62,11 @@ def box_person_segmenter() -> BoxSegmenter | None:
     per process, or None for GrabCut from the box; unused with box_mask = network, where
     config.detect().box_prior() is given instead (models.people.iter_person_masks)."""
     return peer_segmenter("selfie").segment if config.detect().box_mask == "selfie" else None
+
+
+def pose_estimate(estimator: PoseEstimator, segmentation_weight: float):  # noqa: ANN201 - an Estimate
+    """What estimate_people calls per box: the pose with its segmentation when that is used."""
+    return estimator.estimate_pose if segmentation_weight > 0 else estimator.estimate
 
 
 def shipped_crf() -> CRFParams:
@@ -85,6 +90,7 @@ class Nightly:
     estimator: PoseEstimator
     pose_check: OwnerCheck
     box_prior: BoxPriorConfig | None
+    segmentation_weight: float
     detect_settings: dict  # config.detect().settings() when these components were made
 
     def find_people(self, image_rgb: np.ndarray) -> list[Person]:
@@ -92,7 +98,7 @@ class Nightly:
         return estimate_people(
             image_rgb,
             self.detector.detect,
-            self.estimator.estimate,
+            pose_estimate(self.estimator, self.segmentation_weight),
             self.min_keypoints,
             self.box_fallback,
             self.pose_check,
@@ -135,5 +141,6 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
         estimator,
         config.pose().check(),
         config.detect().box_prior(),
+        config.pose().segmentation_weight,
         config.detect().settings(),
     )
