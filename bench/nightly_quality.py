@@ -23,10 +23,11 @@ whole-photo peer of models.peers):
     every photo of the dataset, with and without people, in the evaluation).
 
 --before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
-(bench/before_issue20.cfg restores the nightly path as it was before each pose was checked
-against its box), run on the same photos in the same process. --overlays DIR writes, for each
-photo with people, the masks of posemask (and of "before") drawn on it; --dump FILE one JSON line
-per detected person (its box, pose reason, mask source and best mask IoU with a ground truth).
+(bench/before_issue20.cfg restores the nightly path as it was before issue 20; its masks are
+ranked by their mean probability alone, as then), run on the same photos in the same process.
+--overlays DIR writes, for each photo with people, the masks of posemask (and of "before") drawn
+on it; --dump FILE one JSON line per detected person (its box, pose reason, mask source and best
+mask IoU with a ground truth).
 
 posemask runs exactly what ``posemask masks`` runs for a photo without keypoints (detector ->
 pose per box -> network, GrabCut from the box when no pose is found), with the settings of the
@@ -217,15 +218,22 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
         tally.true_pos, tally.false_pos, tally.to_find = tally.true_pos + tp, tally.false_pos + fp, tally.to_find + n
 
 
-def score_instances(tally: Tally, photo: Photo, masks: list, next_id: list[int]) -> list[float]:
+def score_instances(
+    tally: Tally, photo: Photo, masks: list, next_id: list[int], mask_only_score: bool = False
+) -> list[float]:
     """Add one photo's instance figures (posemask's PersonMasks) to `tally`; each mask's best IoU
-    with a non-crowd ground truth is returned (for --dump)."""
+    with a non-crowd ground truth is returned (for --dump). mask_only_score: rank by the mean mask
+    probability alone (the score before issue 20: models.people.mask_score without the detector's
+    factor, recovered by dividing it out)."""
     tally.instances = True
     tally.coco_images.append(photo.image)
     rles = [mask_utils.encode(np.asfortranarray(m.mask.astype(np.uint8))) for m in masks]
     pred_boxes = np.array([m.person.bbox for m in masks], np.float32).reshape(-1, 4)
     for m, rle in zip(masks, rles, strict=True):
-        tally.coco_results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(m.score)})
+        score = m.score
+        if mask_only_score and m.person.detection_score:
+            score = m.score / m.person.detection_score
+        tally.coco_results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(score)})
     for ann in photo.people:
         next_id[0] += 1
         tally.coco_people.append({**ann, "id": next_id[0], "image_id": photo.image["id"]})
@@ -345,7 +353,7 @@ def main() -> None:
                 union = instance_labels([m.prob for m in masks], c.threshold) > 0
             count(photo, method, union, boxes, find_s + time.perf_counter() - start)
             for dataset in (photo.dataset, "all"):
-                best = score_instances(tallies[(dataset, method)], photo, masks, ann_ids)
+                best = score_instances(tallies[(dataset, method)], photo, masks, ann_ids, method == "before")
             if dump is not None:
                 for k, (m, iou) in enumerate(zip(masks, best, strict=True)):
                     row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}

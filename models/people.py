@@ -67,9 +67,10 @@ class Person:
 class PersonMask:
     """One person's result, held in the window of the photo it can touch (its cost and memory do
     not grow with the photo): window (y0, y1, x0, x1); window_prob (y1-y0, x1-x0) float32, the
-    probability there (0 outside the window); score = mean crop probability inside the predicted
-    mask; image_hw the photo's (H, W); threshold the mask's. `prob` and `mask` give the full-size
-    (H,W) float32 / bool arrays when a caller needs them."""
+    probability there (0 outside the window); score = mask_score: the mean probability inside the
+    predicted mask, times the detector's score for a detected person; image_hw the photo's (H, W);
+    threshold the mask's. `prob` and `mask` give the full-size (H,W) float32 / bool arrays when a
+    caller needs them."""
 
     person: Person
     window_prob: np.ndarray
@@ -320,7 +321,7 @@ def _batch_masks(
             if y1 > y0 and x1 > x0 and bx1 > bx0 and by1 > by0:
                 window_prob = paste_back_window(prob, sample["affine"], window)
                 mask[by0:by1, bx0:bx1] = window_prob[by0:by1, bx0:bx1] >= threshold
-            score = float(prob[prob >= threshold].mean()) if (prob >= threshold).any() else 0.0
+            score = mask_score(person, prob, threshold)
             yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
             continue
         if person.source == SOURCE_BOX:
@@ -335,8 +336,7 @@ def _batch_masks(
         sample, prob = next(sample_of), next(probs)
         if crf is not None and crf.enabled:
             prob = refine(sample["image"], prob, crf)
-        predicted = prob >= threshold
-        score = float(prob[predicted].mean()) if predicted.any() else 0.0
+        score = mask_score(person, prob, threshold)
         window = crop_footprint(sample["affine"], prob.shape[0], (h, w))
         if grabcut:
             window = union_window(window, grabcut_window(person.bbox, (h, w)))
@@ -347,12 +347,24 @@ def _batch_masks(
         window_prob = paste_back_window(prob, sample["affine"], window)
         if evidence is not None and evidence.segmentation is not None:
             window_prob = fuse_segmentation(window_prob, window, evidence, segmentation_weight)
-            fused = window_prob >= threshold
-            score = float(window_prob[fused].mean()) if fused.any() else 0.0
+            score = mask_score(person, window_prob, threshold)
         if grabcut:
             mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
             window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
         yield PersonMask(person, window_prob, window, score, (h, w), threshold)
+
+
+def mask_score(person: Person, prob: np.ndarray, threshold: float) -> float:
+    """A mask's confidence, which COCO AP ranks by: the mean probability inside the mask (prob >=
+    threshold; 0 for an empty mask), times the detector's score for a detected person.
+
+    Measured on coco128train (val2017) with the nightly defaults: mask AP 0.199 (0.335) ranked by
+    the mean probability alone, 0.228 (0.340) by the detector's score alone, 0.230 (0.346) by
+    their product.
+    """
+    inside = prob >= threshold
+    mean = float(prob[inside].mean()) if inside.any() else 0.0
+    return mean * person.detection_score if person.detection_score is not None else mean
 
 
 def fuse_segmentation(window_prob: np.ndarray, window: Window, evidence: PoseResult, weight: float) -> np.ndarray:

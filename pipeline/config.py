@@ -15,7 +15,7 @@ from dataclasses import MISSING, fields
 
 import luigi
 
-from models.detect import DEFAULT_METHOD, METHODS, DetectorConfig, PersonDetector
+from models.detect import DEFAULT_METHOD, METHODS, YOLOX_RUNTIMES, DetectorConfig, PersonDetector
 from models.keypoints import HeadConfig
 from models.ownership import OwnerCheck
 from models.pose import PoseEstimator
@@ -247,6 +247,8 @@ class detect(luigi.Config):  # noqa: N801
 
     method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
     yolox_input_size = from_field(DetectorConfig, "yolox_input_size")
+    yolox_threads = from_field(DetectorConfig, "yolox_threads", significant=False)
+    yolox_runtime = from_field(DetectorConfig, "yolox_runtime", choices=list(YOLOX_RUNTIMES), significant=False)
     yolox_min_score = from_field(DetectorConfig, "yolox_min_score")
     yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou")
     min_box_height = from_field(DetectorConfig, "min_box_height")
@@ -275,6 +277,8 @@ class detect(luigi.Config):  # noqa: N801
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(
             yolox_input_size=self.yolox_input_size,
+            yolox_threads=self.yolox_threads,
+            yolox_runtime=self.yolox_runtime,
             yolox_min_score=self.yolox_min_score,
             yolox_nms_iou=self.yolox_nms_iou,
             min_box_height=self.min_box_height,
