@@ -224,15 +224,16 @@ def score_instances(
     """Add one photo's instance figures (posemask's PersonMasks) to `tally`; each mask's best IoU
     with a non-crowd ground truth is returned (for --dump). mask_only_score: rank by the mean mask
     probability alone (the score before issue 20: models.people.mask_score without the detector's
-    factor, recovered by dividing it out)."""
+    factor, recovered by dividing it out; box people segmented in their box kept the detector's
+    score then and now)."""
     tally.instances = True
     tally.coco_images.append(photo.image)
     rles = [mask_utils.encode(np.asfortranarray(m.mask.astype(np.uint8))) for m in masks]
     pred_boxes = np.array([m.person.bbox for m in masks], np.float32).reshape(-1, 4)
     for m, rle in zip(masks, rles, strict=True):
         score = m.score
-        if mask_only_score and m.person.detection_score:
-            score = m.score / m.person.detection_score
+        if mask_only_score and m.person.detection_score and m.person.source == "keypoints":
+            score = m.score / m.person.detection_score  # box people were ranked by the detector's score
         tally.coco_results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(score)})
     for ann in photo.people:
         next_id[0] += 1

@@ -217,3 +217,17 @@ def test_yolox_runs_at_any_input_size_in_onnxruntime_as_opencv_runs_the_export()
         got = session.run(None, {session.get_inputs()[0].name: blob})[0]
         assert got.shape == expected.shape == (1, len(yolox_grid(size)[0]), 85)
         np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
+def test_both_yolox_runtimes_find_the_same_people():
+    """[detect] yolox_runtime = opencv (the runtime before issue 20, kept for bench --before) and
+    onnxruntime (the default) give the same boxes; an unknown runtime is refused."""
+    image = cv2.cvtColor(cv2.imread(str(SAMPLE / "val2017" / "000000000785.jpg")), cv2.COLOR_BGR2RGB)
+    found = [
+        detect_people(image, "yolox", DetectorConfig(yolox_input_size=416, yolox_runtime=runtime))
+        for runtime in ("onnxruntime", "opencv")
+    ]
+    assert len(found[0]) == len(found[1]) >= 1
+    np.testing.assert_allclose(found[0], found[1], atol=0.05)
+    with pytest.raises(ValueError, match="yolox_runtime"):
+        PersonDetector("yolox", DetectorConfig(yolox_runtime="tensorrt"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from models.detect import box_iou
+from models.detect import DetectorConfig, PersonDetector, box_iou
 from models.ownership import OwnerCheck
 from models.people import SOURCE_BOX, estimate_people, segment_people
 from tests.conftest import REPO
@@ -52,7 +52,7 @@ def owners(people, masks, gt_boxes, gt_masks) -> list[tuple[int, int, float]]:
 
 @pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} is absent (../shared/realdata is not on this machine)")
 def test_each_detected_person_of_a_crowded_photo_gets_a_mask_on_their_own_body():
-    from pipeline.nightly import nightly_components
+    from pipeline.nightly import nightly_components, pose_estimate
     from pipeline.settings import load_settings
 
     load_settings()
@@ -64,21 +64,26 @@ def test_each_detected_person_of_a_crowded_photo_gets_a_mask_on_their_own_body()
     def masks_of(people, box_prior=comp.box_prior):
         return segment_people(comp.net, image, people, comp.crop_cfg, comp.threshold, box_prior=box_prior)
 
-    people = comp.find_people(image)
+    people = comp.find_people(image)  # today's defaults
     assert len(people) == 2 and len({int(box_iou(p.bbox, gt_boxes).argmax()) for p in people}) == 2
-    result = owners(people, masks_of(people), gt_boxes, gt_masks)
-    for by_box, by_mask, own_iou in result:
+    for by_box, by_mask, own_iou in owners(people, masks_of(people), gt_boxes, gt_masks):
         assert by_box == by_mask  # the mask lies on the person the box was drawn around
         assert own_iou > 0.4
-    assert sorted(p.pose_reason for p in people) == ["pose", "pose_reassigned"]
 
-    # the behaviour before the check: one box's person gets a mask drawn on the other person
-    old = estimate_people(
-        image, comp.detector.detect, comp.estimator.estimate, comp.min_keypoints, True, OwnerCheck(enabled=False)
-    )
-    old_result = owners(old, masks_of(old, None), gt_boxes, gt_masks)
-    assert any(by_box != by_mask for by_box, by_mask, _ in old_result)
-    assert all(p.source != SOURCE_BOX for p in old)
+    # The boxes (YOLOX at 416): the woman's box gets the man's skeleton first
+    with PersonDetector("yolox", DetectorConfig(yolox_input_size=416)) as detector:
+        estimate = pose_estimate(comp.estimator, comp.segmentation_weight)
+
+        def people_by(check: OwnerCheck) -> list:
+            return estimate_people(image, detector.detect, estimate, comp.min_keypoints, True, check)
+
+        old, new = people_by(OwnerCheck(enabled=False)), people_by(comp.pose_check)
+    old_result = owners(old, masks_of(old), gt_boxes, gt_masks)
+    assert any(by_box != by_mask for by_box, by_mask, _ in old_result)  # a mask drawn on someone else
+    assert sorted(p.pose_reason for p in new) == ["pose", "pose_reassigned"]  # estimated again, isolated
+    for by_box, by_mask, own_iou in owners(new, masks_of(new), gt_boxes, gt_masks):
+        assert by_box == by_mask and own_iou > 0.4
+    assert all(p.source != SOURCE_BOX for p in new)
 
 
 def test_the_crowd_test_reads_shared_data_only_from_its_own_path():
