@@ -391,7 +391,7 @@ def main() -> None:
                 continue
             inst = f["instances"]
             cells = [
-                f"{b} {i['box_recall']:.2f}/{i['mask_recall']:.2f} (-{i['loss']:.2f}, {i['people']})"
+                f"{b} {i['box_recall']:.2f}/{i['mask_recall']:.2f} (loss {i['loss']:+.2f}, {i['people']})"
                 for b, i in ((b, inst[b]) for b in SIZE_BUCKETS if b in inst)
             ]
             ap = inst["mask_ap"]
