@@ -249,6 +249,9 @@ class detect(luigi.Config):  # noqa: N801
     yolox_input_size = from_field(DetectorConfig, "yolox_input_size")
     yolox_threads = from_field(DetectorConfig, "yolox_threads", significant=False)
     yolox_runtime = from_field(DetectorConfig, "yolox_runtime", choices=list(YOLOX_RUNTIMES), significant=False)
+    yolox_tile_above = from_field(DetectorConfig, "yolox_tile_above", description="longer photos are also tiled")
+    yolox_tile_grid = from_field(DetectorConfig, "yolox_tile_grid", description="tiles per side of a large photo")
+    yolox_tile_min_score = from_field(DetectorConfig, "yolox_tile_min_score", description="a tile box's minimum score")
     yolox_min_score = from_field(DetectorConfig, "yolox_min_score")
     yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou")
     min_box_height = from_field(DetectorConfig, "min_box_height")
@@ -279,6 +282,9 @@ class detect(luigi.Config):  # noqa: N801
             yolox_input_size=self.yolox_input_size,
             yolox_threads=self.yolox_threads,
             yolox_runtime=self.yolox_runtime,
+            yolox_tile_above=self.yolox_tile_above,
+            yolox_tile_grid=self.yolox_tile_grid,
+            yolox_tile_min_score=self.yolox_tile_min_score,
             yolox_min_score=self.yolox_min_score,
             yolox_nms_iou=self.yolox_nms_iou,
             min_box_height=self.min_box_height,

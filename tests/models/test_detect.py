@@ -231,3 +231,20 @@ def test_both_yolox_runtimes_find_the_same_people():
     np.testing.assert_allclose(found[0], found[1], atol=0.05)
     with pytest.raises(ValueError, match="yolox_runtime"):
         PersonDetector("yolox", DetectorConfig(yolox_runtime="tensorrt"))
+
+
+def test_a_large_photo_is_also_detected_in_tiles_that_find_people_the_whole_pass_misses():
+    """Above yolox_tile_above px the photo is also cut into tiles: on a val2017 street photo
+    scaled 3x (a large photo: 8 people found whole, 15 with tiles) the tiles find more people,
+    and every whole-photo box is kept (or merged); below the limit, nothing changes."""
+    image = cv2.cvtColor(cv2.imread(str(SAMPLE / "val2017" / "000000000785.jpg")), cv2.COLOR_BGR2RGB)
+    crowd = cv2.imread(str(SAMPLE / "val2017" / "000000128372.jpg"))  # a street: 7 people found at 512
+    large = cv2.cvtColor(cv2.resize(crowd, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB)
+    whole = detect_people(large, "yolox", DetectorConfig(yolox_tile_above=0))
+    tiles = DetectorConfig(yolox_tile_above=1600)
+    tiled = detect_people(large, "yolox", tiles)
+    assert max(large.shape[:2]) > tiles.yolox_tile_above
+    assert len(tiled) > len(whole)
+    for box in whole:
+        assert box_iou(box[:4], tiled[:, :4]).max() > 0.45
+    np.testing.assert_array_equal(detect_people(image, "yolox", tiles), detect_people(image, "yolox", DetectorConfig()))
