@@ -2,15 +2,17 @@
 
 MediaPipe Pose is a one-person estimator: run on a box whose margin holds a neighbour, it often
 returns the neighbour's skeleton, and that box's person then gets a mask drawn on someone else.
-The rules here keep every pose with the person it was estimated for (pure numpy, no models):
+The rules here keep every pose with the person it was estimated for (numpy; the estimator is
+passed in):
 
 pose_fit(keypoints, box, tolerance) -> PoseFit
     how well a (17, 3) pose fits its (4,) xywh box: the share of its present joints inside the box
     (grown by `tolerance` x its size on every side) and the IoU of the joints' padded extent
     (models.detect.keypoint_box) with the box.
 OwnerCheck
-    the thresholds (``[pose]`` pose_min_inside, pose_min_extent_iou, pose_duplicate_oks; chosen by
-    measurement, README "Crowds") and `fits(fit)`.
+    the thresholds (``[pose]`` check_owner, owner_min_inside, owner_min_extent_iou,
+    owner_tolerance, duplicate_oks, isolate_grow; chosen by measurement, README "Crowds") and
+    `fits(fit)`.
 isolate_box(image, box, grow, fill) -> image
     the photo with everything outside the box (grown by `grow` x its size) painted `fill`, so that
     the estimator, which still sees its usual margin, cannot reach a neighbour.
