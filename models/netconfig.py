@@ -2,7 +2,7 @@
 read their defaults at import; `posemask` and a no-op night then never load torch).
 
     ModelConfig   architecture and loss of a PoseUNet (models/unet.py)
-    HEADS, NORMS  the choices of ModelConfig.head and ModelConfig.norm
+    HEADS, NORMS, ENCODERS  the choices of ModelConfig.head, .norm and .encoder
     TrainConfig   how models/train.py trains one
     SCHEDULES     the choices of TrainConfig.schedule
 """
@@ -17,6 +17,9 @@ from models.plain import from_plain_dict
 
 HEADS = ("logit", "paper")
 NORMS = ("batch", "group", "none")
+# "unet": the paper's encoder, trained from scratch; "mobilenet_v2": the depth-0.5 MobileNetV2 of
+# the shipped DeepLab-v3 file with its pretrained weights (models/mobilenet.py)
+ENCODERS = ("unet", "mobilenet_v2")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class ModelConfig:
       BCE): the boundary-weighted variant of the logit head's loss.
     pose_free: the pose map is zeroed and the prior flat (0.5) inside forward(): the same network
       without keypoints, the ablation that shows what they buy.
+    encoder: "unet" (the paper's, from scratch) or "mobilenet_v2" (pretrained: models.unet's
+      MobileNetV2 path; depth is then unused).
+    freeze_encoder: with "mobilenet_v2", its pretrained weights are not trained.
     """
 
     base_channels: int = 16
@@ -52,8 +58,12 @@ class ModelConfig:
     boundary_weight: float = 0.0
     boundary_px: int = 3
     pose_free: bool = False
+    encoder: str = "unet"
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.head not in HEADS:
             raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
         if self.norm not in NORMS:
@@ -67,8 +77,9 @@ class ModelConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Input H and W must be multiples of this (stem stride 2, then `depth` poolings)."""
-        return 2 ** (self.depth + 1)
+        """Input H and W must be multiples of this (stem stride 2, then `depth` poolings; the
+        MobileNetV2 encoder's output stride is 8)."""
+        return 8 if self.encoder == "mobilenet_v2" else 2 ** (self.depth + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (safe for torch.load(weights_only=True) and JSON)."""

@@ -18,6 +18,12 @@ as its log-odds (the paper's Eq. 4, M = ΔM + log M̂, written so that ΔM = 0 g
   probability = (output + 1) / 2; loss = MSE against the target mapped to [-1, 1].
 
 With zero_init_last the output conv starts at zero, so an untrained network returns the prior.
+
+encoder="mobilenet_v2" swaps the encoder for the pretrained MobileNetV2 of the shipped DeepLab-v3
+(models/mobilenet.py): the pose map is added after its stem through a zero-initialised 1x1
+projection, rather than concatenated, so that the pretrained blocks first see the input they were
+trained on; the decoder takes its H/8, H/4 and H/2 outputs (the pose map joins again at H/2) and
+ends in the same FullResHead and OutConv. The head, the loss, flip and bf16 are shared.
 """
 
 from __future__ import annotations
@@ -203,6 +209,9 @@ class PoseUNet(nn.Module):
         elif overrides:
             cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides})
         self.cfg = cfg
+        if cfg.encoder == "mobilenet_v2":
+            self._build_pretrained(cfg)
+            return
         widths = [cfg.base_channels * 2**level for level in range(cfg.depth + 1)]
         self.stem = Stem(self.IMAGE_CHANNELS, widths[0], cfg)
         self.pose_merge = DoubleConv(widths[0] + cfg.pose_channels, widths[0], cfg)
@@ -210,6 +219,42 @@ class PoseUNet(nn.Module):
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], widths[i], cfg) for i in reversed(range(cfg.depth)))
         self.full_res = FullResHead(widths[0], self.IMAGE_CHANNELS, widths[0], cfg)
         self.out_conv = OutConv(widths[0], zero_init=cfg.zero_init_last)
+
+    def _build_pretrained(self, cfg: ModelConfig) -> None:
+        """The MobileNetV2 path (cfg.encoder = "mobilenet_v2"): the shipped DeepLab-v3's encoder
+        with its weights, the pose added after its stem through a zero-initialised 1x1 projection
+        (so that at the start the pretrained blocks see exactly what they were trained on), and a
+        decoder on its H/8, H/4 and H/2 outputs, the pose map joining again at H/2."""
+        from models.assets import DEEPLAB_MODEL, require
+        from models.mobilenet import STEM_CHANNELS, MobileNetV2Encoder, load_deeplab_weights
+
+        width = cfg.base_channels
+        self.encoder = MobileNetV2Encoder()
+        load_deeplab_weights(self.encoder, require(DEEPLAB_MODEL))
+        if cfg.freeze_encoder:
+            self.encoder.requires_grad_(False)
+        self.pose_inject = nn.Conv2d(cfg.pose_channels, STEM_CHANNELS, 1)
+        nn.init.zeros_(self.pose_inject.weight)
+        nn.init.zeros_(self.pose_inject.bias)
+        half, quarter, eighth = (self.encoder.channels[k] for k in MobileNetV2Encoder.scales)
+        self.bottleneck = ConvAct(eighth, 4 * width, 1, 1, cfg)
+        self.up_quarter = Up(4 * width, quarter, 2 * width, cfg)
+        self.up_half = Up(2 * width, half + cfg.pose_channels, width, cfg)
+        self.full_res = FullResHead(width, self.IMAGE_CHANNELS, width, cfg)
+        self.out_conv = OutConv(width, zero_init=cfg.zero_init_last)
+
+    def _delta_pretrained(self, image: torch.Tensor, posemap: torch.Tensor) -> torch.Tensor:
+        """ΔM of the MobileNetV2 path: image (B,3,H,W) in [-1, 1], posemap (B,P,H/2,W/2) -> (B,1,H,W)."""
+        x = self.encoder.stem(image)
+        x = x + self.pose_inject(posemap.to(x.dtype))
+        features = []
+        for block in self.encoder.blocks:
+            x = block(x)
+            features.append(x)
+        half, quarter, eighth = (features[k] for k in self.encoder.scales)
+        x = self.up_quarter(self.bottleneck(eighth), quarter)
+        x = self.up_half(x, torch.cat([half, posemap.to(half.dtype)], dim=1))
+        return self.out_conv(self.full_res(x, image))
 
     def _check_inputs(self, image: torch.Tensor, posemap: torch.Tensor, prior: torch.Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.IMAGE_CHANNELS:
@@ -228,6 +273,8 @@ class PoseUNet(nn.Module):
 
     def delta(self, image: torch.Tensor, posemap: torch.Tensor) -> torch.Tensor:
         """ΔM: image (B,3,H,W), posemap (B,P,H/2,W/2) -> (B,1,H,W)."""
+        if self.cfg.encoder == "mobilenet_v2":
+            return self._delta_pretrained(image, posemap)
         x = self.stem(image)
         x = self.pose_merge(torch.cat([x, posemap.to(x.dtype)], dim=1))
         skips = [x]

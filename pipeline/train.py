@@ -9,7 +9,7 @@ from pathlib import Path
 import luigi
 
 from models.augment import AUGMENTATIONS
-from models.netconfig import HEADS, NORMS, SCHEDULES, ModelConfig, TrainConfig
+from models.netconfig import ENCODERS, HEADS, NORMS, SCHEDULES, ModelConfig, TrainConfig
 from pipeline import config
 from pipeline.cache import BuildCache, cache_paths
 from pipeline.config import from_field
@@ -43,6 +43,10 @@ class TrainingTask(PoseMaskTask):
     depth = from_field(ModelConfig, "depth")
     head = from_field(ModelConfig, "head", choices=list(HEADS))
     norm = from_field(ModelConfig, "norm", choices=list(NORMS))
+    encoder = from_field(
+        ModelConfig, "encoder", choices=list(ENCODERS), description="unet (from scratch) or mobilenet_v2 (pretrained)"
+    )
+    freeze_encoder = from_field(ModelConfig, "freeze_encoder", description="keep the pretrained encoder's weights")
     select = luigi.ChoiceParameter(
         choices=["last", "best"],
         default="last",
@@ -90,6 +94,8 @@ class TrainingTask(PoseMaskTask):
             dice_weight=self.dice_weight,
             boundary_weight=self.boundary_weight,
             pose_free=self.pose_free,
+            encoder=self.encoder,
+            freeze_encoder=self.freeze_encoder,
         )
 
     def train_config(self) -> TrainConfig:
@@ -212,10 +218,12 @@ class FineTune(TrainingTask):
 
 # Network methods -> the task that trains them. "unet-coco-paper" is the paper's tanh/MSE head,
 # trained with [TrainModel]'s other settings, so the report can say which head wins;
-# "unet-coco-posefree" the same network and recipe without keypoints (pose map zeroed, flat prior).
+# "unet-coco-posefree" the same network and recipe without keypoints (pose map zeroed, flat prior);
+# "unet-coco-pretrained" the MobileNetV2 encoder of the shipped DeepLab-v3 with its weights.
 MODELS: dict[str, Callable[[], PoseMaskTask]] = {
     "unet-coco": TrainModel,
     "unet-coco-paper": lambda: TrainModel(head="paper"),
     "unet-coco-posefree": lambda: TrainModel(pose_free=True),
+    "unet-coco-pretrained": lambda: TrainModel(encoder="mobilenet_v2"),
     "unet-voc": FineTune,
 }
