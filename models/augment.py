@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from models.posemap import pose_map, to_uint8
-from models.prior import prior_mask, prior_to_uint8
+from models.prior import BoxPriorConfig, box_prior, prior_mask, prior_to_uint8
 from models.sample import CropConfig
 from models.skeleton import JOINT_NAMES
 
@@ -44,6 +44,10 @@ class AugmentConfig:
     jitter, each factor in [1 - x, 1 + x] (brightness adds (factor - 1) x 128 grey levels).
     joint_noise_px: standard deviation of the Gaussian noise on each joint, crop pixels.
     joint_drop: probability of dropping each visible joint; all_joints_drop: of dropping all.
+    box_prior_share: probability that the sample is a box-only person, as the nightly path segments
+      a detected person without a usable pose: no joints, an empty pose map and the box prior
+      (models.prior.box_prior) of the mask's bounding box, each side moved by up to box_jitter of
+      the box's size (a detector's box is not the mask's).
     """
 
     flip_prob: float = 0.5
@@ -56,12 +60,15 @@ class AugmentConfig:
     joint_noise_px: float = 2.0
     joint_drop: float = 0.1
     all_joints_drop: float = 0.05
+    box_prior_share: float = 0.0
+    box_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"AugmentConfig.{name} must be finite and >= 0, got {value}")
-        for name in ("flip_prob", "joint_drop", "all_joints_drop", "brightness", "contrast", "saturation"):
+        probabilities = ("flip_prob", "joint_drop", "all_joints_drop", "box_prior_share")
+        for name in (*probabilities, "brightness", "contrast", "saturation"):
             if getattr(self, name) > 1:
                 raise ValueError(f"AugmentConfig.{name} must be <= 1, got {getattr(self, name)}")
 
@@ -72,7 +79,9 @@ class AugmentConfig:
     @property
     def redraws(self) -> bool:
         """Whether the joints change beyond a flip (then pose map and prior must be redrawn)."""
-        return self.geometric or bool(self.joint_noise_px or self.joint_drop or self.all_joints_drop)
+        return self.geometric or bool(
+            self.joint_noise_px or self.joint_drop or self.all_joints_drop or self.box_prior_share
+        )
 
 
 _NONE = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -81,6 +90,8 @@ AUGMENTATIONS: dict[str, AugmentConfig] = {
     "none": _NONE,
     "flip": replace(_NONE, flip_prob=0.5),
     "full": AugmentConfig(),
+    # full, and a share of box-only people (issue 20/21: the nightly path's people without a pose)
+    "full+box": AugmentConfig(box_prior_share=0.2),
 }
 
 
@@ -152,10 +163,25 @@ def augment_person(
         moved[joints[:, 2] <= 0] = 0.0
         joints = moved[FLIPPED_JOINTS] if flipped else moved
     joints = perturb_joints(joints, size, rng, cfg)
+    box = None
+    if cfg.box_prior_share and rng.random() < cfg.box_prior_share and mask.any():
+        box = jittered_mask_box(mask, rng, cfg.box_jitter)
+        joints = np.zeros_like(joints)
+    prior = prior_mask(joints, size, crop_cfg.prior) if box is None else box_prior(box, size, BoxPriorConfig())
     return {
         "image": jitter_colour(image, rng, cfg),
         "mask": mask,
         "joints": joints,
         "posemap": to_uint8(pose_map(joints, size, crop_cfg.posemap_sigma, crop_cfg.per_joint_posemap)),
-        "prior": prior_to_uint8(prior_mask(joints, size, crop_cfg.prior)),
+        "prior": prior_to_uint8(prior),
     }
+
+
+def jittered_mask_box(mask: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """(4,) [x0, y0, x1, y1] of a (S,S) mask's bounding box, each side moved by up to `jitter` x the
+    box's width (x) or height (y): a detector's box around the person."""
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+    w, h = x1 - x0, y1 - y0
+    dx0, dx1, dy0, dy1 = rng.uniform(-jitter, jitter, 4)
+    return np.array([x0 + dx0 * w, y0 + dy0 * h, x1 + dx1 * w, y1 + dy1 * h], np.float32)

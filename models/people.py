@@ -5,11 +5,15 @@ treatment as a cached sample (models.sample.person_sample -> PoseUNet -> optiona
 size -> paste back), so a mask made here for a person equals the one PredictMasks + Evaluate make
 for that person.
 
-A detected person whose pose cannot be estimated (or has fewer than `min_keypoints` joints) is
-kept as a "box" person when asked: its mask comes from a box segmenter run in the detector's box
-(box_mask; the pipeline passes MediaPipe's selfie segmenter), or from GrabCut initialised with the
-box (models.baselines.grabcut_person), and its `source` says so in every output. With `grabcut`,
-the network's masks are refined by GrabCut, seeded by the network's probability.
+Detected people (estimate_people) get a pose only when it is theirs (models.ownership: checked
+against the box, estimated again with the neighbours greyed out, one skeleton per person). A
+detected person without a usable pose (or with fewer than `min_keypoints` joints) is kept as a
+"box" person when asked: its mask comes from the network with a box prior and no pose map
+(box_prior, box_person_sample), from a box segmenter run in the detector's box (box_mask), or from
+GrabCut initialised with the box (models.baselines.grabcut_person), and its `source` says so in
+every output. A posed person's probability can be fused with the pose estimator's own person
+segmentation (segmentation_weight, fuse_segmentation). With `grabcut`, the network's masks are
+refined by GrabCut, seeded by the network's probability. A mask's score is mask_score.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ BoxSegmenter = Callable[[np.ndarray], np.ndarray]
 class Person:
     """One person to segment: keypoints (17,3) COCO x, y, v in image pixels; bbox (4,) xywh;
     annotation_id: the person's id in a keypoints file, when it came from one; source:
-    SOURCE_KEYPOINTS (the network) or SOURCE_BOX (no usable pose: GrabCut from the box);
+    SOURCE_KEYPOINTS (the network) or SOURCE_BOX (no usable pose: a mask from the box);
     detection_score: the detector's score when the person was detected; pose_reason: why a detected
     person has the pose it has, or none (models.ownership.REASONS; "" for given keypoints);
     segmentation: the estimator's result with its person segmentation (models.pose.PoseResult),
@@ -161,11 +165,12 @@ def estimate_people(
 
     detect: image (H,W,3) -> (K,5) [x, y, w, h, score]; estimate: (image, box xywh) -> (17,3)
     keypoints in image pixels (or a models.pose.PoseResult with them and the estimator's person
-    segmentation, kept as the Person's `segmentation`) or None. Each pose is checked against its box and made unique
-    (models.ownership.assign_poses with `check`; OwnerCheck() by default, OwnerCheck(enabled=False)
-    keeps the estimator's poses as they come). A person without a pose of its own, or with fewer
-    than `min_keypoints` joints, is dropped, or kept as a SOURCE_BOX person (no keypoints) when
-    `box_fallback` is set. Every person's `pose_reason` says which (models.ownership.REASONS).
+    segmentation, kept as the Person's `segmentation`) or None. Each pose is checked against its
+    box and made unique (models.ownership.assign_poses with `check`; OwnerCheck() by default,
+    OwnerCheck(enabled=False) keeps the estimator's poses as they come). A person without a pose
+    of its own, or with fewer than `min_keypoints` joints, is dropped, or kept as a SOURCE_BOX
+    person (no keypoints) when `box_fallback` is set. Every person's `pose_reason` says which
+    (models.ownership.REASONS).
     """
     check = OwnerCheck() if check is None else check
     boxes = detect(image_rgb)

@@ -132,3 +132,26 @@ def test_cache_dataset_full_augmentation(tmp_path) -> None:
         torch.testing.assert_close(item[key], again[key], atol=0, rtol=0)
     per_joint = write_synthetic_cache(tmp_path / "j.h5", 2, seed=1, size=SIZE, pose_channels=14)
     assert CacheDataset(per_joint, augment=AUGMENTATIONS["full"])[0]["posemap"].shape == (14, SIZE // 2, SIZE // 2)
+
+
+def test_a_box_only_sample_has_no_joints_an_empty_pose_map_and_the_box_prior_of_its_mask():
+    """box_prior_share = 1: every sample is a person known only by a (jittered) box, as the nightly
+    path segments a detected person without a usable pose."""
+    from models.augment import AUGMENTATIONS, AugmentConfig, augment_person, jittered_mask_box
+    from models.sample import CropConfig
+
+    size = 64
+    image = np.full((size, size, 3), 90, np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[10:58, 24:40] = 1
+    joints = np.zeros((14, 3), np.float32)
+    joints[:, :2], joints[:, 2] = (32, 30), 2
+    cfg = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, box_prior_share=1.0, box_jitter=0.0)
+    out = augment_person(image, mask, joints, np.random.default_rng(0), cfg, CropConfig(size=size))
+    assert not out["joints"].any() and out["posemap"].max() == 0
+    prior = out["prior"]
+    assert prior[34, 32] > 120 and prior[2, 2] < 20  # the ellipse's centre inside the box; the corner out
+    assert prior[:, :14].max() < 40 and prior[:, 50:].max() < 40  # nothing far outside the box
+    box = jittered_mask_box(mask, np.random.default_rng(1), 0.1)
+    assert np.all(np.abs(box - [24, 10, 40, 58]) <= [1.6, 4.8, 1.6, 4.8])
+    assert AUGMENTATIONS["full+box"].box_prior_share == 0.2 and AUGMENTATIONS["full"].box_prior_share == 0.0
