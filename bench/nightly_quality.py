@@ -218,36 +218,55 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
         tally.true_pos, tally.false_pos, tally.to_find = tally.true_pos + tp, tally.false_pos + fp, tally.to_find + n
 
 
-def score_instances(
-    tally: Tally, photo: Photo, masks: list, next_id: list[int], mask_only_score: bool = False
-) -> list[float]:
-    """Add one photo's instance figures (posemask's PersonMasks) to `tally`; each mask's best IoU
-    with a non-crowd ground truth is returned (for --dump). mask_only_score: rank by the mean mask
-    probability alone (the score before issue 20: models.people.mask_score without the detector's
-    factor, recovered by dividing it out; box people segmented in their box kept the detector's
-    score then and now)."""
-    tally.instances = True
-    tally.coco_images.append(photo.image)
+@dataclass
+class PhotoInstances:
+    """One method's instance figures on one photo, made once and added to every tally it counts
+    in (the photo's dataset and "all"): COCO results and annotations, (size bucket, boxed, masked)
+    per non-crowd person, and each mask's best IoU with one of them (for --dump)."""
+
+    results: list[dict]
+    annotations: list[dict]
+    found: list[tuple[str, bool, bool]]
+    best_iou: list[float]
+
+
+def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_score: bool = False) -> PhotoInstances:
+    """The instance figures of posemask's PersonMasks on `photo`. mask_only_score: rank by the
+    mean mask probability alone (the score before issue 20: models.people.mask_score without the
+    detector's factor, recovered by dividing it out; box people segmented in their box kept the
+    detector's score then and now)."""
     rles = [mask_utils.encode(np.asfortranarray(m.mask.astype(np.uint8))) for m in masks]
     pred_boxes = np.array([m.person.bbox for m in masks], np.float32).reshape(-1, 4)
+    results = []
     for m, rle in zip(masks, rles, strict=True):
         score = m.score
         if mask_only_score and m.person.detection_score and m.person.source == "keypoints":
             score = m.score / m.person.detection_score  # box people were ranked by the detector's score
-        tally.coco_results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(score)})
+        results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(score)})
+    annotations = []
     for ann in photo.people:
         next_id[0] += 1
-        tally.coco_people.append({**ann, "id": next_id[0], "image_id": photo.image["id"]})
+        annotations.append({**ann, "id": next_id[0], "image_id": photo.image["id"]})
     people = [a for a in photo.people if not a["iscrowd"]]
     gt_boxes = np.array([a["bbox"] for a in people], np.float32).reshape(-1, 4)
     gt_rles = [a["segmentation"] for a in people]
     boxed, masked = people_found(gt_boxes, gt_rles, pred_boxes, rles, BOX_IOU)
-    for a, b, m in zip(people, boxed, masked, strict=True):
-        counts = tally.buckets[size_bucket(a["area"])]
-        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + int(b), counts[2] + int(m)
-    if not rles or not gt_rles:
-        return [0.0] * len(rles)
-    return np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
+    found = [(size_bucket(a["area"]), bool(b), bool(m)) for a, b, m in zip(people, boxed, masked, strict=True)]
+    best = [0.0] * len(rles)
+    if rles and gt_rles:
+        best = np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
+    return PhotoInstances(results, annotations, found, best)
+
+
+def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None:
+    """Count one photo's PhotoInstances in `tally`."""
+    tally.instances = True
+    tally.coco_images.append(photo.image)
+    tally.coco_results += instances.results
+    tally.coco_people += instances.annotations
+    for bucket, boxed, masked in instances.found:
+        counts = tally.buckets[bucket]
+        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + int(boxed), counts[2] + int(masked)
 
 
 def write_overlay(folder: Path, photo: Photo, image: np.ndarray, method: str, masks: list) -> None:
@@ -353,10 +372,11 @@ def main() -> None:
             if masks:
                 union = instance_labels([m.prob for m in masks], c.threshold) > 0
             count(photo, method, union, boxes, find_s + time.perf_counter() - start)
+            instances = photo_instances(photo, masks, ann_ids, method == "before")
             for dataset in (photo.dataset, "all"):
-                best = score_instances(tallies[(dataset, method)], photo, masks, ann_ids, method == "before")
+                add_instances(tallies[(dataset, method)], photo, instances)
             if dump is not None:
-                for k, (m, iou) in enumerate(zip(masks, best, strict=True)):
+                for k, (m, iou) in enumerate(zip(masks, instances.best_iou, strict=True)):
                     row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}
                     row.update(bbox=[round(float(v), 1) for v in m.person.bbox], source=m.person.source)
                     row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))

@@ -72,21 +72,25 @@ def coco_mask_ap(gt_masks: list[tuple[int, int, dict]], results: list[dict]) -> 
                 "iscrowd": 0,
             }
         )
+    stats = person_segm_stats(list(images.values()), annotations, [dict(r) for r in results])
+    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2])}
+
+
+def person_segm_stats(images: list[dict], annotations: list[dict], results: list[dict]) -> np.ndarray:
+    """pycocotools' 12 segm summary figures (COCOeval.stats: AP, AP50, AP75, AP small / medium /
+    large, AR...) of the person category (id 1): images [{id, height, width}], annotations and
+    results COCO records with category_id 1 (results not empty: loadRes refuses an empty list)."""
     gt = COCO()
-    gt.dataset = {
-        "images": list(images.values()),
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "person"}],
-    }
+    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt.createIndex()
-        dt = gt.loadRes([dict(r) for r in results])
+        dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType="segm")
         ev.params.catIds = [1]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
+    return ev.stats
 
 
 # COCO's area buckets (pixels of the annotated mask): small < 32^2 <= medium < 96^2 <= large.
@@ -143,18 +147,6 @@ def coco_person_ap(images: list[dict], annotations: list[dict], results: list[di
         return dict.fromkeys(names, float("nan"))
     if not results:  # pycocotools cannot load an empty result list; nothing found scores 0
         return {n: 0.0 for n in names}
-    gt = COCO()
-    gt.dataset = {
-        "images": images,
-        "annotations": [{**a, "category_id": 1} for a in annotations],
-        "categories": [{"id": 1, "name": "person"}],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        dt = gt.loadRes([{**r, "category_id": 1} for r in results])
-        ev = COCOeval(gt, dt, iouType="segm")
-        ev.params.catIds = [1]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {name: float(ev.stats[k]) for k, name in enumerate(names)}
+    people = [{**a, "category_id": 1} for a in annotations]
+    stats = person_segm_stats(images, people, [{**r, "category_id": 1} for r in results])
+    return {name: float(stats[k]) for k, name in enumerate(names)}

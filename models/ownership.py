@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.detect import box_iou, keypoint_box
+from models.detect import DetectorConfig, box_iou, keypoint_box
 from models.pose import PoseResult
 
 # COCO-17 per-keypoint OKS sigmas (cocoeval.py): nose, eyes, ears, shoulders, elbows, wrists,
@@ -49,8 +49,8 @@ COCO17_SIGMAS = (
     np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
     / 10.0
 )
-# The padded joint extent compared with the box: models.detect's defaults for landmark boxes.
-EXTENT_PAD, EXTENT_PAD_TOP = 0.05, 0.12
+# The padded joint extent compared with the box: models.detect's padding of landmark boxes.
+EXTENT_PAD, EXTENT_PAD_TOP = DetectorConfig.landmark_pad, DetectorConfig.landmark_pad_top
 
 # Why a box has the pose it has (or none): counted in the manifest and summary.json.
 POSE_OWN = "pose"
@@ -96,11 +96,7 @@ class OwnerCheck:
     isolate_grow: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("min_inside", "min_extent_iou", "duplicate_oks"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name in ("tolerance", "isolate_grow"):
+        for name in ("min_inside", "min_extent_iou", "duplicate_oks", "tolerance", "isolate_grow"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -178,7 +174,7 @@ def duplicate_pairs(poses: Sequence[np.ndarray | None], boxes: np.ndarray, min_o
         for j in range(i + 1, len(poses)):
             if poses[i] is None or poses[j] is None:
                 continue
-            area = min(float(boxes[i][2] * boxes[i][3]), float(boxes[j][2] * boxes[j][3]))
+            area = min(_area(boxes[i]), _area(boxes[j]))
             if object_keypoint_similarity(poses[i], poses[j], area) >= min_oks:
                 pairs.append((i, j))
     return pairs
@@ -198,7 +194,7 @@ def assign_poses(
     boxes = np.asarray(boxes, np.float32).reshape(len(boxes), -1)
     out: list[PoseAssignment] = []
     isolated_done = [False] * len(boxes)
-    if fill is None and check.enabled and len(boxes):
+    if fill is None and check.enabled:
         fill = image_rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
 
     def isolated(i: int) -> PoseAssignment | None:

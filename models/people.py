@@ -18,6 +18,7 @@ refined by GrabCut, seeded by the network's probability. A mask's score is mask_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -320,12 +321,8 @@ def _batch_masks(
             if crf is not None and crf.enabled:
                 prob = refine(sample["image"], prob, crf)
             window = grabcut_window(person.bbox, (h, w))
-            y0, y1, x0, x1 = window
-            mask = np.zeros((y1 - y0, x1 - x0), bool)
-            bx0, by0, bx1, by1 = box_in_region(person.bbox, (x0, y0, x1, y1))
-            if y1 > y0 and x1 > x0 and bx1 > bx0 and by1 > by0:
-                window_prob = paste_back_window(prob, sample["affine"], window)
-                mask[by0:by1, bx0:bx1] = window_prob[by0:by1, bx0:bx1] >= threshold
+            pasted = functools.partial(paste_back_window, prob, sample["affine"], window)
+            mask = mask_in_box(person.bbox, window, threshold, pasted)
             score = mask_score(person, prob, threshold)
             yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
             continue
@@ -341,18 +338,18 @@ def _batch_masks(
         sample, prob = next(sample_of), next(probs)
         if crf is not None and crf.enabled:
             prob = refine(sample["image"], prob, crf)
-        score = mask_score(person, prob, threshold)
         window = crop_footprint(sample["affine"], prob.shape[0], (h, w))
         if grabcut:
             window = union_window(window, grabcut_window(person.bbox, (h, w)))
         evidence = person.segmentation if segmentation_weight > 0 else None
-        if evidence is not None and evidence.segmentation is not None:
+        fused = evidence is not None and evidence.segmentation is not None
+        if fused:
             x0, y0, x1, y1 = evidence.region
             window = union_window(window, (y0, y1, x0, x1))
         window_prob = paste_back_window(prob, sample["affine"], window)
-        if evidence is not None and evidence.segmentation is not None:
+        if fused:
             window_prob = fuse_segmentation(window_prob, window, evidence, segmentation_weight)
-            score = mask_score(person, window_prob, threshold)
+        score = mask_score(person, window_prob if fused else prob, threshold)
         if grabcut:
             mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
             window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
@@ -405,14 +402,25 @@ def box_mask(image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, segmen
     (the box itself: 0.464).
     """
     y0, y1, x0, x1 = window
+    return mask_in_box(box_xywh, window, 0.5, lambda: segmenter(np.ascontiguousarray(image_rgb[y0:y1, x0:x1])))
+
+
+def mask_in_box(
+    box_xywh: np.ndarray, window: Window, threshold: float, window_probability: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """A box person's (y1-y0, x1-x0) bool mask in `window`: window_probability() >= threshold,
+    kept inside the box. window_probability: the window's (y1-y0, x1-x0) probability, asked for
+    only when the window and the box's part of it are not empty (a box segmenter's, or the
+    network's from the box prior)."""
+    y0, y1, x0, x1 = window
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     if y1 <= y0 or x1 <= x0:
         return mask
     bx0, by0, bx1, by1 = box_in_region(box_xywh, (x0, y0, x1, y1))
     if bx1 <= bx0 or by1 <= by0:
         return mask
-    prob = segmenter(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]))
-    mask[by0:by1, bx0:bx1] = prob[by0:by1, bx0:bx1] >= 0.5
+    prob = window_probability()
+    mask[by0:by1, bx0:bx1] = prob[by0:by1, bx0:bx1] >= threshold
     return mask
 
 
