@@ -35,8 +35,7 @@ from bench.record import append_result, git_commit, tree_dirty  # noqa: E402
 RESULTS = REPO / "bench" / "results" / "accuracy.jsonl"
 DEFAULT_CONFIG = REPO / "configs" / "shipped.cfg"
 BASELINES = ("prior", "grabcut", "slic_grabcut", "posefree")
-NETWORK, NETWORK_CRF = "unet-coco", "unet-coco+crf"
-METHODS = (*BASELINES, NETWORK, NETWORK_CRF)
+CRF_SUFFIX = "+crf"
 EVAL_SETS = ("coco/val", "ochuman/val", "voc/val")
 
 
@@ -58,10 +57,15 @@ def apply_overrides(pairs: list[str]) -> dict[str, str]:
     return applied
 
 
-def set_figures(evaluate_all: object, eval_set: str) -> dict[str, dict]:
+def compared_methods(network: str) -> tuple[str, ...]:
+    """The baselines, the network ([shipped] network) and the network with its CRF."""
+    return (*BASELINES, network, network + CRF_SUFFIX)
+
+
+def set_figures(evaluate_all: object, eval_set: str, network: str) -> dict[str, dict]:
     tasks = evaluate_all.requires()
     figures = {}
-    for method in METHODS:
+    for method in compared_methods(network):
         summary = json.loads(Path(tasks[f"{eval_set}:{method}"].output()["summary"].path).read_text())
         figures[method] = {
             "mean_iou": summary["iou_full"]["mean"],
@@ -72,10 +76,8 @@ def set_figures(evaluate_all: object, eval_set: str) -> dict[str, dict]:
     best = max(BASELINES, key=lambda m: figures[m]["mean_iou"])
     best_iou = figures[best]["mean_iou"]
     figures["best_baseline"] = {"method": best, "mean_iou": best_iou}
-    figures["margins"] = {
-        NETWORK: figures[NETWORK]["mean_iou"] - best_iou,
-        NETWORK_CRF: figures[NETWORK_CRF]["mean_iou"] - best_iou,
-    }
+    figures["network"] = network
+    figures["margins"] = {m: figures[m]["mean_iou"] - best_iou for m in (network, network + CRF_SUFFIX)}
     return figures
 
 
@@ -133,7 +135,8 @@ def print_table(results: Path) -> None:
         ]
         for eval_set in sets:
             figures = line["sets"].get(eval_set)
-            cells += [f"{figures[m]['mean_iou']:.3f}" if figures else "-" for m in (NETWORK, NETWORK_CRF)]
+            network = (figures or {}).get("network", "unet-coco")  # runs before the [shipped] network were unet-coco
+            cells += [f"{figures[m]['mean_iou']:.3f}" if figures else "-" for m in (network, network + CRF_SUFFIX)]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -159,20 +162,22 @@ def main() -> None:
     from pipeline import EvaluateAll
     from pipeline.crf import TuneCRF
     from pipeline.settings import config_text, load_settings
-    from pipeline.train import MODELS
+    from pipeline.train import MODELS, shipped
 
     load_settings(args.config)
     overrides = apply_overrides(args.set)
+    network = shipped().network
+    methods = compared_methods(network)
     torch.set_num_threads(int(os.environ.get("POSEMASK_BENCH_THREADS", "0")) or torch.get_num_threads())
 
-    evaluate_all = EvaluateAll(eval_sets=args.eval_sets, methods=list(METHODS))
+    evaluate_all = EvaluateAll(eval_sets=args.eval_sets, methods=list(methods))
     commit = git_commit() + ("-dirty" if tree_dirty() else "")  # at the start: the code that trains and measures
     started = time.perf_counter()
     if not luigi.build([evaluate_all], local_scheduler=True, workers=1, log_level="WARNING"):
         raise SystemExit("accuracy: a stage failed (see the log above)")
     wall = time.perf_counter() - started
-    model_task = MODELS[NETWORK]()
-    crf_path = TuneCRF(model=NETWORK).output()["crf"].path
+    model_task = MODELS[network]()
+    crf_path = TuneCRF(model=network).output()["crf"].path
     line: dict = {
         "bench": "accuracy",
         "label": args.label,
@@ -180,11 +185,12 @@ def main() -> None:
         "commit": commit,
         "config_file": str(args.config),
         "overrides": overrides,
+        "network": network,
         "settings": config_text(),
         "wall_seconds": wall,
         "training": training_figures(model_task),
         "crf": json.loads(Path(crf_path).read_text()) | {"table": None},
-        "sets": {eval_set: set_figures(evaluate_all, eval_set) for eval_set in args.eval_sets},
+        "sets": {eval_set: set_figures(evaluate_all, eval_set, network) for eval_set in args.eval_sets},
         "report": evaluate_all.output().path,
     }
     if not args.no_nightly:
@@ -195,13 +201,13 @@ def main() -> None:
         finally:
             os.unlink(handle.name)
 
-    print(f"\n{'set':12s} " + " ".join(f"{m:>14s}" for m in METHODS) + f" {'best base':>12s} {'+net':>7s} {'+crf':>7s}")
+    print(f"\n{'set':12s} " + " ".join(f"{m:>14s}" for m in methods) + f" {'best base':>12s} {'+net':>7s} {'+crf':>7s}")
     for eval_set, figures in line["sets"].items():
-        cells = " ".join(f"{figures[m]['mean_iou']:14.3f}" for m in METHODS)
+        cells = " ".join(f"{figures[m]['mean_iou']:14.3f}" for m in methods)
         margins = figures["margins"]
         print(
             f"{eval_set:12s} {cells} {figures['best_baseline']['method']:>12s} "
-            f"{margins[NETWORK]:+7.3f} {margins[NETWORK_CRF]:+7.3f}"
+            f"{margins[network]:+7.3f} {margins[network + CRF_SUFFIX]:+7.3f}"
         )
     training = line["training"]
     print(

@@ -43,6 +43,9 @@ class ModelConfig:
     encoder: "unet" (the paper's, from scratch) or "mobilenet_v2" (pretrained: models.unet's
       MobileNetV2 path; depth is then unused).
     freeze_encoder: with "mobilenet_v2", its pretrained weights are not trained.
+    person_evidence: with "mobilenet_v2", DeepLab-v3's own pretrained head runs on the encoder's
+      H/8 features and its person log-probability joins the decoder's input there (what the whole
+      DeepLab, trained on VOC's people, thinks of each pixel).
     """
 
     base_channels: int = 16
@@ -60,6 +63,7 @@ class ModelConfig:
     pose_free: bool = False
     encoder: str = "unet"
     freeze_encoder: bool = False
+    person_evidence: bool = False
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -121,6 +125,8 @@ class TrainConfig:
       float32's (README "Speed and scale-out"). Not a TrainModel
       parameter's hash: like `amp` on CUDA, it is how the steps are computed, not what is trained.
     channels_last: channels-last memory format (CPU and CUDA: x1.5 training steps on this CPU).
+    encoder_lr_scale: the pretrained parts (encoder, DeepLab head) learn at lr x this (1 = as the
+      decoder); ignored by the from-scratch encoder.
     compile: torch.compile the training forward (inductor; needs a C++ compiler on the CPU). The
       first step compiles for ~40 s or more; see README "Speed and scale-out" for what it buys.
     val_every: validate every N epochs (and always after the last one).
@@ -146,6 +152,7 @@ class TrainConfig:
     cpu_bf16: bool = True
     channels_last: bool = True
     compile: bool = False
+    encoder_lr_scale: float = 1.0
     val_every: int = 1
     augment: str = "flip"
     warmup_epochs: int = 0
@@ -164,6 +171,8 @@ class TrainConfig:
                 f"TrainConfig.num_workers must be >= -1 (auto) and num_threads >= 0, "
                 f"got {self.num_workers}, {self.num_threads}"
             )
+        if self.encoder_lr_scale < 0:
+            raise ValueError(f"TrainConfig.encoder_lr_scale must be >= 0, got {self.encoder_lr_scale}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.augment not in AUGMENTATIONS:

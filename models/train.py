@@ -331,6 +331,21 @@ def train_step(
     return loss.detach()
 
 
+def make_optimizer(model: PoseUNet, train_cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam over the trainable parameters: the decoder's group first (its lr is the one logged),
+    then the pretrained parts at lr x encoder_lr_scale (a group's "lr_scale", which every lr
+    change keeps)."""
+    pretrained = {id(p) for p in model.pretrained_parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in pretrained], "lr_scale": 1.0}]
+    encoder = [p for p in trainable if id(p) in pretrained]
+    if encoder:
+        groups.append({"params": encoder, "lr_scale": train_cfg.encoder_lr_scale})
+    for group in groups:
+        group["lr"] = train_cfg.lr * group["lr_scale"]
+    return torch.optim.Adam(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+
+
 def _run_epoch(
     model: PoseUNet,
     loader: DataLoader,
@@ -357,7 +372,7 @@ def _run_epoch(
         for step, batch in enumerate(bar):
             if lr_at is not None:
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step / steps)
+                    group["lr"] = lr_at(step / steps) * group.get("lr_scale", 1.0)
             batch = batch_to_device(batch, device, channels_last, prior_eps)
             size = batch["image"].shape[0]
             total_loss += train_step(model, optimizer, batch, use_amp, forward) * size
@@ -664,7 +679,7 @@ def _train_ranks(
     )
     if train_cfg.compile:  # the training forward only: weights, checkpoints and validation use `model`
         net = torch.compile(net)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimizer = make_optimizer(model, train_cfg)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         _set_rng_state(checkpoint["rng"])

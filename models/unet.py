@@ -226,18 +226,21 @@ class PoseUNet(nn.Module):
         (so that at the start the pretrained blocks see exactly what they were trained on), and a
         decoder on its H/8, H/4 and H/2 outputs, the pose map joining again at H/2."""
         from models.assets import DEEPLAB_MODEL, require
-        from models.mobilenet import STEM_CHANNELS, MobileNetV2Encoder, load_deeplab_weights
+        from models.mobilenet import STEM_CHANNELS, DeepLabV3, MobileNetV2Encoder, load_deeplab_weights
 
         width = cfg.base_channels
-        self.encoder = MobileNetV2Encoder()
-        load_deeplab_weights(self.encoder, require(DEEPLAB_MODEL))
+        deeplab = DeepLabV3()
+        load_deeplab_weights(deeplab, require(DEEPLAB_MODEL))
+        self.encoder = deeplab.encoder
+        # DeepLab's head only where its person evidence is used: no unused weights otherwise
+        self.evidence_head = deeplab.head if cfg.person_evidence else None
         if cfg.freeze_encoder:
-            self.encoder.requires_grad_(False)
+            deeplab.requires_grad_(False)
         self.pose_inject = nn.Conv2d(cfg.pose_channels, STEM_CHANNELS, 1)
         nn.init.zeros_(self.pose_inject.weight)
         nn.init.zeros_(self.pose_inject.bias)
         half, quarter, eighth = (self.encoder.channels[k] for k in MobileNetV2Encoder.scales)
-        self.bottleneck = ConvAct(eighth, 4 * width, 1, 1, cfg)
+        self.bottleneck = ConvAct(eighth + int(cfg.person_evidence), 4 * width, 1, 1, cfg)
         self.up_quarter = Up(4 * width, quarter, 2 * width, cfg)
         self.up_half = Up(2 * width, half + cfg.pose_channels, width, cfg)
         self.full_res = FullResHead(width, self.IMAGE_CHANNELS, width, cfg)
@@ -252,9 +255,27 @@ class PoseUNet(nn.Module):
             x = block(x)
             features.append(x)
         half, quarter, eighth = (features[k] for k in self.encoder.scales)
+        if self.evidence_head is not None:
+            eighth = torch.cat([eighth, self.person_log_probability(eighth)], dim=1)
         x = self.up_quarter(self.bottleneck(eighth), quarter)
         x = self.up_half(x, torch.cat([half, posemap.to(half.dtype)], dim=1))
         return self.out_conv(self.full_res(x, image))
+
+    def person_log_probability(self, features: torch.Tensor) -> torch.Tensor:
+        """DeepLab's log-probability of "person": encoder features (B,160,h,w) -> (B,1,h,w)."""
+        from models.mobilenet import DEEPLAB_PERSON_CLASS
+
+        logits = self.evidence_head(features).float()
+        person = DEEPLAB_PERSON_CLASS
+        return torch.log_softmax(logits, dim=1)[:, person : person + 1].to(features.dtype)
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The parameters that came from the DeepLab file (encoder and, when used, its head);
+        empty for the from-scratch encoder."""
+        if self.cfg.encoder != "mobilenet_v2":
+            return []
+        parts = [self.encoder] + ([self.evidence_head] if self.evidence_head is not None else [])
+        return [p for part in parts for p in part.parameters()]
 
     def _check_inputs(self, image: torch.Tensor, posemap: torch.Tensor, prior: torch.Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.IMAGE_CHANNELS:

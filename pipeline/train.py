@@ -47,6 +47,12 @@ class TrainingTask(PoseMaskTask):
         ModelConfig, "encoder", choices=list(ENCODERS), description="unet (from scratch) or mobilenet_v2 (pretrained)"
     )
     freeze_encoder = from_field(ModelConfig, "freeze_encoder", description="keep the pretrained encoder's weights")
+    person_evidence = from_field(
+        ModelConfig, "person_evidence", description="mobilenet_v2: DeepLab's person log-probability joins the decoder"
+    )
+    encoder_lr_scale = from_field(
+        TrainConfig, "encoder_lr_scale", description="the pretrained parts learn at lr x this"
+    )
     select = luigi.ChoiceParameter(
         choices=["last", "best"],
         default="last",
@@ -96,6 +102,7 @@ class TrainingTask(PoseMaskTask):
             pose_free=self.pose_free,
             encoder=self.encoder,
             freeze_encoder=self.freeze_encoder,
+            person_evidence=self.person_evidence,
         )
 
     def train_config(self) -> TrainConfig:
@@ -114,6 +121,7 @@ class TrainingTask(PoseMaskTask):
             num_threads=self.num_threads,
             cpu_bf16=self.cpu_bf16,
             compile=self.compile,
+            encoder_lr_scale=self.encoder_lr_scale,
         )
 
     def caches(self) -> tuple[list[str], list[str]]:
@@ -200,6 +208,7 @@ class FineTune(TrainingTask):
     dice_weight = luigi.FloatParameter(default=1.0, significant=False, description="ignored: [TrainModel]'s")
     boundary_weight = luigi.FloatParameter(default=0.0, significant=False, description="ignored: [TrainModel]'s")
     pose_free = luigi.BoolParameter(default=False, significant=False, description="ignored: [TrainModel]'s")
+    person_evidence = luigi.BoolParameter(default=False, significant=False, description="ignored: [TrainModel]'s")
 
     def requires(self) -> dict[str, luigi.Task]:
         return {
@@ -219,11 +228,19 @@ class FineTune(TrainingTask):
 # Network methods -> the task that trains them. "unet-coco-paper" is the paper's tanh/MSE head,
 # trained with [TrainModel]'s other settings, so the report can say which head wins;
 # "unet-coco-posefree" the same network and recipe without keypoints (pose map zeroed, flat prior);
-# "unet-coco-pretrained" the MobileNetV2 encoder of the shipped DeepLab-v3 with its weights.
+# "unet-coco-pretrained" the MobileNetV2 encoder of the shipped DeepLab-v3 with its weights. Each
+# entry names its encoder, so that one [TrainModel] recipe trains both side by side.
 MODELS: dict[str, Callable[[], PoseMaskTask]] = {
-    "unet-coco": TrainModel,
-    "unet-coco-paper": lambda: TrainModel(head="paper"),
-    "unet-coco-posefree": lambda: TrainModel(pose_free=True),
+    "unet-coco": lambda: TrainModel(encoder="unet"),
+    "unet-coco-paper": lambda: TrainModel(encoder="unet", head="paper"),
+    "unet-coco-posefree": lambda: TrainModel(encoder="unet", pose_free=True),
     "unet-coco-pretrained": lambda: TrainModel(encoder="mobilenet_v2"),
     "unet-voc": FineTune,
 }
+
+
+class shipped(luigi.Config):  # noqa: N801 - section names follow luigi.cfg
+    """[shipped] the network of MODELS that `make shipped-model` trains, measures (bench/accuracy.py)
+    and copies into the package (scripts/ship_model.py); configs/shipped.cfg names it."""
+
+    network = luigi.ChoiceParameter(choices=list(MODELS), default="unet-coco", description="a MODELS name")

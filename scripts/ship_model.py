@@ -3,7 +3,7 @@
     make shipped-model      # = python bench/accuracy.py --config configs/shipped.cfg (trains, measures)
                             #   then python scripts/ship_model.py --config configs/shipped.cfg
 
-Builds TuneCRF(model=unet-coco) with the settings of --config over the packaged defaults (a model
+Builds TuneCRF(model=<[shipped] network>) with the settings of --config over the packaged defaults (a model
 bench/accuracy.py trained with the same settings is reused, not retrained), copies its model.pt and
 crf.json into models/weights/posemask_unet/ and writes MODEL_CARD.md there: the training data by
 source with counts and terms, the recipe, the commit, the command, and the figures of the latest
@@ -81,7 +81,7 @@ def metrics_section(line: dict | None) -> list[str]:
         "mean IoU on the full image:",
         "",
     ]
-    methods = [m for m in next(iter(line["sets"].values())) if m not in ("best_baseline", "margins")]
+    methods = [m for m in next(iter(line["sets"].values())) if m not in ("best_baseline", "margins", "network")]
     out += ["| set | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for eval_set, figures in line["sets"].items():
         out.append(f"| {eval_set} | " + " | ".join(f"{figures[m]['mean_iou']:.3f}" for m in methods) + " |")
@@ -100,8 +100,27 @@ def metrics_section(line: dict | None) -> list[str]:
     return out
 
 
+def licence_row(model_cfg: dict) -> str:
+    """The weights' licence: the project's, and for a pretrained encoder where its weights come from."""
+    row = "| licence | the weights are this project's (MIT, as the package); the data's terms below"
+    if model_cfg.get("encoder") == "mobilenet_v2":
+        row += (
+            "; the encoder's (and DeepLab head's) weights derive from the DeepLab-v3 MobileNetV2 file of "
+            "`models/weights/deeplabv3_mnv2/` (TensorFlow / MediaPipe authors, Apache-2.0: its `LICENSE` and "
+            "`NOTICE` there apply to them)"
+        )
+    return row + " |"
+
+
 def model_card(
-    model: Path, crf: Path, train_task: luigi.Task, summary: dict, model_cfg: dict, config: Path, line: dict | None
+    model: Path,
+    crf: Path,
+    train_task: luigi.Task,
+    summary: dict,
+    model_cfg: dict,
+    config: Path,
+    line: dict | None,
+    network: str,
 ) -> str:
     from pipeline.settings import config_text
 
@@ -119,7 +138,7 @@ def model_card(
         "| --- | --- |",
         f"| files | `model.pt` ({model.stat().st_size:,} B, sha256 `{sha256(model)}`), "
         f"`crf.json` (sha256 `{sha256(crf)}`) |",
-        f"| network | PoseUNet {json.dumps(model_cfg)} |",
+        f"| network | `{network}`: PoseUNet {json.dumps(model_cfg)} |",
         f"| trained on | {', '.join(summary['train_on'])}: {summary['epochs_completed']} epochs"
         f"{' (early stop)' if summary.get('stopped_early') else ''}, weights of epoch {summary['best_epoch']} "
         f"({summary['selected']}) |",
@@ -128,7 +147,7 @@ def model_card(
         "| never trained or tuned on | COCO val2017, OCHuman, VOC val (the evaluation sets) |",
         f"| trained at | commit `{line['commit'] if line else git_commit()}`, config `{shown_config}` |",
         "| reproduce | `make shipped-model` (point the `[dataset.*]` roots of the config at your copies) |",
-        "| licence | the weights are this project's (MIT, as the package); the data's terms below |",
+        licence_row(model_cfg),
         "",
         "## Training data",
         "",
@@ -157,14 +176,15 @@ def main() -> int:
 
     from pipeline import TuneCRF
     from pipeline.settings import load_settings
-    from pipeline.train import MODELS
+    from pipeline.train import MODELS, shipped
 
     load_settings(args.config)
-    tune = TuneCRF(model="unet-coco")
+    network = shipped().network
+    tune = TuneCRF(model=network)
     if not luigi.build([tune], local_scheduler=True, log_level="WARNING"):
         print("ship_model: training or CRF tuning failed", file=sys.stderr)
         return 1
-    train_task = MODELS["unet-coco"]()
+    train_task = MODELS[network]()
     model = Path(train_task.output()["model"].path)
     if model.stat().st_size > MAX_BYTES:
         print(f"ship_model: {model} is {model.stat().st_size:,} B, over the 20 MB the package allows", file=sys.stderr)
@@ -179,7 +199,14 @@ def main() -> int:
 
     model_cfg = torch.load(SHIPPED_MODEL, map_location="cpu", weights_only=True)["model_config"]
     card = model_card(
-        SHIPPED_MODEL, SHIPPED_CRF, train_task, summary, model_cfg, args.config.resolve(), accuracy_line(str(model))
+        SHIPPED_MODEL,
+        SHIPPED_CRF,
+        train_task,
+        summary,
+        model_cfg,
+        args.config.resolve(),
+        accuracy_line(str(model)),
+        network,
     )
     (SHIPPED_DIR / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     print(f"{(SHIPPED_DIR / 'MODEL_CARD.md').relative_to(REPO)} written")

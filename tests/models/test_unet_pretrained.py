@@ -80,3 +80,40 @@ def test_a_saved_pretrained_network_loads_as_it_was_and_runs_in_bf16_with_flip(t
         loaded.inference_flip, loaded.inference_bf16 = True, True
         probability = loaded.predict_probability(image, posemap, prior)
     assert probability.dtype == torch.float32 and 0.0 <= float(probability.min()) <= float(probability.max()) <= 1.0
+
+
+def test_person_evidence_is_deeplabs_own_person_log_probability_and_starts_as_the_prior():
+    from models.mobilenet import DEEPLAB_PERSON_CLASS, deeplab_v3
+
+    torch.manual_seed(0)
+    net = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group", person_evidence=True).eval()
+    image, posemap, prior = inputs()
+    deeplab = deeplab_v3(require(DEEPLAB_MODEL))
+    with torch.no_grad():
+        torch.testing.assert_close(net.predict_probability(image, posemap, prior), prior)
+        features = deeplab.encoder(image)[-1]
+        expected = torch.log_softmax(deeplab.head(features), dim=1)[:, DEEPLAB_PERSON_CLASS : DEEPLAB_PERSON_CLASS + 1]
+        torch.testing.assert_close(net.person_log_probability(features), expected)
+    assert net.bottleneck.conv.in_channels == deeplab.encoder.channels[-1] + 1
+    # without the evidence, DeepLab's head is not part of the network
+    plain = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group")
+    assert plain.evidence_head is None
+    assert not any(name.startswith("evidence_head") for name in plain.state_dict())
+
+
+def test_the_pretrained_parts_learn_at_their_own_rate():
+    from models.netconfig import TrainConfig
+    from models.train import make_optimizer
+
+    net = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group", person_evidence=True)
+    optimizer = make_optimizer(net, TrainConfig(lr=1e-3, encoder_lr_scale=0.1))
+    decoder, pretrained = optimizer.param_groups
+    assert decoder["lr"] == pytest.approx(1e-3) and pretrained["lr"] == pytest.approx(1e-4)
+    assert {id(p) for p in pretrained["params"]} == {id(p) for p in net.pretrained_parameters()}
+    assert len(decoder["params"]) + len(pretrained["params"]) == len(list(net.parameters()))
+    # frozen: only the decoder is optimised; from scratch: one group, as before
+    frozen = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group", freeze_encoder=True)
+    assert len(make_optimizer(frozen, TrainConfig()).param_groups) == 1
+    scratch = PoseUNet(base_channels=4, depth=2)
+    (group,) = make_optimizer(scratch, TrainConfig(lr=2e-4, encoder_lr_scale=0.1)).param_groups
+    assert group["lr"] == pytest.approx(2e-4) and len(group["params"]) == len(list(scratch.parameters()))
