@@ -25,6 +25,8 @@ whole-photo peer of models.peers):
 --before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
 (bench/before_issue20.cfg restores the nightly path as it was before issue 20; its masks are
 ranked by their mean probability alone, as then), run on the same photos in the same process.
+--compare-model MODEL.pt adds a "compare" row: today's settings with another model (for example the
+previously shipped one, to measure a new shipped model against it in one run).
 --overlays DIR writes, for each photo with people, the masks of posemask (and of "before") drawn
 on it; --dump FILE one JSON line per detected person (its box, pose reason, mask source and best
 mask IoU with a ground truth).
@@ -295,6 +297,10 @@ def main() -> None:
     parser.add_argument("--no-crf", action="store_true", help="skip the posemask+crf row")
     parser.add_argument("--no-grabcut", action="store_true", help="skip the posemask+grabcut row")
     parser.add_argument("--before", default="", help="a .cfg: add a 'before' row with its settings over the defaults")
+    parser.add_argument(
+        "--compare-model", default="", help="model.pt: add a 'compare' row, today's settings with this model"
+    )
+    parser.add_argument("--compare-crf", default="", help="crf.json for --compare-model (default: --crf's)")
     parser.add_argument("--overlays", type=Path, help="write each photo's posemask (and before) masks drawn on it here")
     parser.add_argument("--dump", type=Path, help="one JSON line per detected person to this file")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -327,7 +333,10 @@ def main() -> None:
     if args.before:
         with settings_overridden_by(args.before):
             variants["before"] = (nightly_components(args.model or None, crf_params), False, False)
-    with_overlays = {"posemask", "before"}
+    if args.compare_model:
+        compare_crf = read_crf_file(args.compare_crf) if args.compare_crf else crf_params
+        variants["compare"] = (nightly_components(args.compare_model, compare_crf), False, False)
+    with_overlays = {"posemask", "before", "compare"}
     methods = list(variants) + list(args.peers)
     datasets = list(dict.fromkeys(p.dataset for p in photos)) + ["all"]
     tallies = {(d, m): Tally() for d in datasets for m in methods}
@@ -423,6 +432,7 @@ def main() -> None:
         "model": comp.model_path,
         "settings": comp.describe(),
         "before": {"config": args.before, "settings": variants["before"][0].describe()} if args.before else None,
+        "compare": {"model": args.compare_model, "crf": args.compare_crf} if args.compare_model else None,
         "datasets": args.dataset or DEFAULT_DATASETS,
         "empty_dir": str(args.empty_dir or ""),
         "figures": figures,

@@ -1,7 +1,7 @@
 """Every method the report can compare, by name: a registry from name to the task whose pred.h5 holds it.
 
     prior, grabcut, slic_grabcut, posefree   Baselines(method=...)         (pipeline/baselines.py)
-    unet-coco, unet-coco-paper, unet-coco-posefree, unet-voc   PredictMasks(model=...)
+    unet-coco, unet-coco-pretrained, unet-coco-paper, unet-coco-posefree, unet-voc   PredictMasks(model=...)
     <network>+crf                            RefineCRF(model=<network>)    (pipeline/crf.py)
 
 Add a classical method to pipeline.baselines.BASELINES, a network to pipeline.train.MODELS.
@@ -16,12 +16,14 @@ from pipeline.predict import PredictMasks
 from pipeline.train import MODELS
 
 CRF_SUFFIX = "+crf"
-# What EvaluateAll compares by default: every classical method, every network, the CRF on the two
+# What EvaluateAll compares by default: every classical method, every network, the CRF on the
 # logit-head networks (the paper head's CRF adds nothing the report needs).
 REPORT_METHODS: tuple[str, ...] = (
     *BASELINES,
     "unet-coco",
     "unet-coco+crf",
+    "unet-coco-pretrained",
+    "unet-coco-pretrained+crf",
     "unet-coco-paper",
     "unet-coco-posefree",
     "unet-voc",

@@ -244,7 +244,10 @@ NOTES = (
     "keypoints, as the paper's DeepLab comparison (the paper used DeepLab-v1, and JPP-Net, whose "
     "weights do not exist offline: JPP-Net is not in this report). posefree is MediaPipe's selfie "
     "segmenter on the crop; unet-coco-posefree is the same U-Net and recipe with the pose map zeroed "
-    "and a flat prior. coopcut is the cooperative cut (Jegelka & Bilmes 2011) over the GMM graph cut.",
+    "and a flat prior. coopcut is the cooperative cut (Jegelka & Bilmes 2011) over the GMM graph cut. "
+    "unet-coco is the paper's network, trained from scratch; unet-coco-pretrained the same pose-guided "
+    "network (pose map, limb prior, correction) on the MobileNetV2 encoder of the DeepLab-v3 file, "
+    "starting from its weights (ImageNet, COCO, VOC).",
 )
 
 
@@ -276,16 +279,28 @@ def training_section(networks: list[Network], out: Path) -> list[Block]:
     return blocks
 
 
-def head_verdict(per_set: dict[str, dict[str, dict]]) -> str:
-    """One sentence on the paper head (tanh, MSE) against the logit head (sigmoid, BCE + Dice)."""
+# (question, first method, second method, first's name, second's name): a sentence each in the report
+VERDICTS = (
+    ("Which head wins", "unet-coco", "unet-coco-paper", "logit", "paper"),
+    ("Pretrained encoder or from scratch", "unet-coco-pretrained", "unet-coco", "pretrained", "from scratch"),
+)
+
+
+def pair_verdict(per_set: dict[str, dict[str, dict]], question: str, first: str, second: str, names: tuple) -> str:
+    """One sentence comparing two methods by mean IoU (full) on every set that has both ("" if none)."""
     parts = []
     for eval_set, summaries in per_set.items():
-        if "unet-coco" in summaries and "unet-coco-paper" in summaries:
-            logit = summaries["unet-coco"]["iou_full"]["mean"]
-            paper = summaries["unet-coco-paper"]["iou_full"]["mean"]
-            winner = "logit" if logit >= paper else "paper"
-            parts.append(f"{eval_set}: {winner} head (logit {logit:.3f}, paper {paper:.3f})")
-    return ("Which head wins, by mean IoU (full): " + "; ".join(parts) + ".") if parts else ""
+        if first in summaries and second in summaries:
+            a, b = (summaries[m]["iou_full"]["mean"] for m in (first, second))
+            winner = names[0] if a >= b else names[1]
+            parts.append(f"{eval_set}: {winner} ({names[0]} {a:.3f}, {names[1]} {b:.3f})")
+    return (f"{question}, by mean IoU (full): " + "; ".join(parts) + ".") if parts else ""
+
+
+def verdicts(per_set: dict[str, dict[str, dict]]) -> list[str]:
+    """The report's sentences of VERDICTS whose two methods it holds."""
+    found = (pair_verdict(per_set, q, a, b, (na, nb)) for q, a, b, na, nb in VERDICTS)
+    return [v for v in found if v]
 
 
 def set_section(eval_set: str, files: SetFiles, out: Path, threshold: float, csv_rows: list[dict]) -> tuple:
@@ -331,9 +346,7 @@ def write_report(out: Path, inputs: ReportInputs) -> None:
         set_blocks, per_set[eval_set], set_counts = set_section(eval_set, files, out, inputs.threshold, csv_rows)
         blocks += set_blocks
         counts.append(set_counts)
-    verdict = head_verdict(per_set)
-    if verdict:
-        blocks.append(Block("p", verdict))
+    blocks += [Block("p", verdict) for verdict in verdicts(per_set)]
     blocks += training_section(inputs.networks, out)
     blocks += [Block("h2", "Dataset counts"), Block("table", header=COUNT_COLUMNS, rows=counts)]
     blocks += [Block("p", note) for note in NOTES]

@@ -244,6 +244,40 @@ def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp
     )
 
 
+def test_the_pretrained_network_resumes_with_its_own_learning_rates(caches: dict[str, Path], tmp_path: Path) -> None:
+    """The MobileNetV2 path with the whole recipe and the encoder at a tenth of the rate: a killed
+    run resumes to the same weights, and the optimizer's two groups keep their ratio throughout."""
+    net_cfg = ModelConfig(encoder="mobilenet_v2", base_channels=4, norm="group", person_evidence=True)
+    recipe = dict(augment="full+box", warmup_epochs=1, schedule="cosine", encoder_lr_scale=0.1, lr=1e-3)
+    straight = train(net_cfg, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "straight")
+
+    def kill_after_first_epoch(done: int, total: int, message: str) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            net_cfg,
+            _train_cfg(2, **recipe),
+            [caches["train"]],
+            [caches["val"]],
+            tmp_path / "resumed",
+            progress=kill_after_first_epoch,
+        )
+    resumed = train(net_cfg, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+    assert resumed["resumed_from_epoch"] == 1
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in a["model_state"].items():
+        torch.testing.assert_close(b["model_state"][key], value, atol=1e-6, rtol=0, msg=key)
+    decoder, encoder = b["optimizer_state"]["param_groups"]
+    assert encoder["lr"] == pytest.approx(0.1 * decoder["lr"]) and decoder["lr"] > 0
+    initial = PoseUNet(net_cfg).state_dict()
+    moved = {k for k, v in a["model_state"].items() if not torch.equal(initial[k], v)}
+    assert any(k.startswith("encoder.") for k in moved) and any(k.startswith("evidence_head.") for k in moved)
+    assert straight["history"][-1]["lr"] == pytest.approx(decoder["lr"])
+
+
 def test_finished_run_is_a_no_op_and_config_mismatch_is_refused(caches: dict[str, Path], tmp_path: Path) -> None:
     paper = ModelConfig(base_channels=4, depth=2, head="paper")
     train(paper, _train_cfg(1, augment="none"), [caches["train"]], None, tmp_path)

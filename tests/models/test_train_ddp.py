@@ -139,6 +139,21 @@ def test_two_ranks_resumed_train_what_one_process_trains(caches: dict[str, Path]
 
 
 @pytest.mark.slow
+def test_two_ranks_train_the_pretrained_network_as_one_process(caches: dict[str, Path], tmp_path: Path) -> None:
+    """The MobileNetV2 path (its pretrained parts at their own rate) under DDP: the same weights as
+    one process with the same global batch."""
+    extra = ["--encoder", "mobilenet_v2", "--encoder-lr-scale", "0.1"]
+    ranks = _rank_results(_torchrun(_cli_args(caches, tmp_path / "ddp", epochs=1, batch_size=4) + extra))
+    assert sorted(ranks) == [0, 1]
+    cfg = ModelConfig(base_channels=4, depth=2, norm="group", encoder="mobilenet_v2")
+    settings = TrainConfig(epochs=1, batch_size=4, encoder_lr_scale=0.1, **SETTINGS)
+    train(cfg, settings, [caches["train"]], [caches["val"]], tmp_path / "one")
+    diff = _max_diff(_last_weights(tmp_path / "ddp"), _last_weights(tmp_path / "one"))
+    moved = _max_diff(_last_weights(tmp_path / "ddp"), PoseUNet(cfg).state_dict())
+    assert diff <= WEIGHT_ATOL < moved / 100, (diff, moved)
+
+
+@pytest.mark.slow
 def test_batch_not_divisible_by_the_ranks_is_a_clear_error(caches: dict[str, Path], tmp_path: Path) -> None:
     run = _torchrun(_cli_args(caches, tmp_path / "bad", epochs=1, batch_size=5))
     assert run.returncode != 0

@@ -1,0 +1,29 @@
+"""pipeline.lib.report's sentences that compare two networks (the head, the pretrained encoder)."""
+
+from __future__ import annotations
+
+from pipeline.lib.report import verdicts
+
+
+def summary(mean: float) -> dict:
+    return {"iou_full": {"mean": mean}}
+
+
+def test_each_verdict_names_the_winner_on_every_set_that_holds_both_methods():
+    per_set = {
+        "coco/val": {
+            "unet-coco": summary(0.74),
+            "unet-coco-pretrained": summary(0.78),
+            "unet-coco-paper": summary(0.7),
+        },
+        "ochuman/val": {"unet-coco": summary(0.55), "unet-coco-pretrained": summary(0.52)},
+    }
+    head, pretrained = verdicts(per_set)
+    assert head == "Which head wins, by mean IoU (full): coco/val: logit (logit 0.740, paper 0.700)."
+    assert pretrained.startswith("Pretrained encoder or from scratch, by mean IoU (full): ")
+    assert "coco/val: pretrained (pretrained 0.780, from scratch 0.740)" in pretrained
+    assert "ochuman/val: from scratch (pretrained 0.520, from scratch 0.550)" in pretrained
+
+
+def test_no_sentence_without_both_methods():
+    assert verdicts({"coco/val": {"unet-coco": summary(0.7), "grabcut": summary(0.72)}}) == []
