@@ -11,6 +11,10 @@
    with GrabCut on (the default) and off, against the U-Net forward alone on the same people's crops
    (test-time flip and bf16 as GenerateMasks configures them, the same batches; target >= 0.8x).
 
+3. With --baseline-model (for example the previously shipped model.pt): the same U-Net forward
+   alone and GenerateMasks (CRF off) with that model, in the same run, alternated with --model's
+   (best of two each): the new network's ms per person and the night's images/s as ratios to it.
+
 Without --model, an untrained PoseUNet of the [TrainModel] architecture is used (the speed is the
 trained network's). torch runs with [resources] torch_threads, as the tasks do. Appends a JSON
 line to bench/results/generate.jsonl.
@@ -146,10 +150,35 @@ def forward_alone(model: str, photos: Path, keypoints: Path, min_keypoints: int)
     return time.perf_counter() - start, sum(len(b) for b in batches)
 
 
+def compare_with_baseline(
+    baseline: str, model: str, photos: Path, val: Path, val_keypoints: Path, min_keypoints: int, tmp: Path
+) -> dict:
+    """Forward ms per person and night images/s (CRF off) of `model` and `baseline`, alternated,
+    the best of two runs each, and their ratios ({} without a baseline)."""
+    if not baseline:
+        return {}
+    n_photos = len(list(photos.glob("*.jpg")))
+    forward_ms: dict[str, float] = {}
+    night: dict[str, float] = {}
+    for attempt in range(2):
+        for name, path in (("model", model), ("baseline", baseline)):
+            seconds, people = forward_alone(path, val, val_keypoints, min_keypoints)
+            forward_ms[name] = min(forward_ms.get(name, float("inf")), 1000 * seconds / people)
+            wall = run_generate(photos, tmp / f"masks-{name}-{attempt}", path, False)
+            night[name] = max(night.get(name, 0.0), n_photos / wall)
+    return {
+        "forward_ms_per_person": forward_ms,
+        "forward_ratio": forward_ms["model"] / forward_ms["baseline"],
+        "night_images_per_s": night,
+        "night_ratio": night["model"] / night["baseline"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="copies of the 6 sample photos")
     parser.add_argument("--model", default="", help="a model.pt (default: untrained, [TrainModel] architecture)")
+    parser.add_argument("--baseline-model", default="", help="a model.pt to compare --model with (ratios)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     cfg = luigi.configuration.get_config()
@@ -185,6 +214,7 @@ def main() -> None:
             out = tmp / f"masks-given-grabcut{int(grabcut)}"
             given[grabcut] = run_generate(val, out, model, False, keypoints=str(val_keypoints), grabcut=grabcut)
         forward_s, forward_people = forward_alone(model, val, val_keypoints, min_keypoints)
+        baseline = compare_with_baseline(args.baseline_model, model, photos, val, val_keypoints, min_keypoints, tmp)
     rates = {crf: n / s for crf, s in seconds.items()}
     fast_rate = n / fast_s
     pose_rate = n / pose_s
@@ -206,6 +236,13 @@ def main() -> None:
     print(f"  U-Net forward alone        : {forward_rate:.1f} people/s")
     for g, rate in given_rates.items():
         print(f"  GenerateMasks, grabcut {'on ' if g else 'off'} : {rate:.1f} people/s = {rate / forward_rate:.2f}x")
+    if baseline:
+        print(
+            f"against {args.baseline_model}: forward {baseline['forward_ms_per_person']['model']:.1f} against "
+            f"{baseline['forward_ms_per_person']['baseline']:.1f} ms per person = {baseline['forward_ratio']:.2f}x; "
+            f"night (CRF off) {baseline['night_images_per_s']['model']:.2f} against "
+            f"{baseline['night_images_per_s']['baseline']:.2f} images/s = {baseline['night_ratio']:.2f}x"
+        )
     line = {
         "bench": "generate",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -234,6 +271,7 @@ def main() -> None:
             "ratio_grabcut_on": given_rates[True] / forward_rate,
             "ratio_grabcut_off": given_rates[False] / forward_rate,
         },
+        "baseline": {"model": args.baseline_model, **baseline} if baseline else None,
     }
     append_result(args.results, line)
 

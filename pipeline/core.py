@@ -9,6 +9,7 @@ the tasks downstream of it.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -17,6 +18,10 @@ import luigi
 from luigi.task import flatten
 
 from pipeline.lib.files import short_hash
+from pipeline.lib.stopping import die_with_parent
+
+# the process that imported the tasks: Luigi's worker processes (--workers N) are forked from it
+_SCHEDULING_PID = os.getpid()
 
 
 class work(luigi.Config):  # noqa: N801 - luigi.cfg section name
@@ -68,3 +73,11 @@ class PoseMaskTask(luigi.Task):
             return
         self.set_progress_percentage(round(100.0 * max(0.0, min(1.0, fraction)), 1))
         self.set_status_message(message)
+
+
+@PoseMaskTask.event_handler(luigi.Event.START)
+def _forked_workers_die_with_their_night(task: PoseMaskTask) -> None:
+    """A task started in a worker process Luigi forked: it gets SIGTERM when the night's process
+    dies (even by SIGKILL), so that no orphan keeps writing or holds the night's lock."""
+    if os.getpid() != _SCHEDULING_PID and os.getppid() == _SCHEDULING_PID:
+        die_with_parent(_SCHEDULING_PID)

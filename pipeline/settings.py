@@ -8,11 +8,16 @@
 
 A later file overrides single values of an earlier one. ``install_defaults`` runs when the
 ``pipeline`` package is imported, before any task or config section is read.
+
+The local scheduler is the default (``pipeline/local_scheduler.cfg``, read right after the
+defaults) only where nothing names a central one: Luigi's ``--scheduler-host/port/url`` on the
+command line or a config file's ``[core]`` scheduler options (pipeline/lib/scheduler.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +25,22 @@ import luigi.configuration
 from luigi.configuration.cfg_parser import LuigiConfigParser
 
 DEFAULTS = Path(__file__).resolve().with_name("defaults.cfg")
+LOCAL_SCHEDULER = Path(__file__).resolve().with_name("local_scheduler.cfg")
 
 
-def install_defaults() -> None:
-    """Put the packaged defaults first in Luigi's config search path and re-read it (idempotent)."""
+def install_defaults(argv: list[str] | None = None) -> None:
+    """Put the packaged defaults first in Luigi's config search path and re-read it (idempotent);
+    then the local scheduler default, unless `argv` (default sys.argv) or a config file names a
+    central scheduler."""
+    from pipeline.lib.scheduler import names_a_scheduler
+
     paths = LuigiConfigParser._config_paths
-    if str(DEFAULTS) not in paths:
-        paths.insert(0, str(DEFAULTS))
+    if str(DEFAULTS) in paths:
+        return
+    paths.insert(0, str(DEFAULTS))
+    LuigiConfigParser.reload()
+    if not names_a_scheduler(sys.argv if argv is None else argv):
+        paths.insert(1, str(LOCAL_SCHEDULER))
         LuigiConfigParser.reload()
 
 

@@ -26,6 +26,7 @@ EXIT_SKIPPED = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
 EXIT_BUSY = 4
+# stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143), pipeline.lib.stopping.exit_code_of
 # held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock)
 NIGHT_LOCK = "night.lock"
 
@@ -65,9 +66,12 @@ examples:
 exit codes:
   0  every photo has its masks (or has no person in it)
   1  finished, but some files were skipped (corrupt, not an image, too large, ...): see summary.json
-  2  usage error (bad arguments, INPUT missing, model file missing)
-  3  the pipeline failed (a task raised; see the log above)
+  2  usage error (bad arguments, INPUT missing, OUTPUT a file, model file missing)
+  3  the pipeline failed (a task raised; see the log above), OUTPUT cannot be written, or the
+     central scheduler (--scheduler-url) does not answer or stopped answering
   4  another posemask masks run (local scheduler) is writing OUTPUT: nothing was done
+  130, 143  stopped by SIGINT (Ctrl-C) / SIGTERM (e.g. `timeout`): finished photos are kept and
+     the next run continues from them (no temporary file is left, the lock is released)
 """
 
 

@@ -196,6 +196,31 @@ def test_output_that_is_the_input_is_a_usage_error(tmp_path, photos, capsys):
     assert "OUTPUT must not be INPUT" in capsys.readouterr().err
 
 
+def test_output_that_is_a_file_is_a_usage_error(tmp_path, photos, capsys):
+    out = tmp_path / "masks"
+    out.write_text("not a folder")
+    assert run(["masks", str(photos), str(out)]) == EXIT_USAGE
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert out.read_text() == "not a folder"
+
+
+def test_output_on_a_read_only_mount_is_exit_3_naming_it(tmp_path, photos):
+    """A read-only OUTPUT (here a tmpfs remounted read-only in a private mount namespace) is a
+    failure that names the folder, not a traceback and not exit 1 ("some photos skipped")."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    script = Path(sys.executable).parent / "posemask"
+    shell = f"mount -t tmpfs none {mount} && mount -o remount,ro {mount} && exec {script} masks {photos} {mount}/out"
+    try:
+        result = subprocess.run(["unshare", "--mount", "sh", "-c", shell], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"no private mount namespace here: {err}")
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        pytest.skip(f"no private mount namespace here: {result.stderr.strip()}")
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert f"cannot write to OUTPUT {mount}/out" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_failing_luigi_task_exits_non_zero(tmp_path):
     """The packaged [retcode] section: `luigi --module pipeline ...` reports a failure to cron."""
     luigi_bin = Path(sys.executable).parent / "luigi"

@@ -320,7 +320,10 @@ def test_two_workers_against_luigid_process_each_image_once(tmp_path, tiny_model
             for _ in range(2)
         ]
         logs = [w.communicate(timeout=120)[0].decode() for w in workers]
-        assert all(w.returncode == 0 for w in workers), logs
+        # 10 = [retcode] already_running: Luigi's code for "other workers ran some of my tasks",
+        # the normal end of all but one of the commands sharing a night (posemask masks says 0)
+        codes = [w.returncode for w in workers]
+        assert set(codes) <= {0, 10}, [(c, log[-1500:]) for c, log in zip(codes, logs, strict=True)]
     finally:
         luigid.terminate()
         luigid.wait(timeout=10)
