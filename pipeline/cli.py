@@ -112,8 +112,12 @@ def run_masks(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         check_usage(args, parser)
         configure(args)
-        from pipeline.generate import GenerateMasks
+        from pipeline.generate import GenerateMasks, night_settings
+        from pipeline.settings import check_settings
 
+        problems = check_settings(night_settings())
+        if problems:
+            parser.error("settings out of range or of the wrong type:\n  " + "\n  ".join(problems))
         params = {
             "input_dir": args.input_dir,
             "output_dir": args.output_dir,

@@ -25,8 +25,23 @@ from models.track import FLOW_METHODS, TrackConfig
 from pipeline.lib.annotations import PersonFilter, PoseCheck
 
 
-def parameter_for(default: object, **kwargs: object) -> luigi.Parameter:
-    """The luigi parameter type that holds `default` (True booleans parse explicitly: --x false)."""
+def with_range(param: luigi.Parameter, low: float | None = None, high: float | None = None) -> luigi.Parameter:
+    """Mark `param` with its allowed range [low, high] (None: open); pipeline.settings.check_settings
+    refuses a configured value outside it, naming the setting and the range."""
+    param.allowed_range = (low, high)
+    return param
+
+
+def parameter_for(
+    default: object, low: float | None = None, high: float | None = None, **kwargs: object
+) -> luigi.Parameter:
+    """The luigi parameter type that holds `default` (True booleans parse explicitly: --x false),
+    with its allowed range when `low` or `high` is given."""
+    param = _parameter_for(default, **kwargs)
+    return with_range(param, low, high) if low is not None or high is not None else param
+
+
+def _parameter_for(default: object, **kwargs: object) -> luigi.Parameter:
     if "choices" in kwargs:
         return luigi.ChoiceParameter(default=default, **kwargs)
     if isinstance(default, bool):
@@ -108,9 +123,9 @@ class crop(luigi.Config):  # noqa: N801
     """[crop] crop size, margin, pose map and prior shape, head estimate (models.sample.CropConfig and
     its HeadConfig / PriorConfig; head_* and prior_* name their fields)."""
 
-    size = from_field(CropConfig, "size")
-    margin = from_field(CropConfig, "margin")
-    posemap_sigma = from_field(CropConfig, "posemap_sigma")
+    size = from_field(CropConfig, "size", low=32, high=2048)
+    margin = from_field(CropConfig, "margin", low=0)
+    posemap_sigma = from_field(CropConfig, "posemap_sigma", low=0)
     per_joint_posemap = from_field(CropConfig, "per_joint_posemap")
     head_face_size_factor = from_field(HeadConfig, "face_size_factor")
     head_shoulder_width_factor = from_field(HeadConfig, "shoulder_width_factor")
@@ -161,18 +176,24 @@ class baselines(luigi.Config):  # noqa: N801
 class resources(luigi.Config):  # noqa: N801
     """[resources] how much of the machine one process takes (not what it computes)."""
 
-    torch_threads = luigi.IntParameter(
-        default=1,
-        significant=False,
-        description="torch CPU threads per process (0 = torch's default, one per core). Parallelism "
-        "belongs to processes (shards, pools, luigi --workers): threads of several processes fight",
+    torch_threads = with_range(
+        luigi.IntParameter(
+            default=1,
+            significant=False,
+            description="torch CPU threads per process (0 = torch's default, one per core). Parallelism "
+            "belongs to processes (shards, pools, luigi --workers): threads of several processes fight",
+        ),
+        0,
     )
-    read_ahead = luigi.IntParameter(
-        default=1,
-        significant=False,
-        description="photos a mask shard reads and finds the people of (detector, pose) in a second thread "
-        "while the network works on the current one, so the two overlap on two cores (0 = one at a time). "
-        "An integer: luigi's scheduler also reads [resources] as its resource counts",
+    read_ahead = with_range(
+        luigi.IntParameter(
+            default=1,
+            significant=False,
+            description="photos a mask shard reads and finds the people of (detector, pose) in a second thread "
+            "while the network works on the current one, so the two overlap on two cores (0 = one at a time). "
+            "An integer: luigi's scheduler also reads [resources] as its resource counts",
+        ),
+        0,
     )
 
 
@@ -188,29 +209,39 @@ def use_torch_threads() -> None:
 class evaluation(luigi.Config):  # noqa: N801
     """[evaluation] how predictions are scored."""
 
-    threshold = luigi.FloatParameter(default=0.5, description="probability at which a pixel is the person")
-    boundary_px = luigi.IntParameter(default=2, description="tolerance of the boundary F-score")
+    threshold = with_range(
+        luigi.FloatParameter(default=0.5, description="probability at which a pixel is the person"), 0, 1
+    )
+    boundary_px = with_range(luigi.IntParameter(default=2, description="tolerance of the boundary F-score"), 0)
 
 
 class pose(luigi.Config):  # noqa: N801
     """[pose] the built-in pose estimator (models.pose.PoseEstimator): nightly photos and VOC alike."""
 
-    vis_threshold = from_argument(PoseEstimator, "vis_threshold")
-    box_margin = from_argument(PoseEstimator, "box_margin")
-    min_detection_confidence = from_argument(PoseEstimator, "min_detection_confidence")
-    min_tracking_confidence = from_argument(PoseEstimator, "min_tracking_confidence")
+    vis_threshold = from_argument(PoseEstimator, "vis_threshold", low=0, high=1)
+    box_margin = from_argument(PoseEstimator, "box_margin", low=0)
+    min_detection_confidence = from_argument(PoseEstimator, "min_detection_confidence", low=0, high=1)
+    min_tracking_confidence = from_argument(PoseEstimator, "min_tracking_confidence", low=0, high=1)
     # whose pose is it (models.ownership.OwnerCheck): detected people only, never given keypoints
     check_owner = from_field(OwnerCheck, "enabled", description="check each estimated pose against its box")
-    owner_min_inside = from_field(OwnerCheck, "min_inside", description="share of joints inside the box")
-    owner_min_extent_iou = from_field(OwnerCheck, "min_extent_iou", description="IoU of the joints' extent and box")
-    owner_tolerance = from_field(OwnerCheck, "tolerance", description="the box grows by this share for 'inside'")
-    duplicate_oks = from_field(OwnerCheck, "duplicate_oks", description="two poses this alike are one skeleton")
-    isolate_grow = from_field(OwnerCheck, "isolate_grow", description="what an isolated re-estimate keeps")
-    segmentation_weight = luigi.FloatParameter(
-        default=0.5,
-        description="weight of BlazePose's person segmentation (from the pose's own model call) in a "
-        "detected posed person's mask, beside the network's probability (0 = the network alone; "
-        "models.people.fuse_segmentation)",
+    owner_min_inside = from_field(OwnerCheck, "min_inside", description="share of joints inside the box", low=0, high=1)
+    owner_min_extent_iou = from_field(
+        OwnerCheck, "min_extent_iou", description="IoU of the joints' extent and box", low=0, high=1
+    )
+    owner_tolerance = from_field(OwnerCheck, "tolerance", description="the box grows by this share for 'inside'", low=0)
+    duplicate_oks = from_field(
+        OwnerCheck, "duplicate_oks", description="two poses this alike are one skeleton", low=0, high=1
+    )
+    isolate_grow = from_field(OwnerCheck, "isolate_grow", description="what an isolated re-estimate keeps", low=0)
+    segmentation_weight = with_range(
+        luigi.FloatParameter(
+            default=0.5,
+            description="weight of BlazePose's person segmentation (from the pose's own model call) in a "
+            "detected posed person's mask, beside the network's probability (0 = the network alone; "
+            "models.people.fuse_segmentation)",
+        ),
+        0,
+        1,
     )
 
     def check(self) -> OwnerCheck:
@@ -246,15 +277,19 @@ class detect(luigi.Config):  # noqa: N801
     """[detect] the person detector run before the pose estimator (models.detect)."""
 
     method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
-    yolox_input_size = from_field(DetectorConfig, "yolox_input_size")
-    yolox_threads = from_field(DetectorConfig, "yolox_threads", significant=False)
+    yolox_input_size = from_field(DetectorConfig, "yolox_input_size", low=32, high=4096)
+    yolox_threads = from_field(DetectorConfig, "yolox_threads", significant=False, low=0)
     yolox_runtime = from_field(DetectorConfig, "yolox_runtime", choices=list(YOLOX_RUNTIMES), significant=False)
-    yolox_tile_above = from_field(DetectorConfig, "yolox_tile_above", description="longer photos are also tiled")
-    yolox_tile_grid = from_field(DetectorConfig, "yolox_tile_grid", description="tiles per side of a large photo")
-    yolox_tile_min_score = from_field(DetectorConfig, "yolox_tile_min_score", description="a tile box's minimum score")
-    yolox_min_score = from_field(DetectorConfig, "yolox_min_score")
-    yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou")
-    min_box_height = from_field(DetectorConfig, "min_box_height")
+    yolox_tile_above = from_field(DetectorConfig, "yolox_tile_above", description="longer photos are also tiled", low=0)
+    yolox_tile_grid = from_field(
+        DetectorConfig, "yolox_tile_grid", description="tiles per side of a large photo", low=1, high=8
+    )
+    yolox_tile_min_score = from_field(
+        DetectorConfig, "yolox_tile_min_score", description="a tile box's minimum score", low=0, high=1
+    )
+    yolox_min_score = from_field(DetectorConfig, "yolox_min_score", low=0, high=1)
+    yolox_nms_iou = from_field(DetectorConfig, "yolox_nms_iou", low=0, high=1)
+    min_box_height = from_field(DetectorConfig, "min_box_height", low=0)
     box_fallback = luigi.BoolParameter(
         default=True,
         parsing=luigi.BoolParameter.EXPLICIT_PARSING,
@@ -267,9 +302,9 @@ class detect(luigi.Config):  # noqa: N801
         "(0.580 IoU, 0.75 of them at >= 0.5, on the 44 detected people without a pose of coco128train, "
         "val2017 and OCHuman), MediaPipe's selfie segmenter in the box (0.344, 0.34) or GrabCut from the box",
     )
-    box_prior_inside = from_field(BoxPriorConfig, "inside", description="box prior inside its ellipse")
-    box_prior_outside = from_field(BoxPriorConfig, "outside", description="box prior elsewhere")
-    box_prior_blur = from_field(BoxPriorConfig, "blur_sigma", description="blur of its edge, crop pixels")
+    box_prior_inside = from_field(BoxPriorConfig, "inside", description="box prior inside its ellipse", low=0, high=1)
+    box_prior_outside = from_field(BoxPriorConfig, "outside", description="box prior elsewhere", low=0, high=1)
+    box_prior_blur = from_field(BoxPriorConfig, "blur_sigma", description="blur of its edge, crop pixels", low=0)
 
     def box_prior(self) -> BoxPriorConfig | None:
         """The box prior when the network segments box people ([detect] box_mask = network), else None."""

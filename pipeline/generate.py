@@ -38,6 +38,7 @@ from models.crf import CRFParams
 from models.detect import DetectorConfig
 from models.people import Person, estimate_people, iter_person_masks, person_samples
 from pipeline import config
+from pipeline.config import with_range
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF, read_crf_file
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
@@ -62,6 +63,7 @@ from pipeline.nightly import (
     pose_estimate,
     shipped_crf,
 )
+from pipeline.settings import check_settings
 from pipeline.train import MODELS
 
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
@@ -132,18 +134,27 @@ class MaskSettings:
         description="the network in bf16 where the hardware computes it natively (CPUs with AMX / "
         "AVX512-BF16, CUDA; float32 elsewhere): x1.9 forward on this CPU, masks IoU 0.999 to float32's",
     )
-    max_pixels = luigi.IntParameter(
-        default=64_000_000, description="images with more pixels are refused from their header (decompression bombs)"
+    max_pixels = with_range(
+        luigi.IntParameter(
+            default=64_000_000,
+            description="images with more pixels are refused from their header (decompression bombs)",
+        ),
+        1,
     )
-    min_keypoints = luigi.IntParameter(default=4, description="people with fewer keypoints get no mask")
+    min_keypoints = with_range(
+        luigi.IntParameter(default=4, description="people with fewer keypoints get no mask"), 0, 17
+    )
     crf_params = luigi.DictParameter(
         default={}, description="CRFParams for a model given as a path (named models use TuneCRF's crf.json)"
     )
     device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
-    people_per_batch = luigi.IntParameter(
-        default=16,
-        significant=False,
-        description="people segmented at once: bounds one photo's memory, whatever its number of people",
+    people_per_batch = with_range(
+        luigi.IntParameter(
+            default=16,
+            significant=False,
+            description="people segmented at once: bounds one photo's memory, whatever its number of people",
+        ),
+        1,
     )
     progress = luigi.BoolParameter(
         default=True,
@@ -218,13 +229,18 @@ class MaskSettings:
         return {name: getattr(self, name) for name in names}
 
 
+def night_settings() -> list[type]:
+    """The config sections and tasks whose settings shape a night (checked before it starts)."""
+    return [config.crop, config.detect, config.pose, config.resources, config.evaluation, GenerateMasks, MaskShard]
+
+
 class GenerateMasks(MaskSettings, PoseMaskTask):
     """Masks for every person in every photo under input_dir, shard by shard (see module docstring).
 
     ``luigi --module pipeline GenerateMasks --input-dir photos/ --output-dir masks/``
     """
 
-    shard_size = luigi.IntParameter(default=200, description="at most this many images per MaskShard")
+    shard_size = with_range(luigi.IntParameter(default=200, description="at most this many images per MaskShard"), 1)
     print_summary = luigi.BoolParameter(
         default=True,
         significant=False,
@@ -244,6 +260,9 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         luigi.task_register.Register.clear_instance_cache() in between.
         """
         if self._plan is None:
+            problems = check_settings(night_settings())
+            if problems:  # before anything is read or written
+                raise ValueError("settings out of range or of the wrong type:\n  " + "\n  ".join(problems))
             self._plan = plan_folder(
                 Path(self.input_dir),
                 Path(self.output_dir),

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import luigi
 import luigi.configuration
 from luigi.configuration.cfg_parser import LuigiConfigParser
 
@@ -52,6 +53,54 @@ def load_settings(extra: str | Path | None = None) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         luigi.configuration.add_config_path(str(path))
+
+
+def _type_phrase(param: luigi.Parameter) -> str:
+    if isinstance(param, luigi.ChoiceParameter):
+        return f"one of {', '.join(sorted(map(str, param._choices)))}"
+    for kind, phrase in (
+        (luigi.BoolParameter, "true or false"),
+        (luigi.IntParameter, "an integer"),
+        (luigi.FloatParameter, "a number"),
+        (luigi.DictParameter, "a JSON object"),
+        (luigi.ListParameter, "a JSON list"),
+    ):
+        if isinstance(param, kind):
+            return phrase
+    return "a value"
+
+
+def _range_phrase(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"in [{low:g}, {high:g}]"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
+
+
+def check_settings(classes: Iterable[type]) -> list[str]:
+    """Every value a config file sets for these luigi.Config sections or tasks (section = class
+    name), parsed by its parameter's type and checked against its allowed range
+    (pipeline.config.with_range) -> one message per problem, "[section] key = value: must be ...".
+    Luigi would take an out-of-range value as it is, and fail on a non-number deep inside a task."""
+    cfg = luigi.configuration.get_config()
+    problems = []
+    for cls in classes:
+        section = cls.get_task_family()
+        if not cfg.has_section(section):
+            continue
+        for name, param in cls.get_params():
+            key = next((k for k in (name, name.replace("_", "-")) if cfg.has_option(section, k)), None)
+            if key is None:
+                continue
+            raw = cfg.get(section, key)
+            try:
+                value = param.normalize(param.parse(raw))
+            except Exception:  # noqa: BLE001 - whatever the parameter type raises: not of its type
+                problems.append(f"[{section}] {key} = {raw}: must be {_type_phrase(param)}")
+                continue
+            low, high = getattr(param, "allowed_range", (None, None))
+            if (low is not None and value < low) or (high is not None and value > high):
+                problems.append(f"[{section}] {key} = {raw}: must be {_range_phrase(low, high)}")
+    return problems
 
 
 def is_set(section: str, option: str) -> bool:

@@ -83,6 +83,7 @@ def test_wheel_holds_models_licences_and_default_settings(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
         "pipeline/defaults.cfg",
+        "pipeline/local_scheduler.cfg",
         "models/weights/yolox_nano/yolox_nano_416x416.onnx",
         "models/weights/yolox_nano/LICENSE",
         "models/weights/yolox_nano/NOTICE",
@@ -181,3 +182,74 @@ def test_torch_threads_come_from_resources_and_zero_leaves_torch_alone(luigi_con
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_settings_out_of_range_or_of_the_wrong_type_are_named_with_their_range(luigi_config):
+    from models.detect import METHODS
+    from pipeline.generate import night_settings
+    from pipeline.settings import check_settings
+
+    assert check_settings(night_settings()) == []  # the packaged defaults
+    luigi_config(
+        {
+            "detect": {"yolox_min_score": -1, "yolox_nms_iou": "abc", "method": "nope", "yolox_input_size": 640},
+            "pose": {"segmentation_weight": 1.5, "check_owner": "maybe"},
+            "GenerateMasks": {"min_keypoints": 40, "shard_size": 0},
+            "resources": {"torch_threads": 2},
+        }
+    )
+    problems = check_settings(night_settings())
+    assert sorted(problems) == sorted(
+        [
+            "[detect] yolox_min_score = -1: must be in [0, 1]",
+            "[detect] yolox_nms_iou = abc: must be a number",
+            "[detect] method = nope: must be one of " + ", ".join(sorted(METHODS)),
+            "[pose] segmentation_weight = 1.5: must be in [0, 1]",
+            "[pose] check_owner = maybe: must be true or false",
+            "[GenerateMasks] min_keypoints = 40: must be in [0, 17]",
+            "[GenerateMasks] shard_size = 0: must be >= 1",
+        ]
+    )
+
+
+def test_every_ranged_setting_has_its_default_inside_its_range():
+    from pipeline.generate import night_settings
+
+    for cls in night_settings():
+        for name, param in cls.get_params():
+            low, high = getattr(param, "allowed_range", (None, None))
+            default = param._default
+            assert low is None or default >= low, f"[{cls.get_task_family()}] {name}"
+            assert high is None or default <= high, f"[{cls.get_task_family()}] {name}"
+
+
+def test_a_bad_setting_is_exit_2_before_anything_is_written(tmp_path):
+    config = tmp_path / "bad.cfg"
+    config.write_text("[detect]\nyolox_min_score = -1\n")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    posemask = Path(sys.executable).parent / "posemask"
+    photos = REPO / "data" / "sample" / "photos"
+    result = subprocess.run(
+        [str(posemask), "masks", str(photos), str(out), "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "[detect] yolox_min_score = -1: must be in [0, 1]" in result.stderr
+    assert not out.exists()
+    # the luigi command: the same check fails GenerateMasks before it plans or writes
+    luigi_bin = Path(sys.executable).parent / "luigi"
+    result = subprocess.run(
+        [str(luigi_bin), "--module", "pipeline", "GenerateMasks", "--input-dir", str(photos), "--output-dir", str(out)],
+        cwd=tmp_path,
+        env={**env, "LUIGI_CONFIG_PATH": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "yolox_min_score = -1" in result.stdout + result.stderr
+    assert not out.exists()
