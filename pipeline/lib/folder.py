@@ -41,6 +41,20 @@ def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
+NOT_UTF8_DETAIL = "the name is not valid UTF-8 (shown with \\x escapes): rename it to process it"
+
+
+def not_utf8(path: Path, root: Path) -> str | None:
+    """None when `path`'s name below `root` is valid UTF-8; else that relative path with its
+    undecodable bytes as \\xNN escapes (valid UTF-8 itself, so that every JSON output stays so)."""
+    rel = path.relative_to(root).as_posix()
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return None
+
+
 def discover_images(
     root: Path | str, extensions: Iterable[str] = IMAGE_EXTENSIONS, exclude: Iterable[Path | str] = ()
 ) -> Discovery:
@@ -63,6 +77,10 @@ def discover_images(
             dirnames[:] = []
             continue
         for name in sorted(dirnames):
+            if (shown := not_utf8(here / name, root)) is not None:
+                found.refused.append({"path": shown + "/", "reason": "name_not_utf8", "detail": NOT_UTF8_DETAIL})
+        dirnames[:] = [d for d in dirnames if not_utf8(here / d, root) is None]
+        for name in sorted(dirnames):
             if (here / name).is_symlink():
                 rel = (here / name).relative_to(root).as_posix()
                 found.refused.append({"path": rel, "reason": "symlink", "detail": "symlinked folder not followed"})
@@ -74,6 +92,9 @@ def discover_images(
             if Path(name).suffix.lower() not in exts:
                 continue
             path = here / name
+            if (shown := not_utf8(path, root)) is not None:
+                found.refused.append({"path": shown, "reason": "name_not_utf8", "detail": NOT_UTF8_DETAIL})
+                continue
             rel = path.relative_to(root).as_posix()
             if name.startswith("."):
                 found.hidden.append(rel)

@@ -108,7 +108,7 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as err:
         raise ValueError(f"keypoints file {path}: cannot read JSON: {err}") from err
     index = KeypointIndex(source=str(path))
@@ -186,11 +186,28 @@ def sidecar_path(image_path: Path) -> Path:
     return image_path.with_suffix(".json")
 
 
+# a per-photo sidecar holds a few people: anything larger is not one (and would be read whole)
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+
+
+def read_json(path: Path, max_bytes: int | None = None) -> object:
+    """json.loads of a file, with the two ways a hostile JSON hurts named as ValueErrors: over
+    `max_bytes` (checked from its size, before reading) and nested too deeply for the parser
+    (Python's RecursionError)."""
+    if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+        raise ValueError(f"{size:,} bytes, over the {max_bytes:,} a keypoints sidecar may have")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as err:
+        raise ValueError("JSON nested too deeply to read") from err
+
+
 def load_sidecar(path: Path) -> list[PersonKeypoints]:
     """People of one per-image JSON: a list of {keypoints, bbox?}, or {"annotations"|"people": [...]},
-    or one {keypoints, bbox?} record. Raises ValueError naming the file."""
+    or one {keypoints, bbox?} record. Raises ValueError naming the file (too large, too deeply
+    nested, not JSON, not person records)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, MAX_SIDECAR_BYTES)
         if isinstance(data, dict):
             data = data.get("annotations", data.get("people", [data] if "keypoints" in data else []))
         if not isinstance(data, list):

@@ -295,7 +295,10 @@ class PhotoMasker:
             row.update(outcome="skipped", reason=reason, detail=f"{type(err).__name__}: {err}")
         row.setdefault("content_hash", "")
         if row.get("outcome") != "done":
-            self.remove_masks(rel, keep=0)
+            try:
+                self.remove_masks(rel, keep=0)
+            except OSError as err:  # an output path this file system refuses: this photo only
+                row.update(outcome="skipped", reason="output_error", detail=f"{type(err).__name__}: {err}")
         row["seconds"] = round(prepared.seconds + time.perf_counter() - started, 4)
         prepared.image = prepared.samples = None  # not kept past the photo's row
         return row, results
@@ -356,7 +359,10 @@ class PhotoMasker:
     # -- mask files -----------------------------------------------------------------------------------
 
     def mask_base(self, rel: str) -> Path:
-        return self.output_dir / rel
+        """Where a photo's mask files go: its path mirrored under OUTPUT, the file name shortened
+        when the masks' names would pass the file system's 255 bytes (short_mask_name)."""
+        base = self.output_dir / rel
+        return base.with_name(short_mask_name(base.name))
 
     def write_person_mask(self, rel: str, k: int, mask: np.ndarray) -> str:
         """Person k's PNG (0/255) of its (H,W) bool mask, renamed into place; its path relative to output_dir."""
@@ -388,6 +394,25 @@ class PhotoMasker:
             f.unlink(missing_ok=True)
         if keep == 0 and not keep_labels:
             base.with_name(f"{base.name}.labels.png").unlink(missing_ok=True)
+
+
+# bytes of a photo's file name kept in its mask files' names: 255 (the usual limit of a name) less
+# ".person<k>.png" and what a temporary file adds (".<name>.tmp-<pid>", models/atomic.py)
+MAX_MASK_NAME_BYTES = 200
+NAME_DIGEST_CHARS = 12
+
+
+def short_mask_name(name: str, limit: int = MAX_MASK_NAME_BYTES) -> str:
+    """`name` when it fits in `limit` bytes (UTF-8); else its first bytes (whole characters), "~"
+    and the first 12 hex digits of sha1(name): a fixed, collision-free name per photo (two long
+    names that start alike differ in the digest). results.json and the manifest keep the photo's
+    own name; its row's `files` list the short ones."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:NAME_DIGEST_CHARS]
+    head = raw[: limit - NAME_DIGEST_CHARS - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
 
 
 def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarray) -> dict:
