@@ -44,7 +44,7 @@ from pipeline.crf import TuneCRF, read_crf_file
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
 from pipeline.lib.folder import file_hash
 from pipeline.lib.keypoint_files import KeypointIndex, load_keypoint_file
-from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_name
+from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_intact, shard_name
 from pipeline.lib.night import (
     STATE_DIR,
     Plan,
@@ -303,18 +303,24 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         out = Path(self.output_dir)
         previous = read_json_or_empty(out / "summary.json")
         earlier_shards = set(previous.get("shards", []))
+        try:  # a shard finished after the last summary ran tonight (a repaired one keeps its name)
+            last_summary_at = (out / "summary.json").stat().st_mtime
+        except OSError:
+            last_summary_at = 0.0
         rows, shard_names, seconds, new_shards = [], [], 0.0, 0
         for shard in self.requires():
             name = shard.shard_name()
             shard_names.append(name)
             shard_rows = list(read_jsonl(shard.output().path))
-            is_new = name not in earlier_shards
             stats = read_json_or_empty(Path(shard.output().path).with_name("shard.json"))
+            is_new = name not in earlier_shards or float(stats.get("finished_at", 0.0)) > last_summary_at
             if is_new:
                 new_shards += 1
                 seconds += float(stats.get("seconds", 0.0))
             rows += [dict(r, new=is_new) for r in shard_rows]
+        removed = prune_stale_shards(out, shard_names, {f for r in rows for f in r.get("files", [])})
         summary = summarize_rows(rows, plan, seconds)
+        summary["removed_masks"] = removed
         summary.update(
             {
                 "input_dir": self.input_dir,
@@ -332,7 +338,6 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
         )
         write_json(out / "summary.json", summary)
         write_json(self.output().path, summary)
-        prune_stale_shards(out, shard_names)
         if self.print_summary:
             print(format_summary(summary))
 
@@ -357,6 +362,11 @@ class MaskShard(MaskSettings, PoseMaskTask):
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(Path(self.output_dir) / SHARDS_DIR / self.shard_name() / "manifest.jsonl"))
+
+    def complete(self) -> bool:
+        """The shard still holds what it promised (lib/mask_shard.shard_intact): a lost mask file,
+        results.json or manifest line makes it run again, redoing only the photos that lost something."""
+        return shard_intact(Path(self.output().path).parent, self.items, Path(self.output_dir))
 
     def load(self) -> tuple:
         """(network or None for a peer, CRF params or None) for this run."""

@@ -66,10 +66,11 @@ def shard_name(model_id: str, index: int, count: int, items: Sequence[Sequence],
 
 @dataclass
 class Earlier:
-    """A photo's latest earlier row and its COCO results records."""
+    """A photo's latest earlier row and its COCO results records (None: its shard's results.json
+    was lost or damaged)."""
 
     row: dict
-    results: list[dict]
+    results: list[dict] | None
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,17 +106,52 @@ def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[st
         # incomplete folders (journals) last: they are the newest work
         manifest = folder / "manifest.jsonl"
         if manifest.is_file():
-            results: dict[str, list[dict]] = {}
-            for record in json.loads((folder / "results.json").read_text()):
-                results.setdefault(record["file_name"], []).append(record)
+            results: dict[str, list[dict]] | None = {}
+            try:
+                for record in json.loads((folder / "results.json").read_text()):
+                    results.setdefault(record["file_name"], []).append(record)
+            except (OSError, ValueError, TypeError, KeyError):
+                results = None  # lost or damaged: the rows say what was done, their records must be redone
             for row in read_jsonl(manifest):
                 if row.get("path") in paths:
-                    found[row["path"]] = Earlier(row, results.get(row["path"], []))
+                    found[row["path"]] = Earlier(row, None if results is None else results.get(row["path"], []))
         elif (folder / "journal.jsonl").is_file():
             for row in read_jsonl(folder / "journal.jsonl"):
                 if row.get("path") in paths and "results" in row:
                     found[row["path"]] = Earlier({k: v for k, v in row.items() if k != "results"}, row["results"])
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _readable_shard(manifest: str, results: str, stamps: tuple) -> tuple[str, ...] | None:
+    """The photo paths of a manifest whose results.json parses, once per version of the two files
+    (`stamps`: their sizes and mtimes); None when results.json does not parse."""
+    try:
+        json.loads(Path(results).read_text())
+    except (OSError, ValueError):
+        return None
+    return tuple(row.get("path", "") for row in read_jsonl(manifest))
+
+
+def shard_intact(folder: Path, items: Sequence, output_dir: Path) -> bool:
+    """Whether a finished shard still holds what it promised: a manifest with one row per item, a
+    results.json that parses, and every done row's mask files. Parsing is cached per version of
+    the two files; the mask files are checked (a stat each) every time, since a deleted PNG leaves
+    them unchanged."""
+    manifest, results = folder / "manifest.jsonl", folder / "results.json"
+    try:
+        stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in (manifest, results))
+    except OSError:
+        return False
+    paths = _readable_shard(str(manifest), str(results), stamps)
+    if paths is None or list(paths) != [item[0] for item in items]:
+        return False
+    return all((output_dir / f).is_file() for row in _done_files(str(manifest), stamps) for f in row)
+
+
+@functools.lru_cache(maxsize=4096)
+def _done_files(manifest: str, stamps: tuple) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(r.get("files", [])) for r in read_jsonl(manifest) if r.get("outcome") == "done")
 
 
 def write_png(target: Path, array: np.ndarray) -> None:
@@ -180,18 +216,30 @@ class PhotoMasker:
         "decompression_bomb" (the limit may have been raised; the header check is cheap) are redone,
         and so are rows of photos with more pixels than the current ``max_pixels``.
         """
+        if not self.same_photo(earlier, content_hash, keypoints_id):
+            return False
+        row = earlier.row
+        if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
+            return False
+        return not self.lost_outputs(earlier)
+
+    def same_photo(self, earlier: Earlier | None, content_hash: str, keypoints_id: str) -> bool:
+        """Whether an earlier row is of this photo as it is now (content, model, keypoints)."""
         if earlier is None:
             return False
         row = earlier.row
-        if (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) != (
+        return (row.get("content_hash"), row.get("model_id"), row.get("keypoints_id")) == (
             content_hash,
             self.model_id,
             keypoints_id,
-        ):
-            return False
-        if row.get("reason") in RETRIED_REASONS or int(row.get("pixels", 0)) > self.max_pixels:
-            return False
-        return row.get("outcome") != "done" or all((self.output_dir / f).is_file() for f in row.get("files", []))
+        )
+
+    def lost_outputs(self, earlier: Earlier) -> bool:
+        """Whether what an earlier row promises is gone: its results records, or a mask file."""
+        if earlier.results is None:
+            return True
+        row = earlier.row
+        return row.get("outcome") == "done" and not all((self.output_dir / f).is_file() for f in row.get("files", []))
 
     # -- people ---------------------------------------------------------------------------------------
 
@@ -463,6 +511,15 @@ def make_shard(
         with open(journal_path, "a", encoding="utf-8") as j:
             j.write("\n")  # a killed writer's partial last line stays unparseable on its own
     reuse = [masker.reusable(earlier.get(item[0]), item[2], item[3]) for item in items]
+    # photos redone because what their earlier row promised is gone (seen before they are redone)
+    repairs = {
+        n
+        for n, item in enumerate(items)
+        if not reuse[n]
+        and (before := earlier.get(item[0])) is not None
+        and masker.same_photo(before, item[2], item[3])
+        and masker.lost_outputs(before)
+    }
     to_process = iter([i for i, reused in enumerate(reuse) if not reused])
     ahead: dict[int, Future[PreparedPhoto]] = {}
 
@@ -485,6 +542,8 @@ def make_shard(
                 prepare_next(pool)
                 row, records = masker.finish(prepared)
                 row.update(keypoints_id=keypoints_id, run="processed")
+                if n in repairs:
+                    row["repaired"] = True  # done before; its masks or records were lost since
                 processed += 1
                 if row["outcome"] == "skipped":
                     tqdm.write(f"skipped {rel}: {row['reason']} ({row['detail']})")

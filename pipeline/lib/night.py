@@ -5,7 +5,7 @@ plan_folder(root, out, model_id, shard_size, index, keypoints_file, estimator_id
     out/.posemask/hashes.json), what its keypoints come from (keypoint_id), its shard
 summarize_rows(rows, plan, seconds)   the numbers of summary.json from the manifest rows
 format_summary(summary)               what the posemask command prints
-prune_stale_shards(out, current)      complete shard folders of this model that the current set replaced
+prune_stale_shards(out, current, kept)  shard folders the current set replaced, and mask files no current row lists
 output_owner(out) / claim_output(out, root)   the one photo folder an output folder belongs to
 """
 
@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.lib.files import write_json
+from pipeline.lib.files import read_jsonl, resolve_inside, write_json
 from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
 from pipeline.lib.keypoint_files import KeypointIndex, people_digest, sidecar_path
 from pipeline.lib.mask_shard import AMBIGUOUS_KEYPOINTS, SHARD_NAME, SHARDS_DIR
@@ -136,6 +136,7 @@ def read_json_or_empty(path: Path) -> dict:
 def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
     """The night's numbers from the manifest rows (each with `new`: its shard ran since the last summary)."""
     processed = [r for r in rows if r.get("run") == "processed" and r.get("new")]
+    repaired = [r for r in processed if r.get("repaired")]
     skipped = Counter(r["reason"] for r in rows if r["outcome"] == "skipped")
     refused = Counter(r["reason"] for r in plan.refused)
     kp_problems = Counter(r["reason"] for r in plan.keypoint_problems)
@@ -154,6 +155,8 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
     return {
         "images": len(rows),
         "processed": len(processed),
+        # done before, but their masks or records were lost since (a disk hiccup, an rm): redone
+        "repaired": len(repaired),
         "reused": len(rows) - len(processed),
         "done": sum(r["outcome"] == "done" for r in rows),
         "no_person": sum(r["outcome"] == "no_person" for r in rows),
@@ -189,6 +192,14 @@ def format_summary(summary: dict) -> str:
             f"{summary['reused']} unchanged since an earlier run",
             f"  people: {summary['people']} masks; no person found: {summary['no_person']}",
             *(
+                [
+                    f"  repaired: {summary.get('repaired', 0)} photos whose masks or records were lost; "
+                    f"removed: {summary.get('removed_masks', 0)} masks of photos no longer in the folder"
+                ]
+                if summary.get("repaired") or summary.get("removed_masks")
+                else []
+            ),
+            *(
                 ["  detected people's poses: " + ", ".join(f"{k} {v}" for k, v in summary["pose_reasons"].items())]
                 if summary.get("pose_reasons")
                 else []
@@ -205,13 +216,31 @@ def format_summary(summary: dict) -> str:
     )
 
 
-def prune_stale_shards(out: Path, current: list[str]) -> None:
-    """Remove complete shard folders of this model that the current shard set replaced.
+def prune_stale_shards(out: Path, current: list[str], kept_files: set[str]) -> int:
+    """Remove every shard folder the current set replaced, of any model (an OUTPUT holds one set of
+    masks: another model's rows would describe files this night rewrote), and the mask files their
+    rows list that no current row lists (photos deleted from INPUT; nothing else, since a photo
+    done again rewrites or removes its own files) -> how many mask files were removed.
 
-    Their rows live on in the current manifests (reused rows are copied), so nothing is lost.
+    The current manifests hold every row that still stands (reused rows are copied), so nothing
+    is lost.
     """
-    tags = {SHARD_NAME.match(name)["tag"] for name in current if SHARD_NAME.match(name)}
+    removed = 0
+    current_set = set(current)
     for folder in (out / SHARDS_DIR).glob("*"):
-        match = SHARD_NAME.match(folder.name)
-        if match and match["tag"] in tags and folder.name not in current and (folder / "manifest.jsonl").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
+        if not SHARD_NAME.match(folder.name) or folder.name in current_set:
+            continue
+        listed = [row for name in ("manifest.jsonl", "journal.jsonl") for row in read_jsonl(folder / name)]
+        for row in listed:
+            for rel in row.get("files", []):
+                if rel in kept_files:
+                    continue
+                try:
+                    target = resolve_inside(out, rel)
+                    if target.is_file():
+                        target.unlink()
+                        removed += 1
+                except (OSError, ValueError):  # a row naming a path outside OUTPUT is never followed
+                    continue
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
