@@ -284,6 +284,9 @@ class detect(luigi.Config):  # noqa: N801
     yolox_tile_grid = from_field(
         DetectorConfig, "yolox_tile_grid", description="tiles per side of a large photo", low=1, high=8
     )
+    yolox_tile_when_empty = from_field(
+        DetectorConfig, "yolox_tile_when_empty", description="longer photos where nobody is found are tiled", low=0
+    )
     yolox_tile_min_score = from_field(
         DetectorConfig, "yolox_tile_min_score", description="a tile box's minimum score", low=0, high=1
     )
@@ -319,6 +322,7 @@ class detect(luigi.Config):  # noqa: N801
             yolox_runtime=self.yolox_runtime,
             yolox_tile_above=self.yolox_tile_above,
             yolox_tile_grid=self.yolox_tile_grid,
+            yolox_tile_when_empty=self.yolox_tile_when_empty,
             yolox_tile_min_score=self.yolox_tile_min_score,
             yolox_min_score=self.yolox_min_score,
             yolox_nms_iou=self.yolox_nms_iou,

@@ -235,7 +235,7 @@ def test_both_yolox_runtimes_find_the_same_people():
 
 def test_a_large_photo_is_also_detected_in_tiles_that_find_people_the_whole_pass_misses():
     """Above yolox_tile_above px the photo is also cut into tiles: on a val2017 street photo
-    scaled 3x (a large photo: 8 people found whole, 15 with tiles) the tiles find more people,
+    scaled 3x (a large photo: 8 people found whole, 15 with 2x2 tiles) the tiles find more people,
     and every whole-photo box is kept (or merged); below the limit, nothing changes."""
     image = cv2.cvtColor(cv2.imread(str(SAMPLE / "val2017" / "000000000785.jpg")), cv2.COLOR_BGR2RGB)
     crowd = cv2.imread(str(SAMPLE / "val2017" / "000000128372.jpg"))  # a street: 7 people found at 512
@@ -248,3 +248,29 @@ def test_a_large_photo_is_also_detected_in_tiles_that_find_people_the_whole_pass
     for box in whole:
         assert box_iou(box[:4], tiled[:, :4]).max() > 0.45
     np.testing.assert_array_equal(detect_people(image, "yolox", tiles), detect_people(image, "yolox", DetectorConfig()))
+
+
+def test_a_large_photo_where_the_whole_pass_finds_nobody_is_tiled_never_silently_empty():
+    """A 3000x2000 wide shot of three small groups (a val2017 photo scaled to 300 px, three times):
+    at the detector's input its people are too small and the whole-photo pass finds nobody; the
+    default (yolox_tile_when_empty) then cuts it into tiles and finds them. Photos where the whole
+    pass finds someone, and small photos, are not tiled."""
+    photo = cv2.cvtColor(cv2.imread(str(SAMPLE / "val2017" / "000000183709.jpg")), cv2.COLOR_BGR2RGB)
+    scale = 300 / max(photo.shape[:2])
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    wide = np.full((2000, 3000, 3), 114, np.uint8)
+    for x0, y0 in ((100, 900), (1300, 200), (2300, 1500)):  # three small groups
+        wide[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    assert len(detect_people(wide, "yolox", DetectorConfig(yolox_tile_when_empty=0))) == 0
+    found = detect_people(wide, "yolox", DetectorConfig())
+    assert len(found) >= 3
+    spots = ((100, 900), (1300, 200), (2300, 1500))
+    h, w = small.shape[:2]
+    centres = found[:, :2] + found[:, 2:4] / 2
+    assert all(any(x0 <= cx <= x0 + w and y0 <= cy <= y0 + h for x0, y0 in spots) for cx, cy in centres)
+    # a photo whose whole pass finds people is not tiled: the same boxes with the rule on or off
+    crowd = cv2.imread(str(SAMPLE / "val2017" / "000000128372.jpg"))
+    large = cv2.cvtColor(cv2.resize(crowd, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB)
+    rule_off = DetectorConfig(yolox_tile_when_empty=0)
+    default = detect_people(large, "yolox", DetectorConfig())
+    np.testing.assert_array_equal(default, detect_people(large, "yolox", rule_off))
