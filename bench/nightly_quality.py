@@ -23,8 +23,9 @@ whole-photo peer of models.peers):
     every photo of the dataset, with and without people, in the evaluation).
 
 --before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
-(bench/before_issue20.cfg restores the nightly path as it was before issue 20; its masks are
-ranked by their mean probability alone, as then), run on the same photos in the same process.
+(bench/before_issue20.cfg restores the nightly path as it was before issue 20, its masks ranked
+by their mean probability alone, as then; bench/box_mask_selfie.cfg segments box people with the
+selfie segmenter), run on the same photos in the same process.
 --compare-model MODEL.pt adds a "compare" row: today's settings with another model (for example the
 previously shipped one, to measure a new shipped model against it in one run).
 --overlays DIR writes, for each photo with people, the masks of posemask (and of "before") drawn
@@ -337,6 +338,8 @@ def main() -> None:
         compare_crf = read_crf_file(args.compare_crf) if args.compare_crf else crf_params
         variants["compare"] = (nightly_components(args.compare_model, compare_crf), False, False)
     with_overlays = {"posemask", "before", "compare"}
+    # bench/before_issue20.cfg restores the ranking before issue 20 too (mean mask probability alone)
+    ranks_by_mask_alone = bool(args.before) and Path(args.before).name == "before_issue20.cfg"
     methods = list(variants) + list(args.peers)
     datasets = list(dict.fromkeys(p.dataset for p in photos)) + ["all"]
     tallies = {(d, m): Tally() for d in datasets for m in methods}
@@ -381,7 +384,7 @@ def main() -> None:
             if masks:
                 union = instance_labels([m.prob for m in masks], c.threshold) > 0
             count(photo, method, union, boxes, find_s + time.perf_counter() - start)
-            instances = photo_instances(photo, masks, ann_ids, method == "before")
+            instances = photo_instances(photo, masks, ann_ids, method == "before" and ranks_by_mask_alone)
             for dataset in (photo.dataset, "all"):
                 add_instances(tallies[(dataset, method)], photo, instances)
             if dump is not None:
