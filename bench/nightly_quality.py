@@ -392,6 +392,7 @@ def main() -> None:
                     row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}
                     row.update(bbox=[round(float(v), 1) for v in m.person.bbox], source=m.person.source)
                     row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))
+                    row.update(expected_iou=None if m.expected_iou is None else round(m.expected_iou, 4))
                     dump.write(json.dumps(row) + "\n")
             if args.overlays and method in with_overlays and photo.people:
                 write_overlay(args.overlays, photo, image, method, masks)

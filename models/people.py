@@ -33,6 +33,7 @@ from models.keypoints import COCO17_NAMES, outside_image
 from models.ownership import FEW_JOINTS, OwnerCheck, assign_poses
 from models.pose import PoseResult
 from models.prior import BoxPriorConfig
+from models.quality import expected_iou
 from models.sample import CropConfig, box_person_sample, person_sample
 
 if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks are imported
@@ -75,7 +76,9 @@ class PersonMask:
     probability there (0 outside the window); score = mask_score: the mean probability inside the
     predicted mask, times the detector's score for a detected person; image_hw the photo's (H, W);
     threshold the mask's. `prob` and `mask` give the full-size (H,W) float32 / bool arrays when a
-    caller needs them."""
+    caller needs them. expected_iou: models.quality.expected_iou of the network's probability
+    map behind the mask (None for a mask with no probability behind it: the selfie segmenter or
+    GrabCut in a box)."""
 
     person: Person
     window_prob: np.ndarray
@@ -83,6 +86,7 @@ class PersonMask:
     score: float
     image_hw: tuple[int, int]
     threshold: float
+    expected_iou: float | None = None
 
     @property
     def window_mask(self) -> np.ndarray:
@@ -324,7 +328,8 @@ def _batch_masks(
             pasted = functools.partial(paste_back_window, prob, sample["affine"], window)
             mask = mask_in_box(person.bbox, window, threshold, pasted)
             score = mask_score(person, prob, threshold)
-            yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold)
+            quality = expected_iou(prob, threshold)
+            yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold, quality)
             continue
         if person.source == SOURCE_BOX:
             window = grabcut_window(person.bbox, (h, w))
@@ -350,10 +355,11 @@ def _batch_masks(
         if fused:
             window_prob = fuse_segmentation(window_prob, window, evidence, segmentation_weight)
         score = mask_score(person, window_prob if fused else prob, threshold)
+        quality = expected_iou(window_prob if fused else prob, threshold)
         if grabcut:
             mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
             window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
-        yield PersonMask(person, window_prob, window, score, (h, w), threshold)
+        yield PersonMask(person, window_prob, window, score, (h, w), threshold, quality)
 
 
 def mask_score(person: Person, prob: np.ndarray, threshold: float) -> float:

@@ -27,14 +27,20 @@ from luigi.configuration.cfg_parser import LuigiConfigParser
 
 DEFAULTS = Path(__file__).resolve().with_name("defaults.cfg")
 LOCAL_SCHEDULER = Path(__file__).resolve().with_name("local_scheduler.cfg")
+RPC_OPTIONS = {"rpc_connect_timeout", "rpc_retry_attempts", "rpc_retry_wait"}
 
 
 def install_defaults(argv: list[str] | None = None) -> None:
     """Put the packaged defaults first in Luigi's config search path and re-read it (idempotent);
     then the local scheduler default, unless `argv` (default sys.argv) or a config file names a
     central scheduler."""
+    from luigi.interface import core
+
     from pipeline.lib.scheduler import names_a_scheduler
 
+    # [core] rpc-* are Luigi's too, read by its RemoteScheduler, not by the `core` config class:
+    # without this, every run warns that they are not consumed
+    core.ignore_unconsumed = set(getattr(core, "ignore_unconsumed", set())) | RPC_OPTIONS
     paths = LuigiConfigParser._config_paths
     if str(DEFAULTS) in paths:
         return
@@ -126,6 +132,10 @@ def settings_overridden_by(extra: str | Path) -> Iterator[None]:
     path = Path(extra)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
+    cfg = luigi.configuration.get_config()
+    # re-reading the files on the way out would keep the block's values (reading only adds): the
+    # settings as they were are put back instead
+    saved = {section: dict(cfg.items(section, raw=True)) for section in cfg.sections()}
     paths = LuigiConfigParser._config_paths
     paths.append(str(path))
     LuigiConfigParser.reload()
@@ -133,4 +143,9 @@ def settings_overridden_by(extra: str | Path) -> Iterator[None]:
         yield
     finally:
         paths.remove(str(path))
-        LuigiConfigParser.reload()
+        for section in cfg.sections():
+            cfg.remove_section(section)
+        for section, values in saved.items():
+            cfg.add_section(section)
+            for key, value in values.items():
+                cfg.set(section, key, value)

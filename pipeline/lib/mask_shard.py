@@ -478,6 +478,8 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
     }
     if m.person.pose_reason:
         record["pose_reason"] = m.person.pose_reason
+    if m.expected_iou is not None:  # the mask's expected IoU from its own probability map (models/quality.py)
+        record["expected_iou"] = round(m.expected_iou, 4)
     if m.person.annotation_id is not None:
         record["annotation_id"] = m.person.annotation_id
     return record

@@ -253,3 +253,17 @@ def test_a_bad_setting_is_exit_2_before_anything_is_written(tmp_path):
     )
     assert result.returncode != 0 and "yolox_min_score = -1" in result.stdout + result.stderr
     assert not out.exists()
+
+
+def test_settings_overridden_for_a_block_are_gone_after_it(tmp_path, luigi_config):
+    """bench/nightly_quality.py builds its "before" variant inside such a block: a value only the
+    block's file sets must not leak into what is built after it (re-reading the files would keep it)."""
+    from pipeline.config import detect
+    from pipeline.settings import settings_overridden_by
+
+    extra = tmp_path / "before.cfg"
+    extra.write_text("[detect]\nbox_mask = selfie\nyolox_min_score = 0.6\n")
+    luigi_config({"detect": {"yolox_min_score": 0.4}})
+    with settings_overridden_by(extra):
+        assert detect().box_mask == "selfie" and detect().yolox_min_score == 0.6
+    assert detect().box_mask == "network" and detect().yolox_min_score == 0.4
