@@ -79,7 +79,9 @@ def test_each_detected_person_of_a_crowded_photo_gets_a_mask_on_their_own_body()
 
         old, new = people_by(OwnerCheck(enabled=False)), people_by(comp.pose_check)
     old_result = owners(old, masks_of(old), gt_boxes, gt_masks)
-    assert any(by_box != by_mask for by_box, by_mask, _ in old_result)  # a mask drawn on someone else
+    # a mask drawn on someone else (the from-scratch model), or smeared over both people (the
+    # pretrained one, IoU 0.13 with her own body): never a mask of her own
+    assert any(by_box != by_mask or own_iou < 0.3 for by_box, by_mask, own_iou in old_result)
     assert sorted(p.pose_reason for p in new) == ["pose", "pose_reassigned"]  # estimated again, isolated
     for by_box, by_mask, own_iou in owners(new, masks_of(new), gt_boxes, gt_masks):
         assert by_box == by_mask and own_iou > 0.4
