@@ -1,10 +1,27 @@
-"""Pipeline tests never leave this machine: a safety net around every socket connection."""
+"""Pipeline tests never leave this machine (a safety net around every socket connection), and the
+tiny untrained model the nightly tests run."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
+import torch
+
+from models.train import save_model
+from models.unet import ModelConfig, PoseUNet
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """An untrained 2-level PoseUNet saved as model.pt (the masks' quality does not matter here);
+    a test module may define its own."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(base_channels=4, depth=2)
+    path = tmp_path / "tiny.pt"
+    save_model(path, PoseUNet(cfg), cfg, {"note": "untrained test model"})
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.pipeline.test_scheduler import (
+    done_shards,
+    environment,
+    free_port,
+    many_photos,
+    masks_command,
+    start_luigid,
+    wait_for,
+)
 
 LUIGI = Path(sys.executable).parent / "luigi"
 PHOTOS = ["000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg"]
@@ -240,3 +249,101 @@ def test_masks_and_manifests_equal_an_uninterrupted_run(harness: dict) -> None:
     summary_a, summary_b = (json.loads((folder / "summary.json").read_text()) for folder in (ref, bad))
     for key in ("images", "done", "people", "skipped", "problems_total"):
         assert summary_a[key] == summary_b[key], key
+
+
+# ----------------------------------------------------------------------------- `posemask masks`: kills and signals
+# (issue 22; the helpers are tests/pipeline/test_scheduler.py's)
+
+
+@pytest.mark.slow
+def test_a_night_whose_scheduler_dies_stops_within_30_s_and_the_rerun_completes(tmp_path, tiny_model):
+    photos, keypoints = many_photos(tmp_path / "photos", 12)  # 48 shards: minutes of work
+    env = environment(tmp_path)
+    out = tmp_path / "out"
+    port = free_port()
+    luigid = start_luigid(tmp_path, port)
+    command = masks_command(photos, out, tiny_model, keypoints, "--scheduler-url", f"http://127.0.0.1:{port}")
+    night = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: done_shards(out) >= 2, 120, "the first shards")
+    finally:
+        luigid.kill()
+        luigid.wait(timeout=10)
+    killed_at = time.monotonic()
+    _, stderr = night.communicate(timeout=60)
+    assert time.monotonic() - killed_at < 30
+    assert night.returncode == 3, stderr
+    assert "stopped answering" in stderr
+    assert done_shards(out) < 48, "the night finished before the scheduler died: the test proves nothing"
+    rerun = subprocess.run(masks_command(photos, out, tiny_model, keypoints), env=env, capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert done_shards(out) == 48
+
+
+def temp_files(out: Path) -> list[str]:
+    return [p.name for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_night_cleanly_and_the_rerun_continues(tmp_path, tiny_model, signum):
+    photos, keypoints = many_photos(tmp_path / "photos", 8)
+    out = tmp_path / "out"
+    env = environment(tmp_path)
+    night = subprocess.Popen(
+        masks_command(photos, out, tiny_model, keypoints), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_for(lambda: done_shards(out) >= 2, 120, "the first shards")
+    night.send_signal(signum)
+    _, stderr = night.communicate(timeout=30)
+    message = stderr.decode()
+    assert night.returncode == 128 + signum, message
+    assert f"stopped by {signal.Signals(signum).name}" in message and "Traceback" not in message
+    assert not temp_files(out)
+    partial = done_shards(out)
+    assert partial < 32
+    rerun = subprocess.run(masks_command(photos, out, tiny_model, keypoints), env=env, capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr  # the lock was released: not 4
+    assert done_shards(out) == 32
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        found += [int(c) for c in children]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_the_forked_workers_die_with_a_killed_night(tmp_path, tiny_model):
+    photos, keypoints = many_photos(tmp_path / "photos", 8)
+    out = tmp_path / "out"
+    env = environment(tmp_path)
+    # two long shards of 16 photos with the dense CRF: an orphan would go on writing for many seconds
+    command = masks_command(photos, out, tiny_model, keypoints, "--workers", "2", "--crf")
+    command[command.index("--shard-size") + 1] = "16"
+    night = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(children_of(night.pid)) == 2, 120, "two forked workers at work")
+    time.sleep(1.0)  # both well inside their shard
+    workers = children_of(night.pid)
+    night.kill()  # SIGKILL: the night cannot clean up; its workers must not outlive it
+    done_at_kill = done_shards(out)
+    assert done_at_kill < 2, "the shards finished before the kill: the test proves nothing"
+    night.wait(timeout=10)
+    wait_for(lambda: not any(alive(p) for p in workers), 3, "the orphaned workers to die")
+    time.sleep(3.0)
+    assert done_shards(out) == done_at_kill, "an orphaned worker went on writing after the night was killed"
+    rerun = subprocess.run(command, env=env, capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr  # not 4: no orphan holds the lock
+    rows = [json.loads(line) for m in (out / "shards").glob("*/manifest.jsonl") for line in m.open()]
+    assert len(rows) == 32
