@@ -139,7 +139,7 @@ def run_masks(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except OSError as err:
         print(f"posemask: cannot write to OUTPUT {args.output_dir}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED
-    from pipeline.lib.scheduler import scheduler_params
+    from pipeline.scheduler import scheduler_params
 
     scheduler = scheduler_params(args.scheduler_url)
     if not scheduler["local_scheduler"]:  # runs against one luigid share the work: it coordinates them
@@ -163,7 +163,7 @@ def run_central_night(task: object, args: argparse.Namespace, scheduler: dict) -
     stopped within seconds when it stops answering mid-night (the rerun continues). No night lock:
     the scheduler hands each shard to one worker, and each shard's own lock keeps two workers
     from computing it twice."""
-    from pipeline.lib.scheduler import SchedulerUnreachableError, SchedulerWatchdog, check_reachable, scheduler_address
+    from pipeline.scheduler import SchedulerUnreachableError, SchedulerWatchdog, check_reachable, scheduler_address
 
     address = scheduler_address(args.scheduler_url)
     try:

@@ -11,7 +11,7 @@ A later file overrides single values of an earlier one. ``install_defaults`` run
 
 The local scheduler is the default (``pipeline/local_scheduler.cfg``, read right after the
 defaults) only where nothing names a central one: Luigi's ``--scheduler-host/port/url`` on the
-command line or a config file's ``[core]`` scheduler options (pipeline/lib/scheduler.py).
+command line or a config file's ``[core]`` scheduler options (pipeline/scheduler.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def install_defaults(argv: list[str] | None = None) -> None:
     central scheduler."""
     from luigi.interface import core
 
-    from pipeline.lib.scheduler import names_a_scheduler
+    from pipeline.scheduler import names_a_scheduler
 
     # [core] rpc-* are Luigi's too, read by its RemoteScheduler, not by the `core` config class:
     # without this, every run warns that they are not consumed

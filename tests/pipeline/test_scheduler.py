@@ -1,5 +1,5 @@
 """A night under a central luigid really is shared and an unreachable scheduler is a quick exit 3
-(pipeline/lib/scheduler.py, pipeline/cli.py); the kills and signals of a night (a dying
+(pipeline/scheduler.py, pipeline/cli.py); the kills and signals of a night (a dying
 scheduler, SIGTERM, SIGINT, SIGKILL) are in the fault harness, tests/pipeline/test_faults.py,
 which uses the helpers here. Every night here is the installed console script, run as a user runs it."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lib import scheduler
+from pipeline import scheduler
 from tests.conftest import REPO, SAMPLE
 
 VAL = SAMPLE / "coco" / "val2017"
