@@ -59,6 +59,19 @@ def real_photos() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
+def paste(canvas: np.ndarray, photo: tuple, scale: float, corner: tuple[int, int], people: list, crowd: list) -> None:
+    """Draw `photo` (image, people boxes, crowd boxes) scaled by `scale` with its top-left at
+    `corner` on `canvas`, and append its boxes, moved there, to `people` and `crowd`."""
+    image, boxes, crowd_boxes = photo
+    resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    x0, y0 = corner
+    canvas[y0 : y0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized
+    for found, target in ((boxes, people), (crowd_boxes, crowd)):
+        moved = found * scale
+        moved[:, :2] += (x0, y0)
+        target.append(moved)
+
+
 def canvases(
     photos: list, size: tuple[int, int], grid: int, count: int = 0, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -77,15 +90,10 @@ def canvases(
     for pick in picks:
         canvas = np.full((height, width, 3), 114, np.uint8)
         people, crowd = [], []
-        for k, (image, boxes, crowd_boxes) in enumerate(photos[i] for i in pick):
+        for k, photo in enumerate(photos[i] for i in pick):
+            image = photo[0]
             scale = min(cell_w / image.shape[1], cell_h / image.shape[0])
-            resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            x0, y0 = (k % grid) * cell_w, (k // grid) * cell_h
-            canvas[y0 : y0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized
-            for found, target in ((boxes, people), (crowd_boxes, crowd)):
-                moved = found * scale
-                moved[:, :2] += (x0, y0)
-                target.append(moved)
+            paste(canvas, photo, scale, ((k % grid) * cell_w, (k // grid) * cell_h), people, crowd)
         out.append((canvas, np.concatenate(people), np.concatenate(crowd)))
     return out
 
@@ -102,15 +110,9 @@ def sparse_canvases(photos: list, size: tuple[int, int], side: int) -> list:
     for start in range(0, len(photos) - 2, 3):
         canvas = np.full((height, width, 3), 114, np.uint8)
         people, crowd = [], []
-        for (fx, fy), (image, boxes, crowd_boxes) in zip(SPARSE_SPOTS, photos[start : start + 3], strict=True):
-            scale = side / max(image.shape[:2])
-            resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            x0, y0 = int(fx * width), int(fy * height)
-            canvas[y0 : y0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized
-            for found, target in ((boxes, people), (crowd_boxes, crowd)):
-                moved = found * scale
-                moved[:, :2] += (x0, y0)
-                target.append(moved)
+        for (fx, fy), photo in zip(SPARSE_SPOTS, photos[start : start + 3], strict=True):
+            scale = side / max(photo[0].shape[:2])
+            paste(canvas, photo, scale, (int(fx * width), int(fy * height)), people, crowd)
         out.append((canvas, np.concatenate(people), np.concatenate(crowd)))
     return out
 

@@ -16,13 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from luigi.task_register import Register
 
 from models.masks import coco_instance_mask
 from models.metrics import iou
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
 from pipeline.generate import GenerateMasks
 from pipeline.lib import files, folder
 from pipeline.lib import keypoint_files as folder_keypoints
@@ -33,16 +30,6 @@ from tests.conftest import REPO, SAMPLE, build
 VAL_IMAGES = SAMPLE / "coco" / "val2017"
 VAL_KEYPOINTS = SAMPLE / "coco" / "annotations" / "person_keypoints_val2017.json"
 PHOTOS = ["000000000785.jpg", "000000040083.jpg", "000000397133.jpg", "000000165518.jpg"]
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    """An untrained 2-level PoseUNet saved as model.pt (the masks' quality does not matter here)."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(base_channels=4, depth=2)
-    path = tmp_path / "tiny.pt"
-    save_model(path, PoseUNet(cfg), cfg, {"note": "untrained test model"})
-    return path
 
 
 def copy_photos(dest: Path, names: list[str]) -> Path:

@@ -8,25 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
-import pytest
-import torch
-
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
 from pipeline.lib import keypoint_files
 from pipeline.lib.mask_shard import MAX_MASK_NAME_BYTES, short_mask_name
 from tests.pipeline.test_generate import PHOTOS, VAL_IMAGES, check_consistent, generate
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(base_channels=4, depth=2)
-    path = tmp_path / "tiny.pt"
-    save_model(path, PoseUNet(cfg), cfg, {"note": "untrained test model"})
-    return path
 
 
 def sidecar_of(photo: str) -> list[dict]:
