@@ -36,9 +36,10 @@ posemask: a mask for every person in every photo of a folder, using the pose-gui
 The folder is searched recursively for .jpg .jpeg .png .webp .bmp files (symlinks and paths that
 leave it are refused). Each person gets their own mask; keypoints come from --keypoints, from a
 photo.json beside each photo.jpg, or from the built-in detector (YOLOX-nano) and pose estimator
-(MediaPipe Pose). A detected person whose pose cannot be estimated still gets a mask (GrabCut from
-the box; "mask_source": "box" in results.json). Run it again after adding photos: only new or
-changed photos are processed. Everything runs offline from files inside the package.
+(MediaPipe Pose). A detected person whose pose cannot be estimated still gets a mask (the
+network from a prior of the box; "mask_source": "box" in results.json). Run it again after adding
+photos: only new or changed photos are processed, and lost masks are made again. Everything runs
+offline from files inside the package.
 
 settings: the package's defaults (pipeline/defaults.cfg), overridden by luigi.cfg in the current
 folder, then $LUIGI_CONFIG_PATH, then --config FILE.
