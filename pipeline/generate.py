@@ -27,6 +27,7 @@ pipeline/lib/night.py's, a shard's work pipeline/lib/mask_shard.py's.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from pipeline.lib.night import (
     read_json_or_empty,
     summarize_rows,
 )
+from pipeline.lib.review import build_review
 from pipeline.nightly import (
     METHODS,
     POSEMASK,
@@ -229,6 +231,15 @@ class MaskSettings:
         return {name: getattr(self, name) for name in names}
 
 
+def read_json_list(manifest: str, name: str) -> list:
+    """The JSON list in the file `name` beside a shard's manifest ([] when it cannot be read)."""
+    try:
+        data = json.loads((Path(manifest).parent / name).read_text())
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
 def night_settings() -> list[type]:
     """The config sections and tasks whose settings shape a night (checked before it starts)."""
     return [config.crop, config.detect, config.pose, config.resources, config.evaluation, GenerateMasks, MaskShard]
@@ -241,6 +252,12 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
     """
 
     shard_size = with_range(luigi.IntParameter(default=200, description="at most this many images per MaskShard"), 1)
+    review = luigi.BoolParameter(
+        default=True,
+        significant=False,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="write OUTPUT/review/index.html (pipeline/lib/review.py) when the night changed something",
+    )
     print_summary = luigi.BoolParameter(
         default=True,
         significant=False,
@@ -337,6 +354,9 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
             }
         )
         write_json(out / "summary.json", summary)
+        if self.review:
+            results = [r for shard in self.requires() for r in read_json_list(shard.output().path, "results.json")]
+            build_review(out, summary, rows, results, Path(self.input_dir))
         write_json(self.output().path, summary)
         if self.print_summary:
             print(format_summary(summary))
