@@ -221,6 +221,16 @@ def build_night(task: object, args: argparse.Namespace, scheduler: dict) -> tupl
         time.sleep(2.0)
 
 
+def scheduler_lost(detail: str) -> int:
+    """Say that the central scheduler stopped answering mid-night; EXIT_FAILED."""
+    print(
+        f"posemask: the scheduler stopped answering ({detail}); the night stopped (finished photos are "
+        "kept: run it again to continue)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
 def run_night(task: object, args: argparse.Namespace, scheduler: dict, watchdog: object = None) -> int:
     """Build GenerateMasks and print its summary; the exit code. SIGTERM and SIGINT stop it
     cleanly (no temporary file, the lock released, one line said): exit 128 + the signal."""
@@ -234,12 +244,7 @@ def run_night(task: object, args: argparse.Namespace, scheduler: dict, watchdog:
             result, shards_here = build_night(task, args, scheduler)
     except KeyboardInterrupt as stop:
         if watchdog is not None and getattr(watchdog, "lost", False):
-            print(
-                f"posemask: the scheduler at {args.scheduler_url or 'the configured address'} stopped answering; "
-                "the night stopped (finished photos are kept: run it again to continue)",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
+            return scheduler_lost(f"no connection to {args.scheduler_url or 'the configured address'}")
         signum = stop.signum if isinstance(stop, NightStopped) else int(signal.SIGINT)
         print(
             f"posemask: stopped by {signal.Signals(signum).name}; finished photos are kept, "
@@ -251,13 +256,8 @@ def run_night(task: object, args: argparse.Namespace, scheduler: dict, watchdog:
         from luigi.rpc import RPCError
 
         if isinstance(err, RPCError):
-            print(
-                f"posemask: the scheduler stopped answering ({err}); the night stopped (finished photos are "
-                "kept: run it again to continue)",
-                file=sys.stderr,
-            )
-        else:
-            print(f"posemask: the pipeline failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return scheduler_lost(str(err))
+        print(f"posemask: the pipeline failed: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILED
     if result.status not in _night_done_statuses() or not task.complete():
         print(f"posemask: the pipeline failed ({result.status.name}):\n{result.summary_text}", file=sys.stderr)

@@ -123,14 +123,17 @@ def earlier_rows(out: Path, index: int, count: int, model_id: str, paths: set[st
 
 
 @functools.lru_cache(maxsize=4096)
-def _readable_shard(manifest: str, results: str, stamps: tuple) -> tuple[str, ...] | None:
-    """The photo paths of a manifest whose results.json parses, once per version of the two files
-    (`stamps`: their sizes and mtimes); None when results.json does not parse."""
+def _shard_contents(manifest: str, results: str, stamps: tuple) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(photo paths, mask files of the done rows) of a manifest whose results.json parses, read once
+    per version of the two files (`stamps`: their sizes and mtimes); None when results.json does
+    not parse."""
     try:
         json.loads(Path(results).read_text())
     except (OSError, ValueError):
         return None
-    return tuple(row.get("path", "") for row in read_jsonl(manifest))
+    rows = list(read_jsonl(manifest))
+    files = tuple(f for r in rows if r.get("outcome") == "done" for f in r.get("files", []))
+    return tuple(r.get("path", "") for r in rows), files
 
 
 def shard_intact(folder: Path, items: Sequence, output_dir: Path) -> bool:
@@ -143,15 +146,10 @@ def shard_intact(folder: Path, items: Sequence, output_dir: Path) -> bool:
         stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in (manifest, results))
     except OSError:
         return False
-    paths = _readable_shard(str(manifest), str(results), stamps)
-    if paths is None or list(paths) != [item[0] for item in items]:
+    contents = _shard_contents(str(manifest), str(results), stamps)
+    if contents is None or list(contents[0]) != [item[0] for item in items]:
         return False
-    return all((output_dir / f).is_file() for row in _done_files(str(manifest), stamps) for f in row)
-
-
-@functools.lru_cache(maxsize=4096)
-def _done_files(manifest: str, stamps: tuple) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(r.get("files", [])) for r in read_jsonl(manifest) if r.get("outcome") == "done")
+    return all((output_dir / f).is_file() for f in contents[1])
 
 
 def write_png(target: Path, array: np.ndarray) -> None:

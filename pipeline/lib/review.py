@@ -18,14 +18,13 @@ system, no server.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.lib.files import short_hash, write_text
+from pipeline.lib.files import atomic_path, short_hash, write_json, write_text
 
 REVIEW_DIR = "review"
 THUMB_SIDE = 320  # px, the longer side of a card's picture
@@ -103,9 +102,8 @@ def draw_pictures(image_path: Path, records: Sequence[dict], thumb: Path, full: 
         ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if not ok:
             raise OSError(f"cannot encode {target}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(encoded.tobytes())
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(encoded.tobytes())
 
 
 STYLE = """
@@ -233,5 +231,5 @@ def build_review(
         for picture in (review / folder).glob("*.jpg"):
             if picture.stem not in keys_in_use:
                 picture.unlink(missing_ok=True)
-    write_text(review / "review.json", json.dumps({"pages": pages, "photos": len(cards), "page_size": page_size}))
+    write_json(review / "review.json", {"pages": pages, "photos": len(cards), "page_size": page_size})
     return pages

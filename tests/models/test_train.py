@@ -211,10 +211,13 @@ def test_failed_training_closes_the_cache_files(
     assert open_at_close == [True, False]  # train (open, closed now) and val (never opened) both closed
 
 
-@pytest.mark.parametrize("recipe", [{}, {"augment": "full", "warmup_epochs": 1, "schedule": "cosine"}])
-def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path, recipe: dict) -> None:
-    """Also with the whole recipe: augmentation draws from the checkpointed RNG, the LR is a function of the epoch."""
-    straight = train(TINY, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "straight")
+def straight_and_resumed(
+    net_cfg: ModelConfig, train_cfg: TrainConfig, caches: dict[str, Path], tmp_path: Path
+) -> tuple[dict, dict, dict, dict]:
+    """Train `train_cfg.epochs` (2) straight, and again killed after the first epoch then resumed
+    (with the global RNG scrambled: resume must restore it); the resumed run's last weights equal
+    the straight run's -> (straight result, resumed result, straight last.pt, resumed last.pt)."""
+    straight = train(net_cfg, train_cfg, [caches["train"]], [caches["val"]], tmp_path / "straight")
 
     # the first run is told 2 epochs too (the cosine depends on the total) and killed after one
     def kill_after_first_epoch(done: int, total: int, message: str) -> None:
@@ -223,20 +226,27 @@ def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp
 
     with pytest.raises(KeyboardInterrupt):
         train(
-            TINY,
-            _train_cfg(2, **recipe),
+            net_cfg,
+            train_cfg,
             [caches["train"]],
             [caches["val"]],
             tmp_path / "resumed",
             progress=kill_after_first_epoch,
         )
     torch.manual_seed(12345)  # scramble the global RNG: resume must restore it from the checkpoint
-    resumed = train(TINY, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "resumed")
+    resumed = train(net_cfg, train_cfg, [caches["train"]], [caches["val"]], tmp_path / "resumed")
     assert resumed["resumed_from_epoch"] == 1
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     for key, value in a["model_state"].items():
         torch.testing.assert_close(b["model_state"][key], value, atol=1e-6, rtol=0, msg=key)
+    return straight, resumed, a, b
+
+
+@pytest.mark.parametrize("recipe", [{}, {"augment": "full", "warmup_epochs": 1, "schedule": "cosine"}])
+def test_resume_gives_same_weights_as_uninterrupted(caches: dict[str, Path], tmp_path: Path, recipe: dict) -> None:
+    """Also with the whole recipe: augmentation draws from the checkpointed RNG, the LR is a function of the epoch."""
+    straight, resumed, a, _ = straight_and_resumed(TINY, _train_cfg(2, **recipe), caches, tmp_path)
     initial = PoseUNet(TINY).state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in a["model_state"].items()), "training did nothing"
     assert [r["train_loss"] for r in straight["history"]] == pytest.approx(
@@ -249,27 +259,7 @@ def test_the_pretrained_network_resumes_with_its_own_learning_rates(caches: dict
     run resumes to the same weights, and the optimizer's two groups keep their ratio throughout."""
     net_cfg = ModelConfig(encoder="mobilenet_v2", base_channels=4, norm="group", person_evidence=True)
     recipe = dict(augment="full+box", warmup_epochs=1, schedule="cosine", encoder_lr_scale=0.1, lr=1e-3)
-    straight = train(net_cfg, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "straight")
-
-    def kill_after_first_epoch(done: int, total: int, message: str) -> None:
-        if done == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(
-            net_cfg,
-            _train_cfg(2, **recipe),
-            [caches["train"]],
-            [caches["val"]],
-            tmp_path / "resumed",
-            progress=kill_after_first_epoch,
-        )
-    resumed = train(net_cfg, _train_cfg(2, **recipe), [caches["train"]], [caches["val"]], tmp_path / "resumed")
-    assert resumed["resumed_from_epoch"] == 1
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
-    for key, value in a["model_state"].items():
-        torch.testing.assert_close(b["model_state"][key], value, atol=1e-6, rtol=0, msg=key)
+    straight, _, a, b = straight_and_resumed(net_cfg, _train_cfg(2, **recipe), caches, tmp_path)
     decoder, encoder = b["optimizer_state"]["param_groups"]
     assert encoder["lr"] == pytest.approx(0.1 * decoder["lr"]) and decoder["lr"] > 0
     initial = PoseUNet(net_cfg).state_dict()
