@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-work shipped-model
+.PHONY: demo test lint bench clean-work shipped-model browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,11 +22,19 @@ demo: $(STAMP)
 	@$(BIN)/python -c "from pipeline import EvaluateAll; print('\nposemask report:', EvaluateAll().output().path + '/report.html')"
 	@echo "posemask masks:  data/work/demo-masks/"
 
-## test: install with test extras, ruff, pytest
-test: $(STAMP)
+## test: install with test extras (and Chromium for the review page's browser test), ruff, pytest
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	POSEMASK_BROWSER_TEST=required $(BIN)/python -m pytest -q
+
+## browser: Debian's headless Chromium, which tests/pipeline/test_review_browser.py drives (Playwright)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ echo "installing chromium (apt-get) for the review page's browser test"; \
+		  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null || \
+		  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null && \
+		    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -103,6 +103,8 @@ class Tally:
     coco_images: list[dict] = field(default_factory=list)
     coco_people: list[dict] = field(default_factory=list)
     coco_results: list[dict] = field(default_factory=list)
+    # the same masks ranked by their confidence, the score before quality (issue 23's "old score")
+    confidence_results: list[dict] = field(default_factory=list)
     instances: bool = False
 
     def instance_summary(self) -> dict:
@@ -117,6 +119,9 @@ class Tally:
                 }
         ap = coco_person_ap(self.coco_images, self.coco_people, self.coco_results)
         out["mask_ap"] = {k: round(v, 4) for k, v in ap.items()}
+        if self.confidence_results:
+            ap = coco_person_ap(self.coco_images, self.coco_people, self.confidence_results)
+            out["mask_ap_confidence"] = {k: round(v, 4) for k, v in ap.items()}
         return out
 
     def summary(self) -> dict:
@@ -228,6 +233,7 @@ class PhotoInstances:
     per non-crowd person, and each mask's best IoU with one of them (for --dump)."""
 
     results: list[dict]
+    confidence_results: list[dict]
     annotations: list[dict]
     found: list[tuple[str, bool, bool]]
     best_iou: list[float]
@@ -240,12 +246,14 @@ def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_sco
     detector's score then and now)."""
     rles = [mask_utils.encode(np.asfortranarray(m.mask.astype(np.uint8))) for m in masks]
     pred_boxes = np.array([m.person.bbox for m in masks], np.float32).reshape(-1, 4)
-    results = []
+    results, confidence_results = [], []
     for m, rle in zip(masks, rles, strict=True):
         score = m.score
         if mask_only_score and m.person.detection_score and m.person.source == "keypoints":
-            score = m.score / m.person.detection_score  # box people were ranked by the detector's score
+            score = m.confidence / m.person.detection_score  # box people were ranked by the detector's score
         results.append({"image_id": photo.image["id"], "segmentation": rle, "score": float(score)})
+        confidence = m.confidence if m.confidence is not None else m.score
+        confidence_results.append({**results[-1], "score": float(confidence)})
     annotations = []
     for ann in photo.people:
         next_id[0] += 1
@@ -258,7 +266,7 @@ def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_sco
     best = [0.0] * len(rles)
     if rles and gt_rles:
         best = np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
-    return PhotoInstances(results, annotations, found, best)
+    return PhotoInstances(results, confidence_results, annotations, found, best)
 
 
 def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None:
@@ -266,6 +274,7 @@ def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None
     tally.instances = True
     tally.coco_images.append(photo.image)
     tally.coco_results += instances.results
+    tally.confidence_results += instances.confidence_results
     tally.coco_people += instances.annotations
     for bucket, boxed, masked in instances.found:
         counts = tally.buckets[bucket]
@@ -379,6 +388,7 @@ def main() -> None:
                 box_segmenter=c.box_segmenter,
                 box_prior=c.box_prior,
                 segmentation_weight=c.segmentation_weight,
+                calibration=c.calibration,
             )
             union = np.zeros(image.shape[:2], bool)
             if masks:
@@ -392,7 +402,9 @@ def main() -> None:
                     row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}
                     row.update(bbox=[round(float(v), 1) for v in m.person.bbox], source=m.person.source)
                     row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))
-                    row.update(expected_iou=None if m.expected_iou is None else round(m.expected_iou, 4))
+                    parts = {"quality": m.quality, "expected_iou": m.expected_iou, "prior_agreement": m.prior_agreement}
+                    row.update({k: None if v is None else round(v, 4) for k, v in parts.items()})
+                    row.update(detection_score=m.person.detection_score)
                     dump.write(json.dumps(row) + "\n")
             if args.overlays and method in with_overlays and photo.people:
                 write_overlay(args.overlays, photo, image, method, masks)
@@ -427,8 +439,12 @@ def main() -> None:
                 f"{b} {i['box_recall']:.2f}/{i['mask_recall']:.2f} (loss {i['loss']:+.2f}, {i['people']})"
                 for b, i in ((b, inst[b]) for b in SIZE_BUCKETS if b in inst)
             ]
-            ap = inst["mask_ap"]
-            print(f"{dataset:14s} {method:17s} {'  '.join(cells)}  AP {ap['AP']:.3f} AP-large {ap['AP_large']:.3f}")
+            ap, old = inst["mask_ap"], inst.get("mask_ap_confidence")
+            by_confidence = f" (by confidence {old['AP']:.3f})" if old else ""
+            print(
+                f"{dataset:14s} {method:17s} {'  '.join(cells)}  AP {ap['AP']:.3f}{by_confidence} "
+                f"AP-large {ap['AP_large']:.3f}"
+            )
     line = {
         "bench": "nightly_quality",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

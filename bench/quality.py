@@ -1,9 +1,11 @@
 """Does a mask's quality score say how good it is? Rank correlation, calibration and AP, in one run.
 
     python bench/quality.py [--config configs/shipped.cfg] [--nightly-dump dump.jsonl]
+                            [--fit-calibration models/weights/posemask_unet/quality.json]
 
-The score is models.quality.expected_iou: the IoU a mask is expected to have from its own
-probability map. Measured against the true IoU of each mask:
+The score is models.quality.mask_quality: the IoU a mask is expected to have, from its own
+probability map and its agreement with the person's pose prior, through the shipped model's
+calibration. Measured against the true IoU of each mask:
 
   - with ground-truth keypoints, on the evaluation sets (--sets, default coco/val ochuman/val):
     the [shipped] network's PredictMasks probabilities of every instance (the DAG's own outputs:
@@ -11,10 +13,18 @@ probability map. Measured against the true IoU of each mask:
   - without keypoints, on the nightly bench's sets: a `bench/nightly_quality.py --dump` file, its
     posemask rows (each detected person's mask, its expected IoU and its best IoU with a person).
 
-Figures per set: Spearman's rho between score and true IoU (target >= 0.6 with keypoints, >= 0.5
-without), mean true IoU per score decile (the calibration table: should rise), and, with
-keypoints, COCO mask AP when the masks are ranked by the quality score against the score they
-have today (their mean probability). Appends one JSON line to bench/results/quality.jsonl.
+Figures per set: Spearman's rho between quality and true IoU (target >= 0.6 with keypoints, >= 0.5
+without; without keypoints over the matched masks, those that overlap a true person: a false
+detection is the detector's score's to rank), the calibration table (mean quality and mean true
+IoU per bin of equal count, by rising quality: should rise; ten bins, fewer where a bin would hold
+under MIN_BIN_MASKS masks, whose mean is then mostly noise), and, with keypoints, COCO mask AP when
+the masks are ranked by quality against the confidence they were ranked by before (their mean
+probability; the nightly AP of both is bench/nightly_quality.py's). Appends one JSON line to
+bench/results/quality.jsonl.
+
+--fit-calibration FILE fits the quality calibration (models.quality.fit_calibration) on the nightly
+dump's --fit-on set (the validation set, coco128train: never an evaluation set), its matched masks'
+raw quality against their true IoU, and writes it to FILE (the shipped model's quality.json).
 """
 
 from __future__ import annotations
@@ -42,11 +52,15 @@ def spearman(score: np.ndarray, truth: np.ndarray) -> float:
     return float(spearmanr(score, truth).statistic) if len(score) > 2 else float("nan")
 
 
+MIN_BIN_MASKS = 15  # a bin's mean true IoU has a standard error of about 0.25 / sqrt(masks)
+
+
 def deciles(score: np.ndarray, truth: np.ndarray, bins: int = 10) -> list[dict]:
-    """Mean true IoU per bin of equal count, by rising score."""
+    """Mean score and true IoU per bin of equal count, by rising score: `bins` bins, fewer where a
+    bin would hold under MIN_BIN_MASKS masks (two at least)."""
     order = np.argsort(score, kind="stable")
     out = []
-    for chunk in np.array_split(order, min(bins, len(order))):
+    for chunk in np.array_split(order, max(2, min(bins, len(order) // MIN_BIN_MASKS))):
         if chunk.size:
             out.append(
                 {
@@ -58,11 +72,17 @@ def deciles(score: np.ndarray, truth: np.ndarray, bins: int = 10) -> list[dict]:
     return out
 
 
+def rises(table: list[dict]) -> bool:
+    """Whether a calibration table's mean true IoU never falls from one bin to the next."""
+    return all(b["true_iou"] >= a["true_iou"] for a, b in zip(table, table[1:], strict=False))
+
+
 def with_keypoints(network: str, dataset: str, split: str) -> dict:
     """Expected and true IoU of every instance of one evaluation set, and AP by either score."""
+    from models.assets import SHIPPED_DIR
     from models.evaluation import coco_mask_ap, score_instance
     from models.masks import encode_rle
-    from models.quality import expected_iou
+    from models.quality import QUALITY_FILE, mask_quality, read_calibration
     from pipeline import config
     from pipeline.cache import BuildCache
     from pipeline.lib.cachebuild import cache_samples
@@ -77,7 +97,8 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
         raise SystemExit(f"{network} has no predictions on {dataset}/{split}: run bench/accuracy.py first")
     records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
     root = cache_task.dataset_root()
-    samples = cache_samples(cache_task.output()["cache"].path, ("instance_id", "mask", "affine"))
+    samples = cache_samples(cache_task.output()["cache"].path, ("instance_id", "mask", "affine", "prior"))
+    calibration = read_calibration(SHIPPED_DIR / QUALITY_FILE)
     quality, truth, gt, by_mean, by_quality = [], [], [], [], []
     for sample, prob in zip(samples, stream_predictions(predict.output()["pred"].path), strict=True):
         record = records[int(sample["instance_id"])]
@@ -86,45 +107,81 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
             prob, sample["mask"], sample["affine"], gt_full, settings.threshold, settings.boundary_px,
             record_ignore(record, root),
         )  # fmt: skip
-        q = expected_iou(prob, settings.threshold)
+        q = mask_quality(prob, sample["prior"], settings.threshold, calibration)
         quality.append(q)
         truth.append(row["iou_full"])
         gt.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
         result = {"image_id": record["image_id"], "category_id": 1, "segmentation": encode_rle(full)}
-        by_mean.append({**result, "score": row["score"]})
+        by_mean.append({**result, "score": row["confidence"]})
         by_quality.append({**result, "score": q})
     q, t = np.array(quality), np.array(truth)
+    table = deciles(q, t)
     return {
         "masks": len(q),
         "rho": round(spearman(q, t), 3),
         "rho_mean_probability": round(spearman(np.array([r["score"] for r in by_mean]), t), 3),
-        "deciles": deciles(q, t),
+        "deciles": table,
+        "deciles_rise": rises(table),
         "mask_ap_mean_probability": round(coco_mask_ap(gt, by_mean)["AP"], 4),
         "mask_ap_quality": round(coco_mask_ap(gt, by_quality)["AP"], 4),
     }
 
 
+def matched_rows(dump: Path, dataset: str) -> list[dict]:
+    """posemask's masks of one dataset of a nightly dump that have a quality and overlap a person."""
+    rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
+    return [
+        r
+        for r in rows
+        if r["dataset"] == dataset
+        and r["method"] == "posemask"
+        and r.get("expected_iou") is not None
+        and r["best_iou"] > 0
+    ]
+
+
 def without_keypoints(dump: Path) -> dict[str, dict]:
-    """Per dataset of a nightly_quality --dump: rho and deciles of expected IoU against best IoU
-    (posemask's masks with a probability map behind them)."""
+    """Per dataset of a nightly_quality --dump: rho and calibration table of quality against the
+    best IoU of the matched masks, and rho of the score (detector x quality) over all masks."""
     rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
     figures = {}
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = [r for r in rows if r["dataset"] == dataset and r["method"] == "posemask"]
-        scored = [r for r in mine if r.get("expected_iou") is not None]
+        scored = matched_rows(dump, dataset)
         if len(scored) < 3:
             continue
-        q = np.array([r["expected_iou"] for r in scored])
+        q = np.array([r["quality"] for r in scored])
         t = np.array([r["best_iou"] for r in scored])
-        old = np.array([r["score"] for r in scored])
+        table = deciles(q, t)
         figures[dataset] = {
             "masks": len(scored),
-            "masks_without_probability": len(mine) - len(scored),
+            "masks_unmatched": sum(r["best_iou"] == 0 for r in mine),
+            "masks_without_quality": sum(r.get("quality") is None for r in mine),
             "rho": round(spearman(q, t), 3),
-            "rho_old_score": round(spearman(old, t), 3),
-            "deciles": deciles(q, t),
+            "rho_expected_iou_alone": round(spearman(np.array([r["expected_iou"] for r in scored]), t), 3),
+            "rho_score_all_masks": round(
+                spearman(np.array([r["score"] for r in mine]), np.array([r["best_iou"] for r in mine])), 3
+            ),
+            "deciles": table,
+            "deciles_rise": rises(table),
         }
     return figures
+
+
+def fit_shipped_calibration(dump: Path, dataset: str, target: Path) -> None:
+    """Fit the quality calibration on one dataset of a nightly dump (raw quality: the dump's quality
+    must have been made without a calibration) and write it to `target`."""
+    from models.quality import combine_quality, fit_calibration, write_calibration
+
+    rows = matched_rows(dump, dataset)
+    raw = np.array([combine_quality(r["expected_iou"], r["prior_agreement"]) for r in rows])
+    truth = np.array([r["best_iou"] for r in rows])
+    calibration = fit_calibration(raw, truth)
+    write_calibration(
+        target, calibration, fitted_on=f"{dataset} (bench/nightly_quality.py), {len(rows)} matched masks",
+        commit=git_commit(), date=dt.date.today().isoformat(),
+    )  # fmt: skip
+    print(f"quality calibration of {len(rows)} {dataset} masks -> {target}")
 
 
 def main() -> None:
@@ -133,7 +190,14 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["coco/val", "ochuman/val"])
     parser.add_argument("--nightly-dump", type=Path, help="a bench/nightly_quality.py --dump file")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--fit-calibration", type=Path, help="write the calibration fitted on --fit-on here")
+    parser.add_argument("--fit-on", default="coco128train", help="the nightly dump's validation set")
     args = parser.parse_args()
+    if args.fit_calibration:
+        if not args.nightly_dump:
+            raise SystemExit("--fit-calibration needs --nightly-dump")
+        fit_shipped_calibration(args.nightly_dump, args.fit_on, args.fit_calibration)
+        return
 
     from pipeline.settings import load_settings
     from pipeline.train import shipped
@@ -148,10 +212,10 @@ def main() -> None:
         figures.update({f"nightly {k}": v for k, v in without_keypoints(args.nightly_dump).items()})
     for name, f in figures.items():
         ap = f" AP {f['mask_ap_mean_probability']:.3f} -> {f['mask_ap_quality']:.3f}" if "mask_ap_quality" in f else ""
-        old = f.get("rho_mean_probability", f.get("rho_old_score"))
-        print(f"{name:22s} {f['masks']:4d} masks  rho {f['rho']:.3f} (today's score {old:.3f}){ap}")
+        old = f.get("rho_mean_probability", f.get("rho_expected_iou_alone"))
+        print(f"{name:22s} {f['masks']:4d} masks  rho {f['rho']:.3f} (before {old:.3f}){ap}")
         steps = "  ".join(f"{d['score']:.2f}->{d['true_iou']:.2f}" for d in f["deciles"])
-        print(f"    deciles (score -> true IoU): {steps}")
+        print(f"    calibration (quality -> true IoU): {steps}  rises: {f['deciles_rise']}")
     append_result(
         args.results,
         {

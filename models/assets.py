@@ -3,7 +3,8 @@
     weights/yolox_nano/       YOLOX-nano person detector (Apache-2.0; LICENSE, NOTICE)
     weights/deeplabv3_mnv2/   DeepLab-v3 MobileNetV2, VOC (Apache-2.0; LICENSE, NOTICE)
     weights/posemask_unet/    the default PoseUNet of `posemask masks`: model.pt, crf.json
-                              (its dense-CRF parameters) and MODEL_CARD.md
+                              (its dense-CRF parameters), quality.json (its quality
+                              calibration, models/quality.py) and MODEL_CARD.md
 
 Nothing here is downloaded: `posemask masks` runs offline from these files.
 """

@@ -12,6 +12,7 @@ from pycocotools.cocoeval import COCOeval
 
 from models.crop import paste_back, warp_mask
 from models.metrics import boundary_f_score, iou
+from models.quality import expected_iou, mask_quality
 
 
 def score_instance(
@@ -22,14 +23,17 @@ def score_instance(
     threshold: float,
     boundary_px: int,
     ignore_full: np.ndarray | None = None,
+    prior_crop: np.ndarray | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Scores of one prediction.
 
     prob_crop: (S,S) probability; mask_crop: (S,S) ground truth at crop size; affine: (2,3)
     original -> crop; gt_full: (H,W) ground truth at full size; ignore_full: (H,W) bool pixels
-    left out of both IoUs (VOC's void band), or None. Returns ({iou_crop, iou_full, boundary_f,
-    score}, (H,W) uint8 pasted-back mask). `score` is the mean probability inside the predicted
-    mask: the confidence COCO AP ranks predictions by.
+    left out of both IoUs (VOC's void band), or None; prior_crop: (S,S) the person's prior. Returns
+    ({iou_crop, iou_full, boundary_f, confidence, quality, score}, (H,W) uint8 pasted-back mask).
+    `confidence` is the mean probability inside the predicted mask; `quality` the mask's expected
+    IoU (models.quality.mask_quality, uncalibrated; with no prior: its expected_iou); `score`, what
+    COCO AP ranks predictions by, is the quality.
     """
     pred_crop = prob_crop >= threshold
     full = paste_back(prob_crop, affine, gt_full.shape) >= threshold
@@ -37,11 +41,16 @@ def score_instance(
     ignore_crop = None
     if ignore_full is not None:
         ignore_crop = warp_mask(ignore_full.astype(np.uint8), affine, prob_crop.shape[0]).astype(bool)
+    quality = (
+        expected_iou(prob_crop, threshold) if prior_crop is None else mask_quality(prob_crop, prior_crop, threshold)
+    )
     scores = {
         "iou_crop": iou(pred_crop, mask_crop, ignore_crop),
         "iou_full": iou(full, gt_full, ignore_full),
         "boundary_f": boundary_f_score(pred_crop, mask_crop, boundary_px),
-        "score": confidence,
+        "confidence": confidence,
+        "quality": quality,
+        "score": quality,
     }
     return scores, full.astype(np.uint8)
 

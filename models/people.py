@@ -13,7 +13,7 @@ detected person without a usable pose (or with fewer than `min_keypoints` joints
 GrabCut initialised with the box (models.baselines.grabcut_person), and its `source` says so in
 every output. A posed person's probability can be fused with the pose estimator's own person
 segmentation (segmentation_weight, fuse_segmentation). With `grabcut`, the network's masks are
-refined by GrabCut, seeded by the network's probability. A mask's score is mask_score.
+refined by GrabCut, seeded by the network's probability. A mask's score is mask_score (its quality, models/quality.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from models.keypoints import COCO17_NAMES, outside_image
 from models.ownership import FEW_JOINTS, OwnerCheck, assign_poses
 from models.pose import PoseResult
 from models.prior import BoxPriorConfig
-from models.quality import expected_iou
+from models.quality import Calibration, combine_quality, expected_iou, prior_agreement
 from models.sample import CropConfig, box_person_sample, person_sample
 
 if TYPE_CHECKING:  # torch loads when a network runs, not when the nightly tasks are imported
@@ -73,12 +73,14 @@ class Person:
 class PersonMask:
     """One person's result, held in the window of the photo it can touch (its cost and memory do
     not grow with the photo): window (y0, y1, x0, x1); window_prob (y1-y0, x1-x0) float32, the
-    probability there (0 outside the window); score = mask_score: the mean probability inside the
-    predicted mask, times the detector's score for a detected person; image_hw the photo's (H, W);
-    threshold the mask's. `prob` and `mask` give the full-size (H,W) float32 / bool arrays when a
-    caller needs them. expected_iou: models.quality.expected_iou of the network's probability
-    map behind the mask (None for a mask with no probability behind it: the selfie segmenter or
-    GrabCut in a box)."""
+    probability there (0 outside the window); image_hw the photo's (H, W); threshold the mask's.
+    `prob` and `mask` give the full-size (H,W) float32 / bool arrays when a caller needs them.
+    quality: the mask's expected IoU with the truth (models.quality.mask_quality of the network's
+    probability and the person's prior; None for a mask with no probability behind it: the selfie
+    segmenter or GrabCut in a box), with its parts expected_iou and prior_agreement.
+    score = mask_score: what COCO AP ranks by, quality x the detector's score for a detected
+    person; confidence: the score before quality existed (the mean probability inside the mask,
+    times the detector's score), kept for comparison."""
 
     person: Person
     window_prob: np.ndarray
@@ -86,7 +88,10 @@ class PersonMask:
     score: float
     image_hw: tuple[int, int]
     threshold: float
+    quality: float | None = None
     expected_iou: float | None = None
+    prior_agreement: float | None = None
+    confidence: float | None = None
 
     @property
     def window_mask(self) -> np.ndarray:
@@ -256,6 +261,7 @@ def iter_person_masks(
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
+    calibration: Calibration | None = None,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -273,6 +279,8 @@ def iter_person_masks(
     Their probability is `threshold` inside that mask (so a pose-guided neighbour wins the pixels
     both claim). With `segmentation_weight` > 0, a posed person whose pose estimator made a person
     segmentation (Person.segmentation) gets the weighted mean of the two (fuse_segmentation).
+    calibration: the model's quality calibration (models.quality.read_calibration; None: the raw
+    quality), which scores each network-made mask (PersonMask.quality, .score).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -297,6 +305,7 @@ def iter_person_masks(
             batch_samples,
             box_prior,
             segmentation_weight,
+            calibration,
         )
 
 
@@ -313,6 +322,7 @@ def _batch_masks(
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
+    calibration: Calibration | None = None,
 ) -> Iterator[PersonMask]:
     h, w = image_rgb.shape[:2]
     if samples is None:
@@ -327,9 +337,8 @@ def _batch_masks(
             window = grabcut_window(person.bbox, (h, w))
             pasted = functools.partial(paste_back_window, prob, sample["affine"], window)
             mask = mask_in_box(person.bbox, window, threshold, pasted)
-            score = mask_score(person, prob, threshold)
-            quality = expected_iou(prob, threshold)
-            yield PersonMask(person, mask.astype(np.float32) * threshold, window, score, (h, w), threshold, quality)
+            mask_prob = mask.astype(np.float32) * threshold
+            yield scored_mask(person, mask_prob, window, (h, w), threshold, prob, sample["prior"], calibration)
             continue
         if person.source == SOURCE_BOX:
             window = grabcut_window(person.bbox, (h, w))
@@ -354,16 +363,47 @@ def _batch_masks(
         window_prob = paste_back_window(prob, sample["affine"], window)
         if fused:
             window_prob = fuse_segmentation(window_prob, window, evidence, segmentation_weight)
-        score = mask_score(person, window_prob if fused else prob, threshold)
-        quality = expected_iou(window_prob if fused else prob, threshold)
+        # a fused map is the mask's own probability; the prior's agreement is judged at crop size
+        own = window_prob if fused else None
+        result = scored_mask(person, window_prob, window, (h, w), threshold, prob, sample["prior"], calibration, own)
         if grabcut:
             mask = _grabcut_in_window(image_rgb, person.bbox, window, window_prob, threshold)
             window_prob = np.where(mask, np.maximum(window_prob, threshold), 0.0).astype(np.float32)
-        yield PersonMask(person, window_prob, window, score, (h, w), threshold, quality)
+        result.window_prob = window_prob
+        yield result
 
 
-def mask_score(person: Person, prob: np.ndarray, threshold: float) -> float:
-    """A mask's confidence, which COCO AP ranks by: the mean probability inside the mask (prob >=
+def scored_mask(
+    person: Person,
+    window_prob: np.ndarray,
+    window: Window,
+    image_hw: tuple[int, int],
+    threshold: float,
+    prob: np.ndarray,
+    prior: np.ndarray,
+    calibration: Calibration | None,
+    own_prob: np.ndarray | None = None,
+) -> PersonMask:
+    """The PersonMask of a network-made mask, scored from its (S,S) crop probability and prior
+    (own_prob: the probability the mask is cut from when it is not `prob`, a fused map)."""
+    own = prob if own_prob is None else own_prob
+    eiou, agreement = expected_iou(own, threshold), prior_agreement(prob, prior, threshold)
+    quality = combine_quality(eiou, agreement, calibration)
+    score, confidence = mask_score(person, quality), mask_confidence(person, own, threshold)
+    return PersonMask(person, window_prob, window, score, image_hw, threshold, quality, eiou, agreement, confidence)
+
+
+def mask_score(person: Person, quality: float) -> float:
+    """What COCO AP ranks a mask by: its quality, times the detector's score for a detected person.
+
+    Measured by bench/quality.py and bench/nightly_quality.py (bench/README.md "Quality"): mask AP
+    ranked this way against the confidence (mask_confidence) it replaced.
+    """
+    return quality * person.detection_score if person.detection_score is not None else quality
+
+
+def mask_confidence(person: Person, prob: np.ndarray, threshold: float) -> float:
+    """The score before quality (issue 20's): the mean probability inside the mask (prob >=
     threshold; 0 for an empty mask), times the detector's score for a detected person.
 
     Measured on coco128train (val2017) with the nightly defaults: mask AP 0.199 (0.335) ranked by
@@ -457,6 +497,7 @@ def segment_people(
     box_segmenter: BoxSegmenter | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
+    calibration: Calibration | None = None,
 ) -> list[PersonMask]:
     """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
     batch = max(len(people), 1)
@@ -474,6 +515,7 @@ def segment_people(
         None,
         box_prior,
         segmentation_weight,
+        calibration,
     )
     return list(masks)
 

@@ -38,6 +38,7 @@ from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
 from models.detect import DetectorConfig
 from models.people import Person, estimate_people, iter_person_masks, person_samples
+from models.quality import QUALITY_FILE, Calibration, read_calibration
 from pipeline import config
 from pipeline.config import with_range
 from pipeline.core import PoseMaskTask
@@ -182,6 +183,14 @@ class MaskSettings:
             return file_hash(require(SHIPPED_CRF))
         return dict(self.crf_params)
 
+    def quality_calibration(self) -> Calibration | None:
+        """The model's quality calibration: the shipped model's quality.json, or the quality.json
+        beside a model file; None (the raw quality) for a peer and the DAG's named models."""
+        if self.method != POSEMASK or self.model in MODELS:
+            return None
+        folder = SHIPPED_MODEL.parent if self.model == SHIPPED_NAME else Path(self.model).parent
+        return read_calibration(folder / QUALITY_FILE)
+
     def model_id(self) -> str:
         """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""
         if self.method != POSEMASK:
@@ -203,6 +212,8 @@ class MaskSettings:
             base += "+flip"
         if self.bf16:  # the setting, not whether this machine applies it: shards stay machine-independent
             base += "+bf16"
+        if (calibration := self.quality_calibration()) is not None:  # it changes each result's score
+            base += f"+quality:{short_hash(calibration.to_dict(), 8)}"
         settings = {
             "crop": config.crop().to_crop_config().to_dict(),
             "threshold": config.evaluation().threshold,
@@ -425,6 +436,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
             return estimate_people(image, detector.detect, estimate, self.min_keypoints, box_fallback, pose_check)
 
         box_segmenter, box_prior = box_person_segmenter(), config.detect().box_prior()
+        calibration = self.quality_calibration()
 
         def samples(image: np.ndarray, people: list[Person]) -> list[dict] | None:
             # made ahead (in the read-ahead thread) up to one batch: more would hold many crops at once
@@ -447,6 +459,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
                 samples,
                 box_prior,
                 segmentation_weight,
+                calibration,
             )
 
         peer = peer_segmenter(self.method).segment if self.method != POSEMASK else None

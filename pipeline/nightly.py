@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,7 @@ from models.peers import PEERS, make_peer
 from models.people import BoxSegmenter, Person, estimate_people
 from models.pose import PoseEstimator
 from models.prior import BoxPriorConfig
+from models.quality import QUALITY_FILE, Calibration, read_calibration
 from models.sample import CropConfig
 from pipeline import config
 from pipeline.crf import read_crf_file
@@ -92,6 +94,7 @@ class Nightly:
     box_prior: BoxPriorConfig | None
     segmentation_weight: float
     detect_settings: dict  # config.detect().settings() when these components were made
+    calibration: Calibration | None = None  # the model's quality.json (models/quality.py), if it has one
 
     def find_people(self, image_rgb: np.ndarray) -> list[Person]:
         """The people of a photo without keypoints, exactly as MaskShard finds them."""
@@ -143,4 +146,5 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
         config.detect().box_prior(),
         config.pose().segmentation_weight,
         config.detect().settings(),
+        read_calibration(Path(path).parent / QUALITY_FILE),
     )

@@ -28,6 +28,7 @@ import luigi  # noqa: E402
 
 from bench.record import git_commit  # noqa: E402
 from models.assets import SHIPPED_CRF, SHIPPED_DIR, SHIPPED_MODEL  # noqa: E402
+from models.quality import QUALITY_FILE  # noqa: E402
 
 ACCURACY_RESULTS = REPO / "bench" / "results" / "accuracy.jsonl"
 MAX_BYTES = 20 * 1024 * 1024
@@ -41,6 +42,18 @@ TERMS = {
     "copyright, research use; images never enter this repository",
     "coco128train": "COCO 2017 train panoptic person segments (coco128): COCO terms as above",
 }
+
+
+def quality_row() -> str:
+    """The card's row on quality.json, the calibration of each mask's quality (models/quality.py)."""
+    path = SHIPPED_DIR / QUALITY_FILE
+    if not path.is_file():
+        return "| quality calibration | none yet: `bench/quality.py --fit-calibration` writes `quality.json` |"
+    fitted_on = json.loads(path.read_text()).get("fitted_on", "?")
+    return (
+        f"| quality calibration | `quality.json` (sha256 `{sha256(path)}`): fitted on {fitted_on} by "
+        "`bench/quality.py --fit-calibration` over a `bench/nightly_quality.py --dump` of this model |"
+    )
 
 
 def sha256(path: Path) -> str:
@@ -144,6 +157,7 @@ def model_card(
         f"({summary['selected']}) |",
         f"| validated on | {', '.join(summary['validate_on'])} (best validation IoU {summary['best_val_iou']:.3f}) |",
         f"| CRF tuned on | {crf_info.get('tuned_on', '?')} ({crf_info.get('samples')} people) |",
+        quality_row(),
         "| never trained or tuned on | COCO val2017, OCHuman, VOC val (the evaluation sets) |",
         f"| trained at | commit `{line['commit'] if line else git_commit()}`, config `{shown_config}` |",
         "| reproduce | `make shipped-model` (point the `[dataset.*]` roots of the config at your copies) |",

@@ -375,6 +375,7 @@ class PhotoMasker:
         files.append(self.write_labels(rel, labels.result()))
         self.remove_masks(rel, keep=len(records))
         row.update(outcome="done", files=files, people=len(records), people_from_box=from_box)
+        row["quality"] = [r.get("quality") for r in records]  # per person, in order (None: no probability)
         if pose_reasons:
             row["pose_reasons"] = dict(sorted(pose_reasons.items()))
         return records
@@ -476,8 +477,8 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
     }
     if m.person.pose_reason:
         record["pose_reason"] = m.person.pose_reason
-    if m.expected_iou is not None:  # the mask's expected IoU from its own probability map (models/quality.py)
-        record["expected_iou"] = round(m.expected_iou, 4)
+    if m.quality is not None:  # the mask's expected IoU with the truth (models/quality.py); score = det x quality
+        record["quality"] = round(m.quality, 4)
     if m.person.annotation_id is not None:
         record["annotation_id"] = m.person.annotation_id
     return record

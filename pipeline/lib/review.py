@@ -2,7 +2,7 @@
 
 build_review(out, summary, rows, results, input_dir, page_size) -> pages written
     one card per manifest row: a thumbnail with each person's mask outline, skeleton and expected
-    IoU (results.json's `expected_iou`), the photo's state and reason; sorted worst first (skipped,
+    IoU (results.json's `quality`), the photo's state and reason; sorted worst first (skipped,
     then no person found, then by the lowest expected IoU of its people); `page_size` cards per
     page (index.html, page-2.html, ...), so that a folder of 100,000 photos gives pages that load
     at once; a header with the night's counts, time, model and settings; filters for low quality,
@@ -18,6 +18,7 @@ system, no server.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,8 +47,8 @@ def card_key(row: dict) -> str:
 
 
 def photo_quality(records: Sequence[dict]) -> float | None:
-    """The lowest expected IoU of a photo's people (None: no person has one)."""
-    values = [r["expected_iou"] for r in records if r.get("expected_iou") is not None]
+    """The lowest quality (expected IoU) of a photo's people (None: no person has one)."""
+    values = [r["quality"] for r in records if r.get("quality") is not None]
     return min(values) if values else None
 
 
@@ -90,7 +91,7 @@ def draw_pictures(image_path: Path, records: Sequence[dict], thumb: Path, full: 
     keypoints = [np.asarray(r["keypoints"], np.float32).reshape(-1, 3) if r.get("keypoints") else None for r in records]
     keypoints = [k if k is not None and k.shape == (17, 3) else None for k in keypoints]
     labels = [
-        f"{r.get('person', k)} " + (f"q {r['expected_iou']:.2f}" if r.get("expected_iou") is not None else "box")
+        f"{r.get('person', k)} " + (f"q {r['quality']:.2f}" if r.get("quality") is not None else "box")
         for k, r in enumerate(records)
     ]
     boxes = [r["bbox"] for r in records]
@@ -198,6 +199,7 @@ def build_review(
 ) -> int:
     """Write OUTPUT/review (see the module docstring) -> the number of pages. Pictures of a photo
     whose file cannot be read are left out of its card (the card still says what happened)."""
+    started = time.perf_counter()
     review = out / REVIEW_DIR
     by_photo: dict[str, list[dict]] = {}
     for record in results:
@@ -231,5 +233,7 @@ def build_review(
         for picture in (review / folder).glob("*.jpg"):
             if picture.stem not in keys_in_use:
                 picture.unlink(missing_ok=True)
-    write_json(review / "review.json", {"pages": pages, "photos": len(cards), "page_size": page_size})
+    seconds = round(time.perf_counter() - started, 3)
+    facts = {"pages": pages, "photos": len(cards), "page_size": page_size, "seconds": seconds}
+    write_json(review / "review.json", facts)
     return pages

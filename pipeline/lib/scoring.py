@@ -21,7 +21,8 @@ from pipeline.lib.predictions import stream_predictions
 from pipeline.lib.records import record_ignore, record_mask
 
 # Columns of scores.csv (and of the report's iou.csv after set and method).
-SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "score")
+# score: what AP ranks by, the mask's quality (models/quality.py); confidence: its mean probability
+SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "confidence", "quality", "score")
 
 
 @dataclass
@@ -60,13 +61,15 @@ def score_predictions(
     """
     scores, gt_masks = Scores(), []
     total = cache_size(cache_path)
-    samples = cache_samples(cache_path, ("instance_id", "mask", "affine"))
+    samples = cache_samples(cache_path, ("instance_id", "mask", "affine", "prior"))
     pairs = zip(samples, stream_predictions(pred_path), strict=True)
     for i, (sample, prob) in enumerate(tqdm(pairs, total=total, desc=desc)):
         record = records[int(sample["instance_id"])]
         gt_full = record_mask(record, root)
         ignore = record_ignore(record, root)
-        row, full = score_instance(prob, sample["mask"], sample["affine"], gt_full, threshold, boundary_px, ignore)
+        row, full = score_instance(
+            prob, sample["mask"], sample["affine"], gt_full, threshold, boundary_px, ignore, sample["prior"]
+        )
         scores.rows.append({"image_id": record["image_id"], "instance_id": record["instance_id"], **row})
         gt_masks.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
         scores.results.append(

@@ -1,11 +1,24 @@
-"""models.quality: the expected IoU of a probability map with its own mask, and its calibration."""
+"""models.quality: a mask's quality from its probability map and its prior, and its calibration."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from models.quality import Calibration, expected_iou, fit_calibration
+from models.quality import (
+    PRIOR_EXPONENT,
+    QUALITY_FILE,
+    Calibration,
+    combine_quality,
+    expected_iou,
+    fit_calibration,
+    mask_quality,
+    prior_agreement,
+    read_calibration,
+    write_calibration,
+)
 
 
 def test_a_sharp_map_expects_a_high_iou_and_an_unsure_one_a_low_one():
@@ -39,7 +52,7 @@ def test_the_calibration_is_monotone_and_reads_as_the_measured_iou():
     true = np.clip(0.2 + 0.7 * raw**2 + rng.normal(0, 0.05, raw.size), 0, 1)
     cal = fit_calibration(raw, true, bins=10)
     grid = np.linspace(0, 1, 50)
-    assert np.all(np.diff(cal.apply(grid)) >= 0)
+    assert np.all(np.diff(cal.apply(grid)) > 0)  # strictly: the raw score's order is kept
     for lo, hi in ((0.0, 0.1), (0.45, 0.55), (0.9, 1.0)):
         inside = (raw >= lo) & (raw < hi)
         assert float(np.mean(cal.apply(raw[inside]))) == pytest.approx(float(true[inside].mean()), abs=0.05)
@@ -47,5 +60,42 @@ def test_the_calibration_is_monotone_and_reads_as_the_measured_iou():
     # a noisy, non-monotone relation is pooled into a monotone one
     bumpy = fit_calibration(np.arange(6.0), np.array([0.1, 0.5, 0.3, 0.6, 0.55, 0.9]), bins=6)
     assert list(bumpy.iou) == pytest.approx([0.1, 0.4, 0.4, 0.575, 0.575, 0.9])
+    assert bumpy.apply(1.5) < bumpy.apply(2.5) < bumpy.apply(3.0)  # pooled knots still rank apart
     with pytest.raises(ValueError):
         Calibration((0.5, 0.2), (0.1, 0.2))
+
+
+def test_prior_agreement_falls_when_the_mask_leaves_the_limbs_or_takes_a_neighbour():
+    prior = np.zeros((20, 20), np.uint8)
+    prior[5:15, 8:12] = 255  # the person's limbs
+    own = np.zeros((20, 20))
+    own[5:15, 8:12] = 0.9
+    assert prior_agreement(own, prior) == pytest.approx(1.0)
+    neighbour = own.copy()
+    neighbour[5:15, 12:20] = 0.9  # a second body taken along
+    assert prior_agreement(neighbour, prior) == pytest.approx(40 / 120)
+    assert prior_agreement(np.zeros((20, 20)), np.zeros((20, 20))) == 0.0
+    assert prior_agreement(own, prior.astype(np.float32) / 255) == pytest.approx(1.0)  # float prior in [0, 1]
+
+
+def test_quality_combines_both_parts_and_keeps_their_order_through_a_calibration(tmp_path):
+    prior = np.zeros((20, 20), np.uint8)
+    prior[5:15, 8:12] = 255
+    sharp, blob = np.zeros((20, 20)), np.zeros((20, 20))
+    sharp[5:15, 8:12] = 0.95
+    blob[3:17, 6:16] = 0.6
+    raw_sharp, raw_blob = mask_quality(sharp, prior), mask_quality(blob, prior)
+    assert raw_sharp == pytest.approx(expected_iou(sharp))  # agreement 1: the network's own estimate
+    assert raw_blob == pytest.approx(expected_iou(blob) * prior_agreement(blob, prior) ** PRIOR_EXPONENT)
+    assert 0 < raw_blob < raw_sharp <= 1
+    cal = Calibration((0.3, 0.6, 0.9), (0.2, 0.5, 0.5))
+    assert mask_quality(blob, prior, calibration=cal) < mask_quality(sharp, prior, calibration=cal)
+    assert combine_quality(0.8, 1.0, cal) == pytest.approx(cal.apply(0.8))
+    path = tmp_path / QUALITY_FILE
+    assert read_calibration(path) is None  # no file: the raw score is the quality
+    write_calibration(path, cal, fitted_on="test")
+    back = read_calibration(path)
+    assert back == cal and json.loads(path.read_text())["fitted_on"] == "test"
+    path.write_text('{"raw": [0.5, 0.2], "iou": [0.1, 0.2]}')
+    with pytest.raises(ValueError, match="not a quality calibration"):
+        read_calibration(path)

@@ -1,13 +1,15 @@
 """The review page of a night (pipeline/lib/review.py): one card per photo, worst first, filters,
-bounded pages, pictures drawn once per photo version. (A real-browser test is issue 23's next step.)"""
+bounded pages, pictures drawn once per photo version (in a real browser: test_review_browser.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.lib.review import REVIEW_DIR, build_review, card_key
 from tests.pipeline.test_generate import PHOTOS, VAL_IMAGES, copy_photos, generate, keypoints_subset, manifest_rows
@@ -48,6 +50,12 @@ def test_a_night_writes_one_card_per_photo_worst_first(tmp_path, luigi_config, t
         assert f'type="checkbox" value="{value}"' in text
     assert "corrupt.jpg" in text and "corrupt_image" in text  # the reason is on its card
     done = [r for r in rows if r["outcome"] == "done"]
+    results = [r for m in (out / "shards").glob("*/results.json") for r in json.loads(m.read_text())]
+    assert results and all(0 < r["quality"] <= 1 for r in results)
+    assert all(r["score"] == pytest.approx(r["quality"], abs=1e-4) for r in results)  # given keypoints: no detector
+    for row in done:  # each photo's row lists its people's quality, in order
+        mine = sorted((r for r in results if r["file_name"] == row["path"]), key=lambda r: r["person"])
+        assert row["quality"] == [r["quality"] for r in mine]
     for row in done:  # each done photo's thumbnail and full overlay, linked from its card
         key = card_key(row)
         assert (out / REVIEW_DIR / "thumbs" / f"{key}.jpg").is_file()
