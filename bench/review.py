@@ -2,13 +2,14 @@
 
     python bench/review.py --photos DIR [DIR ...] [--repeat 3]
 
-Links every photo of the given folders into one input folder, runs `posemask masks IN OUT --quiet`
-once as a user would (the shipped model, detector and pose estimator: no keypoints given), and
-reads the night's seconds (summary.json) and the review page's (review/review.json, the time
-build_review took: every photo's thumbnail and overlay drawn, every page written). Then times the
-same night again, which has nothing to do (median of --repeat fresh processes). Targets (issue 23):
-the page in <= 10 % of the night's time; the no-op night stays under 2 s (bench/startup.py times it
-over 1,000 finished photos). Appends one JSON line to bench/results/review.jsonl.
+Copies every photo of the given folders into one input folder (posemask refuses symlinks), runs
+`posemask masks IN OUT --quiet` once as a user would (the shipped model, detector and pose
+estimator: no keypoints given), and reads the night's seconds (summary.json) and the review
+page's (review/review.json, the time build_review took: every photo's thumbnail and overlay drawn,
+every page written). Then times the same night again, which has nothing to do (median of --repeat
+fresh processes). Targets (issue 23): the page in <= 10 % of the night's time; the no-op night
+stays under 2 s (bench/startup.py times it over 1,000 finished photos). Appends one JSON line to
+bench/results/review.jsonl.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ RESULTS = REPO / "bench" / "results" / "review.jsonl"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def link_photos(folders: list[Path], target: Path) -> int:
-    """Symlink the photos of `folders` into `target` (one subfolder per given folder) -> their count."""
+def copy_photos(folders: list[Path], target: Path) -> int:
+    """Copy the photos of `folders` into `target` (one subfolder per given folder) -> their count."""
     count = 0
     for n, folder in enumerate(folders):
         sub = target / f"{n}-{folder.name}"
         sub.mkdir(parents=True)
         for photo in sorted(folder.iterdir()):
             if photo.suffix.lower() in PHOTO_SUFFIXES:
-                (sub / photo.name).symlink_to(photo.resolve())
+                shutil.copyfile(photo, sub / photo.name)
                 count += 1
     return count
 
@@ -57,7 +58,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="posemask-review-"))
     try:
         photos, masks = root / "photos", root / "masks"
-        count = link_photos(args.photos, photos)
+        count = copy_photos(args.photos, photos)
         started = time.perf_counter()
         subprocess.run([str(POSEMASK), "masks", str(photos), str(masks), "--quiet"], cwd=root, check=True)
         wall = time.perf_counter() - started

@@ -144,7 +144,7 @@ def render_card(row: dict, records: Sequence[dict], key: str | None) -> str:
     lines = [f"<b>{html.escape(row.get('path', ''))}</b>", f"{html.escape(state)}"]
     if row.get("reason") and state != "done":
         lines.append(html.escape(f"{row['reason']}: {row.get('detail', '')}"))
-    lines.append(f"{len(records)} people" + (f", lowest expected IoU {quality:.2f}" if quality is not None else ""))
+    lines.append(f"{len(records)} people" + (f", lowest quality {quality:.2f}" if quality is not None else ""))
     picture = ""
     if key is not None:
         picture = f'<a href="full/{key}.jpg"><img loading="lazy" src="thumbs/{key}.jpg" alt=""></a>'

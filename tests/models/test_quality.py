@@ -99,3 +99,12 @@ def test_quality_combines_both_parts_and_keeps_their_order_through_a_calibration
     path.write_text('{"raw": [0.5, 0.2], "iou": [0.1, 0.2]}')
     with pytest.raises(ValueError, match="not a quality calibration"):
         read_calibration(path)
+
+
+def test_the_shipped_model_has_its_calibration():
+    from models.assets import SHIPPED_DIR
+
+    cal = read_calibration(SHIPPED_DIR / QUALITY_FILE)
+    assert cal is not None and len(cal.raw) >= 5  # fitted on the validation set's masks
+    grid = np.linspace(0, 1, 101)
+    assert np.all(np.diff(cal.apply(grid)) > 0) and 0 <= cal.apply(0.0) < cal.apply(1.0) <= 1
