@@ -24,6 +24,8 @@ from pipeline.lib.mask_shard import AMBIGUOUS_KEYPOINTS, SHARD_NAME, SHARDS_DIR
 
 STATE_DIR = ".posemask"
 OWNER_FILE = "input.json"
+# held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock, pipeline/cli.py)
+NIGHT_LOCK = "night.lock"
 
 
 class OutputInUseError(ValueError):
