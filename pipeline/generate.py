@@ -42,6 +42,15 @@ from pipeline import config
 from pipeline.config import with_range
 from pipeline.core import PoseMaskTask
 from pipeline.crf import TuneCRF, read_crf_file
+from pipeline.estimators import (
+    METHODS,
+    POSEMASK,
+    box_person_segmenter,
+    estimators,
+    peer_segmenter,
+    pose_estimate,
+    shipped_crf,
+)
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
 from pipeline.lib.folder import file_hash
 from pipeline.lib.keypoint_files import KeypointIndex, load_keypoint_file
@@ -56,15 +65,6 @@ from pipeline.lib.night import (
     summarize_rows,
 )
 from pipeline.lib.review import build_review
-from pipeline.nightly import (
-    METHODS,
-    POSEMASK,
-    box_person_segmenter,
-    estimators,
-    peer_segmenter,
-    pose_estimate,
-    shipped_crf,
-)
 from pipeline.settings import check_settings
 from pipeline.train import MODELS
 

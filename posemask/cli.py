@@ -4,7 +4,7 @@ but the standard library (the pipeline, Luigi, torch and OpenCV load only when a
     main(argv)       entry point of the console script; returns the exit code
     build_parser()   the argparse parser (every option, its help, the exit codes)
     add_what_arguments(masks) / add_how_arguments(masks)   the `masks` command's arguments, by kind
-    METHOD_NAMES     what --method accepts (pipeline.nightly.METHODS, checked by a test)
+    METHOD_NAMES     what --method accepts (pipeline.estimators.METHODS, checked by a test)
 
 The run itself is pipeline.cli.run_masks; the exit codes are posemask/exits.py's.
 """

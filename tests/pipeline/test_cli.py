@@ -287,7 +287,7 @@ def test_help_and_usage_errors_import_no_pipeline() -> None:
 
 
 def test_the_front_end_knows_every_method() -> None:
-    from pipeline.nightly import METHODS
+    from pipeline.estimators import METHODS
     from posemask.cli import METHOD_NAMES
 
     assert METHOD_NAMES == METHODS
