@@ -44,7 +44,7 @@ from pipeline.core import PoseMaskTask
 from pipeline.crf import read_crf_file
 from pipeline.estimators import POSEMASK, box_person_segmenter, estimators, peer_segmenter, pose_estimate, shipped_crf
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
-from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_intact, shard_name
+from pipeline.lib.mask_shard import make_shard
 from pipeline.lib.night import (
     STATE_DIR,
     Plan,
@@ -54,7 +54,9 @@ from pipeline.lib.night import (
     read_json_or_empty,
     summarize_rows,
 )
+from pipeline.lib.photo_masker import PhotoMasker
 from pipeline.lib.review import build_review
+from pipeline.lib.shard_folders import SHARDS_DIR, earlier_rows, shard_intact, shard_name
 from pipeline.mask_settings import MaskSettings, keypoint_index, native_bf16, network
 from pipeline.settings import check_settings
 
@@ -214,7 +216,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return luigi.LocalTarget(str(Path(self.output_dir) / SHARDS_DIR / self.shard_name() / "manifest.jsonl"))
 
     def complete(self) -> bool:
-        """The shard still holds what it promised (lib/mask_shard.shard_intact): a lost mask file,
+        """The shard still holds what it promised (lib/shard_folders.shard_intact): a lost mask file,
         results.json or manifest line makes it run again, redoing only the photos that lost something."""
         return shard_intact(Path(self.output().path).parent, self.items, Path(self.output_dir))
 

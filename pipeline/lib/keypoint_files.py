@@ -24,6 +24,8 @@ from models.keypoints import COCO17_NAMES
 from pipeline.lib.files import short_hash
 
 NUM_COCO_KEYPOINTS = len(COCO17_NAMES)
+# keypoints id of a photo matched only by a file name that several photos of the folder share
+AMBIGUOUS_KEYPOINTS = "file:ambiguous"
 
 
 @dataclass
