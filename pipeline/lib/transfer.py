@@ -296,11 +296,8 @@ def download(
         expected_size: size in bytes, or None to skip the size check.
         md5: expected hex MD5, or None.
         sha256: expected hex SHA-256, or None.
-        retries: extra attempts for transient failures in a row without progress (5).
-        backoff_s: first wait between attempts in seconds (2.0), doubled each time.
-        max_backoff_s: longest wait (60.0).
-        timeout_s: socket timeout in seconds for the connection and each read (60.0).
-        chunk_bytes: bytes per read/write (1 MiB).
+        retries, backoff_s, max_backoff_s, timeout_s, chunk_bytes: as in :class:`DownloadOptions` (5 retries
+            in a row without progress; waits from 2.0 s, doubled, at most 60.0 s; 60.0 s socket timeout; 1 MiB).
         progress: show a tqdm progress bar in bytes.
         on_progress: optional ``callback(bytes_done, bytes_total_or_None)`` after every chunk.
 
