@@ -85,7 +85,7 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
     from models.quality import QUALITY_FILE, mask_quality, read_calibration
     from pipeline import config
     from pipeline.cache import BuildCache
-    from pipeline.lib.cachebuild import cache_samples
+    from pipeline.lib.cachefile import cache_samples
     from pipeline.lib.predictions import stream_predictions
     from pipeline.lib.records import read_records, record_ignore, record_mask
     from pipeline.predict import PredictMasks

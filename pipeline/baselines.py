@@ -15,7 +15,7 @@ from models import coopcut, graphcut
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
-from pipeline.lib.cachebuild import cache_ids, cache_samples
+from pipeline.lib.cachefile import cache_ids, cache_samples
 from pipeline.lib.pools import pooled_map
 from pipeline.lib.predictions import timed, write_predictions
 

@@ -16,16 +16,10 @@ from tqdm import tqdm
 
 from pipeline import config
 from pipeline.core import PoseMaskTask
-from pipeline.lib.cachebuild import (
-    build_cache_file,
-    cache_files,
-    count_records,
-    merge_shard_summaries,
-    shard_file_name,
-    shard_range,
-    write_shard_index,
-)
+from pipeline.lib.cachebuild import build_cache_file, merge_shard_summaries, shard_range
+from pipeline.lib.cachefile import cache_files, shard_file_name, write_shard_index
 from pipeline.lib.files import write_json
+from pipeline.lib.records import count_records
 from pipeline.persons import COCOPersons, VOCPersons, dataset_root, persons_task
 
 

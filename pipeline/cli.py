@@ -6,8 +6,10 @@ GenerateMasks task (pipeline/generate.py) through Luigi, with a local scheduler 
 person detector and the default settings ship in the package, and work files go under OUTPUT
 (unless a config file sets [work] root).
 
-    run_masks(args, parser)   the exit code of one run (EXIT_* below, as `posemask --help` lists them)
-    main(argv)                posemask.cli.main: parse, then run_masks
+    run_masks(args, parser)   the exit code of one run (posemask/exits.py, as `posemask --help` lists them)
+
+The command line is parsed by posemask.cli.main, which calls run_masks; this module never imports
+it back (the exit codes live in posemask/exits.py, the night's lock name in pipeline/lib/night.py).
 """
 
 from __future__ import annotations
@@ -18,22 +20,13 @@ import sys
 from pathlib import Path
 
 from models.assets import SHIPPED_NAME
-from pipeline.lib.night import STATE_DIR, output_owner
-from pipeline.nightly import POSEMASK
-from posemask.cli import (  # noqa: F401 - the exit codes are part of this module's API
-    EXIT_BUSY,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_SKIPPED,
-    EXIT_USAGE,
-    NIGHT_LOCK,
-    build_parser,
-    main,
-)
+from pipeline.estimators import POSEMASK
+from pipeline.lib.night import NIGHT_LOCK, STATE_DIR, output_owner
+from posemask.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
 
 
 def check_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Errors a user can fix before anything runs (argparse exits with EXIT_USAGE)."""
+    """Errors a user can fix before anything runs (argparse exits with 2, EXIT_USAGE)."""
     if not Path(args.input_dir).is_dir():
         parser.error(f"INPUT {args.input_dir!r} is not a folder")
     if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():

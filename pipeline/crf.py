@@ -13,7 +13,7 @@ from models.crf import DEFAULT_COARSE_GRID, DEFAULT_REFINE_FACTOR, CRFParams, gr
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
-from pipeline.lib.cachebuild import cache_ids, cache_samples
+from pipeline.lib.cachefile import cache_ids, cache_samples
 from pipeline.lib.files import write_json
 from pipeline.lib.pools import pooled_map
 from pipeline.lib.predictions import prediction_attrs, stream_predictions, timed, write_predictions

@@ -28,16 +28,10 @@ from pathlib import Path
 import luigi
 
 from pipeline.core import work
-from pipeline.lib.fetch import (
-    ArchiveSpec,
-    DownloadOptions,
-    apply_mirror,
-    archive_name,
-    check_coco_layout,
-    check_voc_layout,
-    prepare_dataset,
-)
+from pipeline.lib.dataset_layouts import check_coco_layout, check_voc_layout
+from pipeline.lib.fetch import ArchiveSpec, prepare_dataset
 from pipeline.lib.files import write_json
+from pipeline.lib.transfer import DownloadOptions, apply_mirror, archive_name
 
 logger = logging.getLogger(__name__)
 

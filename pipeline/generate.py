@@ -20,13 +20,13 @@ place), so a killed shard resumes where it stopped; ``manifest.jsonl`` is rename
 Invariant: every manifest row with outcome "done" lists mask files that exist, and every image of
 a shard with another outcome has no mask files.
 
-The tasks hold parameters, model identity and locks; the plan and the summary are
-pipeline/lib/night.py's, a shard's work pipeline/lib/mask_shard.py's.
+The tasks hold the locks and call the plain code; their shared parameters and the model identity are
+pipeline/mask_settings.py's, the plan and the summary pipeline/lib/night.py's, a shard's work
+pipeline/lib/mask_shard.py's.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,19 +34,17 @@ from pathlib import Path
 import luigi
 import numpy as np
 
-from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
+from models.assets import SHIPPED_MODEL, SHIPPED_NAME, require
 from models.crf import CRFParams
 from models.detect import DetectorConfig
 from models.people import Person, estimate_people, iter_person_masks, person_samples
-from models.quality import QUALITY_FILE, Calibration, read_calibration
 from pipeline import config
 from pipeline.config import with_range
 from pipeline.core import PoseMaskTask
-from pipeline.crf import TuneCRF, read_crf_file
+from pipeline.crf import read_crf_file
+from pipeline.estimators import POSEMASK, box_person_segmenter, estimators, peer_segmenter, pose_estimate, shipped_crf
 from pipeline.lib.files import exclusive_lock, read_jsonl, short_hash, write_json
-from pipeline.lib.folder import file_hash
-from pipeline.lib.keypoint_files import KeypointIndex, load_keypoint_file
-from pipeline.lib.mask_shard import SHARDS_DIR, PhotoMasker, earlier_rows, make_shard, shard_intact, shard_name
+from pipeline.lib.mask_shard import make_shard
 from pipeline.lib.night import (
     STATE_DIR,
     Plan,
@@ -56,190 +54,13 @@ from pipeline.lib.night import (
     read_json_or_empty,
     summarize_rows,
 )
+from pipeline.lib.photo_masker import PhotoMasker
 from pipeline.lib.review import build_review
-from pipeline.nightly import (
-    METHODS,
-    POSEMASK,
-    box_person_segmenter,
-    estimators,
-    peer_segmenter,
-    pose_estimate,
-    shipped_crf,
-)
+from pipeline.lib.shard_folders import SHARDS_DIR, earlier_rows, shard_intact, shard_name
+from pipeline.mask_settings import MaskSettings, keypoint_index, native_bf16, network
 from pipeline.settings import check_settings
-from pipeline.train import MODELS
 
 LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
-
-
-@functools.lru_cache(maxsize=2)
-def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.unet.PoseUNet
-    """The network of a model file, loaded once per process while the file is unchanged (the
-    shards of a night run one after another in a process: each would load it again)."""
-    from models.train import load_model, resolve_device
-
-    net, _, _ = load_model(path, resolve_device(device))
-    return net
-
-
-def _native_bf16(device: str) -> bool:
-    from models.train import resolve_device
-    from models.unet import native_bf16
-
-    return native_bf16(resolve_device(device))
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_keypoint_file(path: str, size: int, mtime_ns: int) -> KeypointIndex:
-    return load_keypoint_file(path)
-
-
-def keypoint_index(path: str) -> KeypointIndex:
-    """load_keypoint_file, cached per process while the file is unchanged (shards share it)."""
-    stat = Path(path).stat()
-    return _cached_keypoint_file(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-class MaskSettings:
-    """Parameters GenerateMasks and MaskShard share (a mixin of luigi tasks; luigi finds parameters by dir())."""
-
-    input_dir = luigi.Parameter(description="folder of photos (searched recursively)")
-    output_dir = luigi.Parameter(description="where masks, manifests and summary.json go")
-    model = luigi.Parameter(
-        default=SHIPPED_NAME,
-        description=f"{SHIPPED_NAME} (the model inside the package) | unet-coco | unet-voc | path to a model.pt",
-    )
-    keypoints = luigi.Parameter(
-        default="",
-        description="COCO annotations/results JSON; empty = photo.json "
-        "beside each photo, else the built-in pose estimator",
-    )
-    method = luigi.ChoiceParameter(
-        choices=list(METHODS),
-        default=POSEMASK,
-        description="posemask, or a whole-photo peer to compare with (models.peers)",
-    )
-    crf = luigi.BoolParameter(default=False, description="refine masks with the dense CRF")
-    grabcut = luigi.BoolParameter(
-        default=False,
-        description="refine each network mask by GrabCut in the person's box (off: over 306 photos "
-        "of four sets, 0.702 mean IoU with it, 0.733 without, at 0.74x the speed; it helps where "
-        "people are small or occluded: coco128train +0.027, OCHuman +0.019)",
-    )
-    flip = luigi.BoolParameter(
-        default=True,
-        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="test-time flip of the network (as [PredictMasks] flip)",
-    )
-    bf16 = luigi.BoolParameter(
-        default=True,
-        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="the network in bf16 where the hardware computes it natively (CPUs with AMX / "
-        "AVX512-BF16, CUDA; float32 elsewhere): x1.9 forward on this CPU, masks IoU 0.999 to float32's",
-    )
-    max_pixels = with_range(
-        luigi.IntParameter(
-            default=64_000_000,
-            description="images with more pixels are refused from their header (decompression bombs)",
-        ),
-        1,
-    )
-    min_keypoints = with_range(
-        luigi.IntParameter(default=4, description="people with fewer keypoints get no mask"), 0, 17
-    )
-    crf_params = luigi.DictParameter(
-        default={}, description="CRFParams for a model given as a path (named models use TuneCRF's crf.json)"
-    )
-    device = luigi.Parameter(default="cpu", significant=False, description="cpu | cuda | auto")
-    people_per_batch = with_range(
-        luigi.IntParameter(
-            default=16,
-            significant=False,
-            description="people segmented at once: bounds one photo's memory, whatever its number of people",
-        ),
-        1,
-    )
-    progress = luigi.BoolParameter(
-        default=True,
-        significant=False,
-        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="a progress bar over each shard's photos",
-    )
-
-    def model_requirement(self) -> dict[str, luigi.Task]:
-        """The tasks that make the model (and the CRF parameters); none for a model file or a peer."""
-        if self.model not in MODELS or self.method != POSEMASK:
-            return {}
-        required: dict[str, luigi.Task] = {"model": MODELS[self.model]()}
-        if self.crf:
-            required["crf"] = TuneCRF(model=self.model)
-        return required
-
-    def crf_identity(self) -> object:
-        """What the CRF parameters come from: TuneCRF (named models), the shipped crf.json, or crf_params."""
-        if self.model in MODELS:
-            return TuneCRF(model=self.model).signature()
-        if self.model == SHIPPED_NAME:
-            return file_hash(require(SHIPPED_CRF))
-        return dict(self.crf_params)
-
-    def quality_calibration(self) -> Calibration | None:
-        """The model's quality calibration: the shipped model's quality.json, or the quality.json
-        beside a model file; None (the raw quality) for a peer and the DAG's named models."""
-        if self.method != POSEMASK or self.model in MODELS:
-            return None
-        folder = SHIPPED_MODEL.parent if self.model == SHIPPED_NAME else Path(self.model).parent
-        return read_calibration(folder / QUALITY_FILE)
-
-    def model_id(self) -> str:
-        """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""
-        if self.method != POSEMASK:
-            return f"peer:{self.method}/{short_hash({'threshold': config.evaluation().threshold}, 8)}"
-        if self.model in MODELS:
-            base = f"{self.model}:{MODELS[self.model]().signature()}"
-        elif self.model == SHIPPED_NAME:
-            base = f"{SHIPPED_NAME}:{file_hash(require(SHIPPED_MODEL))[:12]}"
-        else:
-            path = Path(self.model)
-            if not path.is_file():
-                raise FileNotFoundError(f"model {self.model!r} is neither {list(MODELS)} nor a model file")
-            base = f"file:{file_hash(path)[:12]}"
-        if self.crf:
-            base += f"+crf:{short_hash(self.crf_identity(), 8)}"
-        if self.grabcut:
-            base += "+grabcut"
-        if self.flip:
-            base += "+flip"
-        if self.bf16:  # the setting, not whether this machine applies it: shards stay machine-independent
-            base += "+bf16"
-        if (calibration := self.quality_calibration()) is not None:  # it changes each result's score
-            base += f"+quality:{short_hash(calibration.to_dict(), 8)}"
-        settings = {
-            "crop": config.crop().to_crop_config().to_dict(),
-            "threshold": config.evaluation().threshold,
-            "min_keypoints": self.min_keypoints,
-        }
-        return f"{base}/{short_hash(settings, 8)}"
-
-    def shared_params(self) -> dict:
-        names = (
-            "input_dir",
-            "output_dir",
-            "model",
-            "method",
-            "keypoints",
-            "crf",
-            "grabcut",
-            "flip",
-            "bf16",
-            "max_pixels",
-            "min_keypoints",
-            "crf_params",
-            "device",
-            "people_per_batch",
-            "progress",
-        )
-        return {name: getattr(self, name) for name in names}
 
 
 def read_json_list(manifest: str, name: str) -> list:
@@ -395,7 +216,7 @@ class MaskShard(MaskSettings, PoseMaskTask):
         return luigi.LocalTarget(str(Path(self.output_dir) / SHARDS_DIR / self.shard_name() / "manifest.jsonl"))
 
     def complete(self) -> bool:
-        """The shard still holds what it promised (lib/mask_shard.shard_intact): a lost mask file,
+        """The shard still holds what it promised (lib/shard_folders.shard_intact): a lost mask file,
         results.json or manifest line makes it run again, redoing only the photos that lost something."""
         return shard_intact(Path(self.output().path).parent, self.items, Path(self.output_dir))
 
@@ -409,10 +230,9 @@ class MaskShard(MaskSettings, PoseMaskTask):
             model_path = inputs["model"]["model"].path
         else:
             model_path = str(require(SHIPPED_MODEL)) if self.model == SHIPPED_NAME else self.model
-        stat = Path(model_path).stat()
-        net = _network(model_path, self.device, stat.st_size, stat.st_mtime_ns)
+        net = network(model_path, self.device)
         net.inference_flip = self.flip
-        net.inference_bf16 = self.bf16 and _native_bf16(self.device)
+        net.inference_bf16 = self.bf16 and native_bf16(self.device)
         crf = None
         if self.crf:
             if "crf" in inputs:

@@ -1,79 +1,38 @@
-"""What the nightly job needs inside one process: the detector and pose estimator of the current
-``[detect]`` / ``[pose]`` settings, and the shipped model with its CRF parameters.
+"""What the nightly job needs inside one process, assembled: the shipped model (or another) with its
+CRF parameters, the detector and pose estimator of the current ``[detect]`` / ``[pose]`` settings,
+and the ``[GenerateMasks]`` values that shape a mask.
 
-Plain code shared by MaskShard (pipeline/generate.py) and bench/nightly_quality.py, so the bench
-measures exactly what ``posemask masks`` runs.
+    nightly_components(model_path=None, crf=None) -> Nightly   everything MaskShard uses, in one object
+    Nightly.find_people(image) / Nightly.describe()           people of a photo; the settings, for a report
+
+Plain code for bench/nightly_quality.py (and tests), so the bench measures exactly what
+``posemask masks`` runs. The parts themselves (estimators, peers, the shipped CRF, METHODS) are
+pipeline/estimators.py's, which the tasks import; this module sits above GenerateMasks.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.assets import SHIPPED_CRF, SHIPPED_MODEL, require
+from models.assets import SHIPPED_MODEL, require
 from models.crf import CRFParams
 from models.detect import PersonDetector
 from models.ownership import OwnerCheck
-from models.peers import PEERS, make_peer
 from models.people import BoxSegmenter, Person, estimate_people
 from models.pose import PoseEstimator
 from models.prior import BoxPriorConfig
 from models.quality import QUALITY_FILE, Calibration, read_calibration
 from models.sample import CropConfig
 from pipeline import config
-from pipeline.crf import read_crf_file
+from pipeline.estimators import box_person_segmenter, estimators, pose_estimate, shipped_crf
+from pipeline.generate import GenerateMasks
 
 if TYPE_CHECKING:  # torch loads with the network (nightly_components), not with this module
     from models.unet import PoseUNet
-
-# What GenerateMasks can run: posemask itself, or a whole-photo peer to compare it with.
-POSEMASK = "posemask"
-METHODS: tuple[str, ...] = (POSEMASK, *sorted(PEERS))
-
-# (pid, detector and pose settings) -> (PersonDetector, PoseEstimator): the shards of one worker
-# share them (mediapipe graphs take ~1 s to build) and a forked worker builds its own.
-_ESTIMATORS: dict[tuple[int, str], tuple[PersonDetector, PoseEstimator]] = {}
-
-
-def estimators() -> tuple[PersonDetector, PoseEstimator]:
-    """(PersonDetector, PoseEstimator) for the current settings, made once per process."""
-    key = (os.getpid(), json.dumps(config.detect().settings(), sort_keys=True))
-    if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = (config.detect().detector(), config.pose().nightly_estimator())
-    return _ESTIMATORS[key]
-
-
-_PEERS: dict[tuple[int, str], object] = {}
-
-
-def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
-    """The whole-photo peer `name`, made once per process."""
-    key = (os.getpid(), name)
-    if key not in _PEERS:
-        _PEERS[key] = make_peer(name)
-    return _PEERS[key]
-
-
-def box_person_segmenter() -> BoxSegmenter | None:
-    """How a box person is segmented in its box ([detect] box_mask): the selfie segmenter made once
-    per process, or None for GrabCut from the box; unused with box_mask = network, where
-    config.detect().box_prior() is given instead (models.people.iter_person_masks)."""
-    return peer_segmenter("selfie").segment if config.detect().box_mask == "selfie" else None
-
-
-def pose_estimate(estimator: PoseEstimator, segmentation_weight: float):  # noqa: ANN201 - an Estimate
-    """What estimate_people calls per box: the pose with its segmentation when that is used."""
-    return estimator.estimate_pose if segmentation_weight > 0 else estimator.estimate
-
-
-def shipped_crf() -> CRFParams:
-    """The dense-CRF parameters tuned for the shipped model."""
-    return read_crf_file(require(SHIPPED_CRF))
 
 
 @dataclass
@@ -122,7 +81,6 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
     """The shipped model (or `model_path`, with `crf` or the shipped CRF) and the configured estimators."""
     from models.train import load_model
     from models.unet import native_bf16
-    from pipeline.generate import GenerateMasks
 
     path = str(require(SHIPPED_MODEL)) if model_path is None else model_path
     net, _, _ = load_model(path, "cpu")

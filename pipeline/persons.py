@@ -2,7 +2,8 @@
 
 COCOPersons (dataset coco) requires DownloadCOCO and VOCPersons requires DownloadVOC on the same
 root: an existing copy whose layout checks out is used as it is, otherwise it is downloaded. The
-record format is pipeline/lib/records.py's; the readers of each source are in pipeline/lib/annotations.py.
+record format is pipeline/lib/records.py's; the readers of each source are in pipeline/lib/annotations.py
+(COCO) and pipeline/lib/estimated_poses.py (VOC, and COCO-format datasets with estimated keypoints).
 """
 
 from __future__ import annotations
@@ -19,13 +20,8 @@ from tqdm import tqdm
 from pipeline import config
 from pipeline.core import PoseMaskTask, config_values
 from pipeline.download import DownloadCOCO, DownloadVOC
-from pipeline.lib.annotations import (
-    PersonFilter,
-    Tally,
-    coco_person_records,
-    voc_person_records,
-    with_estimated_keypoints,
-)
+from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
+from pipeline.lib.estimated_poses import voc_person_records, with_estimated_keypoints
 from pipeline.lib.files import write_json, write_jsonl
 
 # A named COCO-format dataset is a config section [dataset.NAME] (see COCOSource).

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
-from pipeline.lib.cachebuild import cache_ids
+from pipeline.lib.cachefile import cache_ids
 from pipeline.lib.predictions import write_predictions
 from pipeline.train import MODELS
 

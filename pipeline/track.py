@@ -51,7 +51,7 @@ class TrackKeypoints(PoseMaskTask):
 
     def run(self) -> None:
         from models.people import estimate_people
-        from pipeline.nightly import estimators
+        from pipeline.estimators import estimators
 
         source = Path(self.frames)
         names = frame_names(source)

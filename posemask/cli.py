@@ -3,9 +3,10 @@ but the standard library (the pipeline, Luigi, torch and OpenCV load only when a
 
     main(argv)       entry point of the console script; returns the exit code
     build_parser()   the argparse parser (every option, its help, the exit codes)
-    METHOD_NAMES     what --method accepts (pipeline.nightly.METHODS, checked by a test)
+    add_what_arguments(masks) / add_how_arguments(masks)   the `masks` command's arguments, by kind
+    METHOD_NAMES     what --method accepts (pipeline.estimators.METHODS, checked by a test)
 
-The run itself is pipeline.cli.run_masks.
+The run itself is pipeline.cli.run_masks; the exit codes are posemask/exits.py's.
 """
 
 from __future__ import annotations
@@ -20,15 +21,6 @@ POSEMASK = "posemask"
 # posemask itself, then the whole-photo peers of models.peers.PEERS (sorted): kept here as names so
 # that building the parser imports no model code; tests/pipeline/test_cli.py checks they agree
 METHOD_NAMES: tuple[str, ...] = (POSEMASK, "deeplab", "selfie")
-
-EXIT_OK = 0
-EXIT_SKIPPED = 1
-EXIT_USAGE = 2
-EXIT_FAILED = 3
-EXIT_BUSY = 4
-# stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143), pipeline.lib.stopping.exit_code_of
-# held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock)
-NIGHT_LOCK = "night.lock"
 
 DESCRIPTION = """\
 posemask: a mask for every person in every photo of a folder, using the pose-guided U-Net.
@@ -89,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MASKS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_what_arguments(masks)
+    add_how_arguments(masks)
+    return parser
+
+
+def add_what_arguments(masks: argparse.ArgumentParser) -> None:
+    """`posemask masks` arguments that say what is made: folders, keypoints, model, method."""
     masks.add_argument("input_dir", metavar="INPUT", help="folder of photos (searched recursively)")
     masks.add_argument("output_dir", metavar="OUTPUT", help="folder for masks, manifests and summary.json")
     masks.add_argument(
@@ -113,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=METHOD_NAMES,
         help=f"{POSEMASK} (default), or a whole-photo peer that needs no keypoints, to compare with",
     )
+
+
+def add_how_arguments(masks: argparse.ArgumentParser) -> None:
+    """`posemask masks` options that say how it runs: refinements, settings, workers, scheduler, output."""
     masks.add_argument(
         "--crf",
         action=argparse.BooleanOptionalAction,
@@ -143,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="central luigid scheduler, e.g. http://host:8082 (default: a local scheduler)",
     )
     masks.add_argument("--quiet", action="store_true", help="no progress bars or log lines: print only the summary")
-    return parser
 
 
 def package_version() -> str:

@@ -20,7 +20,8 @@ from models.crop import box_around, crop_affine, paste_back, warp_points
 from models.keypoints import coco17_to_joints14, joints_inside
 from models.masks import coco_instance_mask
 from models.sample import CropConfig, person_sample
-from pipeline.lib.annotations import MalformedJSONError, PersonFilter, Tally, coco_person_records
+from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
+from pipeline.lib.json_stream import MalformedJSONError
 from pipeline.lib.keypoint_files import load_keypoint_file
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True, width=32)

@@ -1,28 +1,32 @@
-"""Person records from COCO-format and VOC-format datasets (plain functions; tasks in pipeline/persons.py).
+"""Person records from COCO-format datasets, and the rules every reader shares (tasks in pipeline/persons.py).
+
+    coco_person_records(root, annotation_file, image_dir, dataset, split, filt, tally) -> records
+        the kept person instances of a COCO-format file, in two streaming passes (lib/json_stream.py)
+    index_coco_annotations(path, tally, count_persons) -> COCOIndex   pass 1: images, person category ids
+    PersonFilter        which instances are kept (luigi.cfg [persons])
+    Tally               kept count, skip reasons and the problems behind them (summary.json)
+    PoseCheck / pose_problem(kps, mask, check)   when an estimated pose is trusted for an instance mask
 
 Each reader yields persons.jsonl records (the format is documented once, in lib/records.py).
 Problems are reported as ``{file, record, reason}`` and counted by reason; nothing is silently
-dropped.
+dropped. Readers whose keypoints are estimated (VOC, ``keypoints = estimate``) are in
+lib/estimated_poses.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from models.keypoints import outside_image
-from models.masks import VOC_VOID, voc_person_instances
 from pipeline.lib.files import resolve_inside
-from pipeline.lib.images import read_rgb
-from pipeline.lib.records import RecordError, read_palette_png, record_mask
+from pipeline.lib.json_stream import JSONObjectStream, MalformedJSONError
 
 log = logging.getLogger("posemask.persons")
 # A box this many image sizes across is no person in the image (it would crop the whole photo).
@@ -73,130 +77,6 @@ class Tally:
             "warnings": dict(self.warnings),
             "problems": self.problems,
         }
-
-
-class MalformedJSONError(ValueError):
-    """A JSON file that does not parse, or lacks the structure a COCO annotation file needs."""
-
-
-JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
-JSON_DELIMITERS = frozenset(" \t\n\r,]}:")
-_DECODER = json.JSONDecoder()
-
-
-class JSONObjectStream:
-    """Reads a JSON file whose top level is an object, holding one array item at a time.
-
-    ``items(stream_keys)`` yields ``(key, index, item)`` for every item of the top-level arrays
-    named in `stream_keys` and ``(key, None, value)`` for every other top-level value, in file
-    order. Each value is parsed by the C decoder (``json.JSONDecoder.raw_decode``) from a text
-    buffer refilled `chunk_chars` at a time, so memory holds one item plus one buffer, not the file.
-    Errors raise MalformedJSONError naming the file.
-    """
-
-    def __init__(self, path: Path, chunk_chars: int = 1 << 20) -> None:
-        self.path, self.chunk_chars = Path(path), chunk_chars
-        self.buf, self.pos, self.eof = "", 0, False
-        self._file = None
-        #: the stream keys whose value was an array (possibly empty), as read so far
-        self.arrays: set[str] = set()
-
-    def _error(self, reason: str) -> MalformedJSONError:
-        return MalformedJSONError(f"malformed annotation JSON in {self.path}: {reason}")
-
-    def _fill(self, chars: int) -> bool:
-        """Append up to `chars` characters to the buffer (dropping what was consumed); False at EOF."""
-        chunk = self._file.read(chars)
-        if not chunk:
-            self.eof = True
-            return False
-        self.buf = self.buf[self.pos :] + chunk
-        self.pos = 0
-        return True
-
-    def _peek(self) -> str:
-        """The next non-whitespace character ('' at the end of the file), not consumed."""
-        while True:
-            self.pos = JSON_WHITESPACE.match(self.buf, self.pos).end()
-            if self.pos < len(self.buf) or not self._fill(self.chunk_chars):
-                return self.buf[self.pos] if self.pos < len(self.buf) else ""
-
-    def _expect(self, chars: str, where: str) -> str:
-        c = self._peek()
-        if c == "" or c not in chars:
-            raise self._error(f"expected {' or '.join(repr(x) for x in chars)} {where}, found {c or 'end of file'!r}")
-        self.pos += 1
-        return c
-
-    def _value(self) -> object:
-        """Decode the next JSON value; a value cut by the buffer's end is retried with more text."""
-        grow = self.chunk_chars
-        while True:
-            self._peek()
-            try:
-                value, end = _DECODER.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as e:
-                if self._fill(grow):
-                    grow *= 2  # an item longer than the buffer: read more at each retry
-                    continue
-                raise self._error(str(e)) from None
-            # A number cut by the buffer's end ("6." of "6.75") still decodes: a scalar counts only
-            # when a delimiter follows it (or the file ends).
-            cut = end == len(self.buf) or self.buf[end] not in JSON_DELIMITERS
-            if cut and not isinstance(value, dict | list | str) and not self.eof and self._fill(grow):
-                grow *= 2
-                continue
-            self.pos = end
-            return value
-
-    def items(self, stream_keys: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[str, int | None, object]]:
-        try:
-            self._file = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed in finally
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation file not found: {self.path}") from None
-        try:
-            self.buf, self.pos, self.eof = "", 0, False
-            if self._peek() != "{":
-                raise self._error("the top level is not a JSON object")
-            self.pos += 1
-            yield from self._members(stream_keys)
-            if self._peek() != "":
-                raise self._error("text after the top-level object")
-        except UnicodeDecodeError as e:
-            raise self._error(str(e)) from None
-        finally:
-            self._file.close()
-            self.buf, self._file = "", None
-
-    def _members(self, stream_keys: frozenset[str] | set[str]) -> Iterator[tuple[str, int | None, object]]:
-        """The top-level object's members after its "{", through its "}"."""
-        if self._peek() == "}":
-            self.pos += 1
-            return
-        while True:
-            key = self._value()
-            if not isinstance(key, str):
-                raise self._error(f"object key {key!r} is not a string")
-            self._expect(":", f"after key {key!r}")
-            if key in stream_keys and self._peek() == "[":
-                self.pos += 1
-                self.arrays.add(key)
-                for index, item in enumerate(self._array_items(key)):
-                    yield key, index, item
-            else:
-                yield key, None, self._value()
-            if self._expect(",}", "between top-level keys") == "}":
-                return
-
-    def _array_items(self, key: str) -> Iterator[object]:
-        """The items of an array after its "[", through its "]"."""
-        if self._peek() == "]":
-            self.pos += 1
-            return
-        while True:
-            yield self._value()
-            if self._expect(",]", f"between items of {key!r}") == "]":
-                return
 
 
 def _person_category_ids(categories: object) -> set[int]:
@@ -378,9 +258,6 @@ def _coco_record(
     }
 
 
-VOC_DIR = "VOCdevkit/VOC2012"
-
-
 @dataclass
 class PoseCheck:
     """When an estimated pose is trusted for a VOC instance (luigi.cfg [voc_pose])."""
@@ -410,160 +287,3 @@ def pose_problem(kps: np.ndarray, mask: np.ndarray, check: PoseCheck) -> tuple[s
     if on_mask < check.min_on_mask:
         return "pose_off_mask", f"{on_mask:.2f} of joints on the mask"
     return None
-
-
-def estimated_pose(
-    image: np.ndarray,
-    mask: np.ndarray,
-    bbox: list[float],
-    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
-    check: PoseCheck,
-) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """(17,3) keypoints estimated on `bbox` and trusted on `mask`, or (None, (skip reason, detail)):
-    "pose_not_found", or pose_problem's reasons. The rule of VOC and of every `keypoints = estimate` dataset."""
-    kps = estimate(image, bbox)
-    if kps is None:
-        return None, ("pose_not_found", "")
-    kps = np.asarray(kps, np.float32).reshape(17, 3)
-    problem = pose_problem(kps, mask, check)
-    return (None, problem) if problem is not None else (kps, None)
-
-
-def _voc_image(voc: Path, image_id: str, tally: Tally) -> tuple[Path, Path, np.ndarray, list] | None:
-    """(jpg, object png, image, person instances) of one VOC image, or None (skip counted in tally)."""
-    try:
-        jpg = resolve_inside(voc / "JPEGImages", f"{image_id}.jpg")
-        obj_png = resolve_inside(voc / "SegmentationObject", f"{image_id}.png")
-        cls_png = resolve_inside(voc / "SegmentationClass", f"{image_id}.png")
-    except ValueError as e:
-        tally.skip("unsafe_path", image_id, image_id, str(e))
-        return None
-    missing = [p for p in (jpg, obj_png, cls_png) if not p.is_file()]
-    if missing:
-        tally.skip("missing_image", str(missing[0]), image_id, "file not found")
-        return None
-    image = read_rgb(jpg)
-    if image is None:
-        tally.skip("corrupt_image", str(jpg), image_id, "cannot decode")
-        return None
-    try:
-        instances = voc_person_instances(read_palette_png(obj_png), read_palette_png(cls_png))
-    except (OSError, ValueError) as e:
-        tally.skip("corrupt_mask", str(obj_png), image_id, str(e))
-        return None
-    if not instances:
-        tally.warnings["image_without_person"] += 1
-        return None
-    if instances[0][1].shape != image.shape[:2]:
-        tally.skip("size_mismatch", str(obj_png), image_id, f"mask {instances[0][1].shape} vs image {image.shape[:2]}")
-        return None
-    return jpg, obj_png, image, instances
-
-
-def voc_person_records(
-    root: Path,
-    split: str,
-    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
-    check: PoseCheck,
-    filt: PersonFilter,
-    tally: Tally,
-    progress: Callable[[int, int], None] | None = None,
-) -> Iterator[dict]:
-    """Yield person records of a VOC-format dataset with keypoints from `estimate`.
-
-    estimate(image_rgb (H,W,3) uint8, bbox xywh) -> (17,3) COCO keypoints or None. A pose is kept
-    when `pose_problem` finds nothing wrong with it.
-    """
-    voc = resolve_inside(root, VOC_DIR)
-    list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not list_file.is_file():
-        raise FileNotFoundError(f"VOC split list not found: {list_file}")
-    ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
-    for n, image_id in enumerate(ids):
-        if progress:
-            progress(n, len(ids))
-        found = _voc_image(voc, image_id, tally)
-        if found is None:
-            continue
-        jpg, obj_png, rgb, instances = found
-        h, w = rgb.shape[:2]
-        try:
-            numeric_id = int(image_id.replace("_", ""))  # 2011_000003 -> 2011000003: ids stay integers
-        except ValueError:
-            tally.skip("malformed_record", str(list_file), image_id, "VOC image ids are digits and underscores")
-            continue
-        for inst, mask in instances:
-            rec_id = f"{image_id}#{inst}"
-            ys, xs = np.nonzero(mask)
-            bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-            if mask.sum() < filt.min_area:
-                tally.filtered("too_small")
-                continue
-            kps, problem = estimated_pose(rgb, mask, bbox, estimate, check)
-            if problem is not None:
-                tally.skip(problem[0], str(jpg), rec_id, problem[1])
-                continue
-            tally.kept += 1
-            yield {
-                "dataset": "voc",
-                "split": split,
-                "image": jpg.relative_to(root.resolve()).as_posix(),
-                "image_id": numeric_id,
-                "instance_id": numeric_id * 1000 + inst,
-                "name": rec_id,
-                "height": h,
-                "width": w,
-                "bbox": bbox,
-                "keypoints": kps.reshape(-1).tolist(),
-                "mask": {
-                    "type": "voc",
-                    "object_png": obj_png.relative_to(root.resolve()).as_posix(),
-                    "instance": inst,
-                    "void_value": VOC_VOID,
-                },
-            }
-
-
-def with_estimated_keypoints(
-    records: Iterator[dict],
-    root: Path,
-    estimate: Callable[[np.ndarray, list[float]], np.ndarray | None],
-    check: PoseCheck,
-    tally: Tally,
-) -> Iterator[dict]:
-    """Records of a dataset without keypoints, each with keypoints estimated on its box (the VOC rule).
-
-    `records`: coco_person_records' output (read with min_keypoints = 0); each yielded record gets
-    the estimated COCO-17 `keypoints` and ``"keypoints_source": "estimated"``. A pose is kept when
-    `pose_problem` finds nothing wrong with it against the record's own mask; otherwise the record
-    is skipped under that reason (and "pose_not_found", "corrupt_image", "bad_mask"), counted in
-    `tally`: the reader counted each record as kept, so a record dropped here moves from `kept` to
-    its skip reason. A photo's people follow each other in COCO files: an image is decoded once for them.
-    """
-
-    def drop(reason: str, file: str, record: object, detail: str = "") -> None:
-        tally.kept -= 1
-        tally.skip(reason, file, record, detail)
-
-    last_path: str | None = None
-    image: np.ndarray | None = None
-    for record in records:
-        if record["image"] != last_path:
-            last_path = record["image"]
-            image = read_rgb(root / record["image"])
-        if image is None:
-            drop("corrupt_image", record["image"], record["instance_id"], "cannot decode image")
-            continue
-        try:
-            mask = record_mask(record, root)
-        except RecordError as e:
-            drop(e.reason, record["image"], record["instance_id"], str(e))
-            continue
-        if mask.shape != image.shape[:2]:
-            drop("size_mismatch", record["image"], record["instance_id"], f"mask {mask.shape} vs {image.shape}")
-            continue
-        kps, problem = estimated_pose(image, mask, record["bbox"], estimate, check)
-        if problem is not None:
-            drop(problem[0], record["image"], record["instance_id"], problem[1])
-            continue
-        yield {**record, "keypoints": kps.reshape(-1).tolist(), "keypoints_source": "estimated"}

@@ -9,6 +9,7 @@
     load_sidecar(path) -> [PersonKeypoints]     ValueError naming the file when it cannot be read
     sidecar_path(photo)                         photo.jpg -> photo.json
     people_digest(people)                       short hash: a change of keypoints re-runs the photo
+    AMBIGUOUS_KEYPOINTS                         the keypoints id of a photo matched by a shared file name only
 Crowd regions and non-person categories are ignored; NaN or infinite keypoints are a malformed record.
 """
 
@@ -24,6 +25,8 @@ from models.keypoints import COCO17_NAMES
 from pipeline.lib.files import short_hash
 
 NUM_COCO_KEYPOINTS = len(COCO17_NAMES)
+# keypoints id of a photo matched only by a file name that several photos of the folder share
+AMBIGUOUS_KEYPOINTS = "file:ambiguous"
 
 
 @dataclass
@@ -112,73 +115,86 @@ def load_keypoint_file(path: Path | str) -> KeypointIndex:
     except (OSError, ValueError) as err:
         raise ValueError(f"keypoints file {path}: cannot read JSON: {err}") from err
     index = KeypointIndex(source=str(path))
-    duplicated: set[int] = set()  # image ids that name two photos (annotations files only)
     if isinstance(data, dict) and "annotations" in data:
         cats = data.get("categories") or [{"id": 1, "name": "person"}]
         person_ids = {int(c["id"]) for c in cats if c.get("name") == "person"} or {1}
-        names: dict[int, str] = {}
-        for im in data.get("images", []):
-            try:
-                image_id, file_name = int(im["id"]), str(im["file_name"])
-            except (KeyError, TypeError, ValueError):
-                index.problems.append({"record": im, "reason": "malformed_image_record", "detail": str(path)})
-                continue
-            if names.get(image_id, file_name) != file_name:  # one id, two photos: its people fit neither
-                duplicated.add(image_id)
-                index.problems.append(
-                    {
-                        "record": image_id,
-                        "reason": "duplicate_image_id",
-                        "detail": f"{path}: image id {image_id} names {names[image_id]} and {file_name}",
-                    }
-                )
-            names[image_id] = file_name
-        for image_id in duplicated:
-            del names[image_id]
-        for name_id, name in names.items():
-            index.id_of_name[name] = name_id
+        names, duplicated = _image_names(data.get("images", []), path, index)
         records = data["annotations"]
     elif isinstance(data, list):
-        person_ids, names, records = {1}, {}, data
+        person_ids, names, duplicated, records = {1}, {}, set(), data
     else:
         raise ValueError(
             f"keypoints file {path}: neither COCO annotations ({{images, annotations}}) "
             "nor COCO results ([{image_id, keypoints, ...}])"
         )
     for record in records:
-        if not isinstance(record, dict) or not _is_person(record, person_ids):
-            continue
-        try:
-            image_id = int(record["image_id"]) if "image_id" in record else None
-            person = _person_from_record(record, image_id)
-        except (KeyError, TypeError, ValueError) as err:
-            index.problems.append({"record": record.get("id"), "reason": "malformed_record", "detail": str(err)})
-            continue
-        name = record.get("file_name") or (names.get(image_id) if image_id is not None else None)
-        if not name and image_id in duplicated:
-            index.problems.append(
-                {
-                    "record": record.get("id"),
-                    "reason": "duplicate_image_id",
-                    "detail": f"person of image id {image_id}, which names two photos: not used",
-                }
-            )
-            continue
-        if name:
-            index.by_name.setdefault(str(name), []).append(person)
-            if image_id is not None:
-                index.id_of_name.setdefault(str(name), image_id)
-        elif image_id is not None:
-            index.by_id.setdefault(image_id, []).append(person)
-        else:
-            index.problems.append(
-                {
-                    "record": record.get("id"),
-                    "reason": "malformed_record",
-                    "detail": "record names neither file_name nor image_id",
-                }
-            )
+        if isinstance(record, dict) and _is_person(record, person_ids):
+            _add_person(index, record, names, duplicated)
     return index
+
+
+def _image_names(images: list, path: Path, index: KeypointIndex) -> tuple[dict[int, str], set[int]]:
+    """(image id -> file name, ids that name two photos) of an annotations file's images. Such ids are
+    left out of the names (their people fit neither photo); they and malformed images are problems in
+    `index`, whose id_of_name gets every other name."""
+    names: dict[int, str] = {}
+    duplicated: set[int] = set()
+    for im in images:
+        try:
+            image_id, file_name = int(im["id"]), str(im["file_name"])
+        except (KeyError, TypeError, ValueError):
+            index.problems.append({"record": im, "reason": "malformed_image_record", "detail": str(path)})
+            continue
+        if names.get(image_id, file_name) != file_name:  # one id, two photos: its people fit neither
+            duplicated.add(image_id)
+            index.problems.append(
+                {
+                    "record": image_id,
+                    "reason": "duplicate_image_id",
+                    "detail": f"{path}: image id {image_id} names {names[image_id]} and {file_name}",
+                }
+            )
+        names[image_id] = file_name
+    for image_id in duplicated:
+        del names[image_id]
+    for name_id, name in names.items():
+        index.id_of_name[name] = name_id
+    return names, duplicated
+
+
+def _add_person(index: KeypointIndex, record: dict, names: dict[int, str], duplicated: set[int]) -> None:
+    """One person record of a keypoints file into `index`: under its file name, else its image id, or
+    as a problem (malformed, or of an image id that names two photos)."""
+    try:
+        image_id = int(record["image_id"]) if "image_id" in record else None
+        person = _person_from_record(record, image_id)
+    except (KeyError, TypeError, ValueError) as err:
+        index.problems.append({"record": record.get("id"), "reason": "malformed_record", "detail": str(err)})
+        return
+    name = record.get("file_name") or (names.get(image_id) if image_id is not None else None)
+    if not name and image_id in duplicated:
+        index.problems.append(
+            {
+                "record": record.get("id"),
+                "reason": "duplicate_image_id",
+                "detail": f"person of image id {image_id}, which names two photos: not used",
+            }
+        )
+        return
+    if name:
+        index.by_name.setdefault(str(name), []).append(person)
+        if image_id is not None:
+            index.id_of_name.setdefault(str(name), image_id)
+    elif image_id is not None:
+        index.by_id.setdefault(image_id, []).append(person)
+    else:
+        index.problems.append(
+            {
+                "record": record.get("id"),
+                "reason": "malformed_record",
+                "detail": "record names neither file_name nor image_id",
+            }
+        )
 
 
 def sidecar_path(image_path: Path) -> Path:

@@ -19,11 +19,13 @@ from pathlib import Path
 
 from pipeline.lib.files import read_jsonl, resolve_inside, write_json
 from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
-from pipeline.lib.keypoint_files import KeypointIndex, people_digest, sidecar_path
-from pipeline.lib.mask_shard import AMBIGUOUS_KEYPOINTS, SHARD_NAME, SHARDS_DIR
+from pipeline.lib.keypoint_files import AMBIGUOUS_KEYPOINTS, KeypointIndex, people_digest, sidecar_path
+from pipeline.lib.shard_folders import SHARD_NAME, SHARDS_DIR
 
 STATE_DIR = ".posemask"
 OWNER_FILE = "input.json"
+# held by a local-scheduler night for its whole run (OUTPUT/.posemask/night.lock, pipeline/cli.py)
+NIGHT_LOCK = "night.lock"
 
 
 class OutputInUseError(ValueError):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from models.evaluation import coco_mask_ap, score_instance
 from models.masks import encode_rle
 from models.metrics import summarize
-from pipeline.lib.cachebuild import cache_samples, cache_size
+from pipeline.lib.cachefile import cache_samples, cache_size
 from pipeline.lib.predictions import stream_predictions
 from pipeline.lib.records import record_ignore, record_mask
 

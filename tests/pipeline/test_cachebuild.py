@@ -15,7 +15,8 @@ import pytest
 import pipeline.lib.cachebuild as cachebuild
 from models.sample import CropConfig, person_sample
 from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
-from pipeline.lib.cachebuild import CacheWriter, build_cache_file, cache_layout, photo_jobs
+from pipeline.lib.cachebuild import build_cache_file, photo_jobs
+from pipeline.lib.cachefile import CacheWriter, cache_layout
 from pipeline.lib.images import read_rgb
 from pipeline.lib.records import record_mask
 from tests.conftest import SAMPLE

@@ -19,7 +19,8 @@ from models.assets import SHIPPED_MODEL, SHIPPED_NAME
 from models.ownership import REASONS
 from models.train import save_model
 from models.unet import ModelConfig, PoseUNet
-from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, main
+from posemask.cli import main
+from posemask.exits import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE
 from tests.conftest import SAMPLE
 
 VAL = SAMPLE / "coco" / "val2017"
@@ -260,9 +261,9 @@ def test_a_second_photo_folder_into_the_same_output_is_refused(tmp_path, luigi_c
 
 def test_a_second_local_night_on_the_same_output_waits_for_nobody_and_says_so(tmp_path, tiny_model, photos, capsys):
     """Two local-scheduler nights on one OUTPUT would compute the same shards and print two summaries."""
-    from pipeline.cli import EXIT_BUSY, NIGHT_LOCK
     from pipeline.lib.files import exclusive_lock
-    from pipeline.lib.night import STATE_DIR
+    from pipeline.lib.night import NIGHT_LOCK, STATE_DIR
+    from posemask.exits import EXIT_BUSY
 
     out = tmp_path / "masks"
     with exclusive_lock(out / STATE_DIR / NIGHT_LOCK):  # a night in progress
@@ -286,7 +287,7 @@ def test_help_and_usage_errors_import_no_pipeline() -> None:
 
 
 def test_the_front_end_knows_every_method() -> None:
-    from pipeline.nightly import METHODS
+    from pipeline.estimators import METHODS
     from posemask.cli import METHOD_NAMES
 
     assert METHOD_NAMES == METHODS

@@ -52,7 +52,8 @@ def owners(people, masks, gt_boxes, gt_masks) -> list[tuple[int, int, float]]:
 
 @pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} is absent (../shared/realdata is not on this machine)")
 def test_each_detected_person_of_a_crowded_photo_gets_a_mask_on_their_own_body():
-    from pipeline.nightly import nightly_components, pose_estimate
+    from pipeline.estimators import pose_estimate
+    from pipeline.nightly import nightly_components
     from pipeline.settings import load_settings
 
     load_settings()

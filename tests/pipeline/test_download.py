@@ -16,7 +16,9 @@ import luigi
 import pytest
 
 from pipeline.download import COCO_MD5S, COCO_URLS, VOC_MD5S, VOC_URLS, DownloadCOCO, DownloadConfig, DownloadVOC
-from pipeline.lib.fetch import EXISTING_COPY, MANIFEST_NAME, archive_name, check_coco_layout, check_voc_layout
+from pipeline.lib.dataset_layouts import check_coco_layout, check_voc_layout
+from pipeline.lib.fetch import EXISTING_COPY, MANIFEST_NAME
+from pipeline.lib.transfer import archive_name
 from tests.pipeline.archives import zip_bytes as _zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

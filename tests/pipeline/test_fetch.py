@@ -18,25 +18,12 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pipeline.lib import fetch
-from pipeline.lib.fetch import (
-    EXISTING_COPY,
-    MANIFEST_NAME,
-    ArchiveError,
-    ArchiveSpec,
-    ChecksumMismatchError,
-    DownloadError,
-    DownloadOptions,
-    UnsafeArchiveError,
-    apply_mirror,
-    archive_name,
-    check_coco_layout,
-    check_voc_layout,
-    download,
-    prepare_dataset,
-    safe_extract,
-    write_manifest,
-)
+from pipeline.lib import archives, fetch, transfer
+from pipeline.lib.archives import ArchiveError, UnsafeArchiveError, safe_extract
+from pipeline.lib.checksums import ChecksumMismatchError, DownloadError
+from pipeline.lib.dataset_layouts import check_coco_layout, check_voc_layout
+from pipeline.lib.fetch import EXISTING_COPY, MANIFEST_NAME, ArchiveSpec, prepare_dataset, write_manifest
+from pipeline.lib.transfer import DownloadOptions, apply_mirror, archive_name, download
 from tests.pipeline.archives import zip_bytes as _zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -368,10 +355,10 @@ def test_apply_mirror_and_archive_name() -> None:
 
 
 def test_parse_content_range() -> None:
-    assert fetch._parse_content_range("bytes 100-199/1000") == (100, 1000)
-    assert fetch._parse_content_range("bytes */1000") == (None, 1000)
-    assert fetch._parse_content_range("junk") == (None, None)
-    assert fetch._parse_content_range(None) == (None, None)
+    assert transfer._parse_content_range("bytes 100-199/1000") == (100, 1000)
+    assert transfer._parse_content_range("bytes */1000") == (None, 1000)
+    assert transfer._parse_content_range("junk") == (None, None)
+    assert transfer._parse_content_range(None) == (None, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,7 +486,7 @@ def test_tar_data_filter_is_a_second_line_of_defence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, member: tarfile.TarInfo | tuple[str, bytes]
 ) -> None:
     """With our own member check switched off, tarfile's "data" filter (or our path resolution) still refuses."""
-    monkeypatch.setattr(fetch, "_check_tar_member", lambda info, archive: PurePosixPath(info.name))
+    monkeypatch.setattr(archives, "_check_tar_member", lambda info, archive: PurePosixPath(info.name))
     archive = tmp_path / "bad.tar"
     archive.write_bytes(_tar_bytes([("data/ok.txt", b"ok"), member]))
     target = tmp_path / "out"
@@ -509,7 +496,7 @@ def test_tar_data_filter_is_a_second_line_of_defence(
 
 
 def test_zip_path_resolution_is_a_second_line_of_defence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch, "_check_zip_member", lambda info, archive: PurePosixPath(info.filename))
+    monkeypatch.setattr(archives, "_check_zip_member", lambda info, archive: PurePosixPath(info.filename))
     archive = tmp_path / "bad.zip"
     archive.write_bytes(_zip_bytes({"good/a.txt": b"a", "good/../../evil.txt": b"evil"}))
     with pytest.raises(UnsafeArchiveError, match="resolves outside"):

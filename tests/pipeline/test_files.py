@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.lib import mask_shard
+from pipeline.lib import mask_outputs
 from pipeline.lib.files import remove_stale_temps, temp_path_for, write_json
 
 
@@ -40,10 +40,10 @@ def test_a_zero_byte_png_never_takes_the_masks_name(tmp_path, monkeypatch):
         open(path, "wb").close()
         return True
 
-    monkeypatch.setattr(mask_shard.cv2, "imwrite", full_disk)
+    monkeypatch.setattr(mask_outputs.cv2, "imwrite", full_disk)
     target = tmp_path / "a.jpg.person0.png"
     with pytest.raises(OSError, match="disk full"):
-        mask_shard.write_png(target, np.zeros((4, 4), np.uint8))
+        mask_outputs.write_png(target, np.zeros((4, 4), np.uint8))
     assert list(tmp_path.iterdir()) == []
 
 

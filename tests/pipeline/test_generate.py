@@ -23,8 +23,8 @@ from models.metrics import iou
 from pipeline.generate import GenerateMasks
 from pipeline.lib import files, folder
 from pipeline.lib import keypoint_files as folder_keypoints
-from pipeline.lib.mask_shard import PhotoMasker
 from pipeline.lib.night import format_summary
+from pipeline.lib.photo_masker import PhotoMasker
 from tests.conftest import REPO, SAMPLE, build
 
 VAL_IMAGES = SAMPLE / "coco" / "val2017"
@@ -461,7 +461,8 @@ def test_make_shard_prepares_the_next_photo_while_this_one_finishes(tmp_path):
     photo's finish (network, files) runs: each finish waits for the next prepare to have started."""
     import threading
 
-    from pipeline.lib.mask_shard import PreparedPhoto, make_shard
+    from pipeline.lib.mask_shard import make_shard
+    from pipeline.lib.photo_masker import PreparedPhoto
 
     names = [f"p{i}.jpg" for i in range(4)]
     started = {name: threading.Event() for name in names}

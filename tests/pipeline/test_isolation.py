@@ -10,7 +10,7 @@ import os
 import shutil
 
 from pipeline.lib import keypoint_files
-from pipeline.lib.mask_shard import MAX_MASK_NAME_BYTES, short_mask_name
+from pipeline.lib.mask_outputs import MAX_MASK_NAME_BYTES, short_mask_name
 from tests.pipeline.test_generate import PHOTOS, VAL_IMAGES, check_consistent, generate
 
 

@@ -17,8 +17,9 @@ from models.dataset import CacheDataset
 from pipeline import BuildCache, COCOPersons
 from pipeline.cache import CacheShard, cache_paths
 from pipeline.download import DownloadCOCO, DownloadVOC
-from pipeline.lib.annotations import JSONObjectStream, MalformedJSONError, PersonFilter, Tally, coco_person_records
+from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
 from pipeline.lib.cachebuild import shard_range
+from pipeline.lib.json_stream import JSONObjectStream, MalformedJSONError
 from pipeline.lib.records import count_records, read_records
 from pipeline.persons import VOCPersons
 from tests.conftest import SAMPLE, build
