@@ -1,6 +1,6 @@
 """One bad file never stops the rest: a photo whose name is too long for its mask files, a name
 that is not UTF-8, a hostile keypoints sidecar each cost that photo alone, with a named reason
-(pipeline/lib/mask_shard.py short_mask_name, pipeline/lib/folder.py not_utf8,
+(pipeline/lib/mask_outputs.py short_mask_name, pipeline/lib/folder.py not_utf8,
 pipeline/lib/keypoint_files.py read_json)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A night checks what it relies on and repairs what was lost: a mask file, a shard's results.json,
 the end of a manifest; a photo deleted from INPUT takes its masks with it; another model leaves
-no row or mask of the first (pipeline/lib/mask_shard.py shard_intact, pipeline/lib/night.py
+no row or mask of the first (pipeline/lib/shard_folders.py shard_intact, pipeline/lib/night.py
 prune_stale_shards)."""
 
 from __future__ import annotations
