@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from models.assets import SHIPPED_NAME
+from models.utils import SHIPPED_NAME
 from pipeline.lib.night import STATE_DIR, output_owner
 from pipeline.nightly import POSEMASK
 from posemask.cli import (  # noqa: F401 - the exit codes are part of this module's API

@@ -34,11 +34,10 @@ from pathlib import Path
 import luigi
 import numpy as np
 
-from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
-from models.crf import CRFParams
-from models.detect import DetectorConfig
-from models.people import Person, estimate_people, iter_person_masks, person_samples
-from models.quality import QUALITY_FILE, Calibration, read_calibration
+from models.classical import CRFParams
+from models.evaluation import QUALITY_FILE, Calibration, read_calibration
+from models.people import DetectorConfig, Person, estimate_people, iter_person_masks, person_samples
+from models.utils import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
 from pipeline.core import PoseMaskTask
@@ -76,15 +75,14 @@ LOCK_NAME = ".lock"  # held (flock) by the process that makes a shard
 def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.unet.PoseUNet
     """The network of a model file, loaded once per process while the file is unchanged (the
     shards of a night run one after another in a process: each would load it again)."""
-    from models.train import load_model, resolve_device
+    from models.network import load_model, resolve_device
 
     net, _, _ = load_model(path, resolve_device(device))
     return net
 
 
 def _native_bf16(device: str) -> bool:
-    from models.train import resolve_device
-    from models.unet import native_bf16
+    from models.network import native_bf16, resolve_device
 
     return native_bf16(resolve_device(device))
 

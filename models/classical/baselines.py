@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.skeleton import NUM_JOINTS, draw_skeleton, visible
+from models.sample import NUM_JOINTS, draw_skeleton, visible
 
 # Names accepted for `slic_grabcut_baseline(algorithm=...)` (config-friendly strings).
 SLIC_ALGORITHMS: dict[str, int] = {
@@ -55,7 +55,7 @@ def skeleton_seeds(
     joints: np.ndarray, shape: tuple[int, int], fg_thickness: int, bg_thickness: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(definite foreground, definite background) (H, W) bool: the thick skeleton, and outside the
-    wide one (the seeds of GrabCut and of models/graphcut.py)."""
+    wide one (the seeds of GrabCut and of models/classical/graphcut.py)."""
     if bg_thickness <= fg_thickness:
         raise ValueError(f"bg_thickness ({bg_thickness}) must be larger than fg_thickness ({fg_thickness})")
     fg = draw_skeleton(joints, shape, fg_thickness).astype(bool)

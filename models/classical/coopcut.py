@@ -1,5 +1,5 @@
 """Cooperative cut (Jegelka & Bilmes, "Submodularity beyond submodular energies: coupling edges in
-graph cuts", CVPR 2011) over the GMM colour models of models/graphcut.py.
+graph cuts", CVPR 2011) over the GMM colour models of models/classical/graphcut.py.
 
     edge_classes(features, classes, rng)        (H,W) class of each right / down grid edge
     cut_loads(mask, w_right, w_down, ...)       total weight of the cut edges of each class
@@ -21,7 +21,7 @@ C, replace g by its two modular upper bounds tight at C (one from the marginal c
 given the rest of C, one from the marginal costs given all other edges), solve a max-flow for each,
 keep the best cut by the true energy, and stop when it no longer goes down (`iterations` at most).
 Each step cannot raise the energy. The unaries come from GMMs fitted by EM on the graph cut's
-two sides, as in models.graphcut.gmm_graph_cut.
+two sides, as in models.classical.graphcut.gmm_graph_cut.
 
 Differences from J&B, stated: the classes come from k-means of pixel colours, not of edge
 features; theta is a share of each class's weight; there is no GMM refit inside the iterations.
@@ -32,8 +32,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.baselines import _check_image_joints, skeleton_seeds
-from models.graphcut import (
+from models.classical.baselines import _check_image_joints, skeleton_seeds
+from models.classical.graphcut import (
     MIN_SEED_PIXELS,
     colour_features,
     contrast_weights,
@@ -41,7 +41,7 @@ from models.graphcut import (
     gmm_unaries,
     min_cut,
 )
-from models.skeleton import visible
+from models.sample import visible
 
 MAX_KMEANS_PIXELS = 4000
 
@@ -194,7 +194,7 @@ def coopcut_baseline(
     bg_thickness: int = 60,
     **kwargs: object,
 ) -> np.ndarray:
-    """Cooperative cut seeded by the skeleton (the seeds of models.graphcut.gmm_graphcut_baseline);
+    """Cooperative cut seeded by the skeleton (the seeds of models.classical.graphcut.gmm_graphcut_baseline);
     kwargs go to cooperative_cut. (H,W) float32 {0,1}; zeros when no joint is visible."""
     joints = np.asarray(joints, np.float32)
     _check_image_joints(image_rgb, joints, "coopcut_baseline")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pydensecrf.densecrf as dcrf
 
-from models.metrics import iou
+from models.evaluation import iou
 
 # Background / foreground label indices of the 2-label CRF.
 _BG, _FG = 0, 1
@@ -144,7 +144,7 @@ def mean_iou(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold
     """Mean IoU of `prob >= threshold` against the masks.
 
     probs: sequence of (H, W) float; masks: sequence of (H, W) {0, 1} (any shape per pair).
-    An instance where both prediction and mask are empty counts as IoU 1 (models.metrics.iou).
+    An instance where both prediction and mask are empty counts as IoU 1 (models.evaluation.metrics.iou).
     """
     if len(probs) != len(masks):
         raise ValueError(f"mean_iou: {len(probs)} predictions but {len(masks)} masks")

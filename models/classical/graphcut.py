@@ -24,8 +24,8 @@ import cv2
 import maxflow
 import numpy as np
 
-from models.baselines import _check_image_joints, skeleton_seeds, slic_superpixels
-from models.skeleton import visible
+from models.classical.baselines import _check_image_joints, skeleton_seeds, slic_superpixels
+from models.sample import visible
 
 COLOUR_SPACES = ("rgb", "lab")
 MAX_FIT_PIXELS = 4000  # EM runs on at most this many pixels of a side (a random subset): 15x faster

@@ -166,7 +166,7 @@ def read_calibration(path: Path) -> Calibration | None:
 
 def write_calibration(path: Path, calibration: Calibration, **facts: object) -> None:
     """quality.json: the calibration's knots and `facts` (what it was fitted on), written atomically."""
-    from models.atomic import atomic_path
+    from models.utils import atomic_path
 
     with atomic_path(path) as tmp:
         knots = {k: [round(v, 4) for v in values] for k, values in calibration.to_dict().items()}

@@ -10,9 +10,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.crop import paste_back, warp_mask
-from models.metrics import boundary_f_score, iou
-from models.quality import expected_iou, mask_quality
+from models.evaluation.metrics import boundary_f_score, iou
+from models.evaluation.quality import expected_iou, mask_quality
+from models.sample import paste_back, warp_mask
 
 
 def score_instance(
@@ -32,7 +32,7 @@ def score_instance(
     left out of both IoUs (VOC's void band), or None; prior_crop: (S,S) the person's prior. Returns
     ({iou_crop, iou_full, boundary_f, confidence, quality, score}, (H,W) uint8 pasted-back mask).
     `confidence` is the mean probability inside the predicted mask; `quality` the mask's expected
-    IoU (models.quality.mask_quality, uncalibrated; with no prior: its expected_iou); `score`, what
+    IoU (models.evaluation.quality.mask_quality, uncalibrated; with no prior: its expected_iou); `score`, what
     COCO AP ranks predictions by, is the quality.
     """
     pred_crop = prob_crop >= threshold

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.skeleton import LIMBS, visible
+from models.sample import LIMBS, visible
 
 
 def overlay(

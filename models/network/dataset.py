@@ -12,7 +12,7 @@ handles lazily on first access.
     InMemoryBatch                                   one collated batch kept in memory (benchmarks)
 
 The raw path exists for CUDA: a uint8 batch is a quarter of the float32 bytes over PCIe and is
-normalised where it lands (models/train.py batch_to_device); the pose map and prior are still the
+normalised where it lands (models/network/batches.py batch_to_device); the pose map and prior are still the
 cache's (drawing them on the GPU from the joints is not implemented: it could not be measured).
 """
 
@@ -31,9 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from models.augment import FLIPPED_JOINTS, AugmentConfig, augment_person
-from models.sample import CropConfig
-from models.skeleton import NUM_JOINTS
+from models.sample import FLIPPED_JOINTS, NUM_JOINTS, AugmentConfig, CropConfig, augment_person
 
 REQUIRED_DATASETS = ("image", "mask", "posemap", "prior")
 RAW_KEYS = ("image", "posemap", "prior", "mask")  # the uint8 tensors of a raw sample
@@ -128,7 +126,7 @@ class CacheDataset(Dataset):
       image (3,H,W), posemap (P,H/2,W/2), prior (1,H,W), mask (1,H,W) uint8 and index; flips and
       augmentation as above, from the same random draws. normalize_batch turns a collated raw batch
       into exactly the non-raw batch.
-    augment: None (samples as cached) or an AugmentConfig (models/augment.py). A flip alone is
+    augment: None (samples as cached) or an AugmentConfig (models/sample/augment.py). A flip alone is
       applied to the cached tensors (left/right channels of a per-joint pose map swapped); anything
       that moves joints warps image, mask and joints together and redraws pose map and prior from
       the moved joints with the cache's own crop config (its ``crop_config`` attribute). Randomness

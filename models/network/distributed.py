@@ -1,4 +1,4 @@
-"""Data-parallel training across processes (torchrun) for models/train.py. Pure torch, no luigi.
+"""Data-parallel training across processes (torchrun) for models/network/training.py. Pure torch, no luigi.
 
     DistContext                      rank, local_rank, world_size of this process; .active, .is_main
     DistContext.from_env()           read torchrun's WORLD_SIZE / RANK / LOCAL_RANK (world 1 without them)

@@ -1,9 +1,9 @@
 """The plain settings of a PoseUNet and of its training, importable without torch (the Luigi tasks
 read their defaults at import; `posemask` and a no-op night then never load torch).
 
-    ModelConfig   architecture and loss of a PoseUNet (models/unet.py)
+    ModelConfig   architecture and loss of a PoseUNet (models/network/unet.py)
     HEADS, NORMS, ENCODERS  the choices of ModelConfig.head, .norm and .encoder
-    TrainConfig   how models/train.py trains one
+    TrainConfig   how models/network/training.py trains one
     SCHEDULES     the choices of TrainConfig.schedule
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.augment import AUGMENTATIONS
-from models.plain import from_plain_dict
+from models.sample import AUGMENTATIONS
+from models.utils import from_plain_dict
 
 HEADS = ("logit", "paper")
 NORMS = ("batch", "group", "none")
 # "unet": the paper's encoder, trained from scratch; "mobilenet_v2": the depth-0.5 MobileNetV2 of
-# the shipped DeepLab-v3 file with its pretrained weights (models/mobilenet.py)
+# the shipped DeepLab-v3 file with its pretrained weights (models/network/mobilenet.py)
 ENCODERS = ("unet", "mobilenet_v2")
 
 
@@ -40,7 +40,7 @@ class ModelConfig:
       BCE): the boundary-weighted variant of the logit head's loss.
     pose_free: the pose map is zeroed and the prior flat (0.5) inside forward(): the same network
       without keypoints, the ablation that shows what they buy.
-    encoder: "unet" (the paper's, from scratch) or "mobilenet_v2" (pretrained: models.unet's
+    encoder: "unet" (the paper's, from scratch) or "mobilenet_v2" (pretrained: models.network.unet's
       MobileNetV2 path; depth is then unused).
     freeze_encoder: with "mobilenet_v2", its pretrained weights are not trained.
     person_evidence: with "mobilenet_v2", DeepLab-v3's own pretrained head runs on the encoder's
@@ -119,18 +119,18 @@ class TrainConfig:
     cpu_bf16: bf16 autocast on the CPU as well, where the CPU computes bf16 natively (AMX /
       AVX512-BF16; elsewhere it is emulated, slower, and not applied). Training samples/s on this
       machine's 2 cores, base_channels 16: on an in-memory batch of 8 against float32 NCHW,
-      BatchNorm x2.8 (channels-last), GroupNorm x2.0 (contiguous, see models.train._prepare_device);
+      BatchNorm x2.8 (channels-last), GroupNorm x2.0 (contiguous, see models.network.training._prepare_device);
       through the real data path against the recipe of issue 14's filing, x2.45 and x1.86 with the
       in-process loading (bench/train_speed.py); the demo training's validation IoU matched
-      float32's (README "Speed and scale-out"). Not a TrainModel
+      float32's (docs/results.md "Speed and scale-out"). Not a TrainModel
       parameter's hash: like `amp` on CUDA, it is how the steps are computed, not what is trained.
     channels_last: channels-last memory format (CPU and CUDA: x1.5 training steps on this CPU).
     encoder_lr_scale: the pretrained parts (encoder, DeepLab head) learn at lr x this (1 = as the
       decoder); ignored by the from-scratch encoder.
     compile: torch.compile the training forward (inductor; needs a C++ compiler on the CPU). The
-      first step compiles for ~40 s or more; see README "Speed and scale-out" for what it buys.
+      first step compiles for ~40 s or more; see docs/results.md "Speed and scale-out" for what it buys.
     val_every: validate every N epochs (and always after the last one).
-    augment: a preset of models.augment.AUGMENTATIONS: "none", "flip" (the paper's mirror) or
+    augment: a preset of models.sample.augment.AUGMENTATIONS: "none", "flip" (the paper's mirror) or
       "full" (flip, scale/rotation/shift, colour, joint noise and dropped joints).
     warmup_epochs: the learning rate rises linearly from lr/100 to lr over these epochs.
     schedule: "constant" or "cosine" (from lr after the warm-up down to lr/100 at the last epoch).

@@ -1,7 +1,8 @@
 """Train a PoseUNet from cache.h5 files into a folder, in one process or one per GPU under torchrun.
 
-    python -m models.train_dist --cache train.h5 [--cache more.h5] [--val-cache val.h5] --out DIR [--epochs 30 ...]
-    torchrun --standalone --nproc-per-node 8 -m models.train_dist --cache ... --out DIR --batch-size 64
+    python -m models.network.train_dist --cache train.h5 [--cache more.h5] [--val-cache val.h5] --out DIR
+        [--epochs 30 ...]
+    torchrun --standalone --nproc-per-node 8 -m models.network.train_dist --cache ... --out DIR --batch-size 64
 
     main(argv=None) -> int               the command line; returns the exit status (2: bad options)
     build_parser() -> ArgumentParser     --cache/--val-cache/--out/--init-weights/--select, and one
@@ -9,8 +10,8 @@
     configs_from_args(args) -> (ModelConfig, TrainConfig)
     cache_pose_channels(path) -> int     pose map channels of a cache (1 or 14): ModelConfig.pose_channels
 
-No luigi: every rank runs the same command and models.train.train (which reads torchrun's
-environment; --batch-size is the global batch). Rank 0 writes, atomically, models/train.py's
+No luigi: every rank runs the same command and models.network.train (which reads torchrun's
+environment; --batch-size is the global batch). Rank 0 writes, atomically, models/network/training.py's
 layout (DIR/checkpoints/{last,best}.pt, DIR/history.{csv,png}) plus
     DIR/model.pt             the --select weights (last or best epoch), load_model format
     DIR/train_summary.json   configs, caches, history, best epoch, world size
@@ -32,10 +33,12 @@ from typing import Any
 
 import h5py
 
-from models.atomic import atomic_path
-from models.distributed import DistContext
-from models.train import TrainConfig, check_global_batch, read_weights, save_model, train
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import read_weights, save_model
+from models.network.distributed import DistContext
+from models.network.netconfig import TrainConfig
+from models.network.training import check_global_batch, train
+from models.network.unet import ModelConfig, PoseUNet
+from models.utils import atomic_path
 
 RESULT_PREFIX = "RANK_RESULT "
 # set by the command's own options, not by a field flag
@@ -65,7 +68,7 @@ def _add_field_options(parser: argparse.ArgumentParser, cls: type, title: str) -
 def build_parser() -> argparse.ArgumentParser:
     """The command line; unset field options keep the dataclass defaults."""
     parser = argparse.ArgumentParser(
-        prog="python -m models.train_dist",
+        prog="python -m models.network.train_dist",
         description="Train PoseUNet from cache.h5 files; run it under torchrun for several processes/GPUs.",
     )
     parser.add_argument("--cache", action="append", required=True, type=Path, help="training cache.h5 (repeatable)")
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pose-channels", type=int, default=None, help="ModelConfig.pose_channels (default: the cache's pose map)"
     )
-    _add_field_options(parser, TrainConfig, "TrainConfig (models/train.py); --batch-size is the global batch")
+    _add_field_options(parser, TrainConfig, "TrainConfig (models.network); --batch-size is the global batch")
     _add_field_options(parser, ModelConfig, "ModelConfig (the architecture)")
     return parser
 
@@ -113,7 +116,7 @@ def _write_outputs(
     model = PoseUNet(model_cfg)
     model.load_state_dict(read_weights(Path(chosen)))
     meta = {
-        "task": "models.train_dist",
+        "task": "models.network.train_dist",
         "selected": selected,
         "world_size": result["world_size"],
         "epochs_completed": result["epochs_completed"],

@@ -1,6 +1,6 @@
 """PoseUNet: a pose-guided U-Net that predicts a correction ΔM to a prior person mask.
 
-Layout (milesial/Pytorch-UNet style, small named blocks), for an input of H×W (256×256):
+Layout (milesial/Pytorch-UNet style, small named blocks in models/network/blocks.py), for an input of H×W (256×256):
 
     image (B,3,H,W) ──Stem: conv k7 s2──► (B,c,H/2,W/2) ─┬─ concat posemap (B,P,H/2,W/2)
                                                           ▼
@@ -20,7 +20,7 @@ as its log-odds (the paper's Eq. 4, M = ΔM + log M̂, written so that ΔM = 0 g
 With zero_init_last the output conv starts at zero, so an untrained network returns the prior.
 
 encoder="mobilenet_v2" swaps the encoder for the pretrained MobileNetV2 of the shipped DeepLab-v3
-(models/mobilenet.py): the pose map is added after its stem through a zero-initialised 1x1
+(models/network/mobilenet.py): the pose map is added after its stem through a zero-initialised 1x1
 projection, rather than concatenated, so that the pretrained blocks first see the input they were
 trained on; the decoder takes its H/8, H/4 and H/2 outputs (the pose map joins again at H/2) and
 ends in the same FullResHead and OutConv. The head, the loss, flip and bf16 are shared.
@@ -34,128 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.augment import FLIPPED_JOINTS
-from models.netconfig import HEADS, NORMS, ModelConfig  # noqa: F401 - re-exported: models.unet.ModelConfig
-
-
-def _norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        groups = min(groups, channels)
-        while channels % groups:
-            groups -= 1
-        return nn.GroupNorm(groups, channels)
-    return nn.Identity()
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype convolutions run in: autocast's when it is on for x's device, else x's."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
-
-
-def upsample_to(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (B,C,h,w) to (B,C,*size) in x's own dtype: autocast would run it in
-    float32 and make the concatenation after it (a U-Net's widest tensors) float32 too."""
-    with torch.autocast(x.device.type, enabled=False):
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-class ConvAct(nn.Module):
-    """conv (k, stride) -> norm -> LeakyReLU. (B,in,H,W) -> (B,out,H/stride,W/stride)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        use_bias = cfg.norm == "none"  # a norm layer's shift makes the conv bias redundant
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=use_bias)
-        self.norm = _norm_layer(cfg.norm, out_ch, cfg.group_norm_groups)
-        self.act = nn.LeakyReLU(cfg.leaky_slope, inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        # under autocast a GroupNorm returns float32: back to the conv's dtype before the activation
-        return self.act(self.norm(y).to(y.dtype))
-
-
-class DoubleConv(nn.Module):
-    """Two 3×3 ConvAct blocks. (B,in,H,W) -> (B,out,H,W)."""
-
-    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.block = nn.Sequential(ConvAct(in_ch, out_ch, 3, 1, cfg), ConvAct(out_ch, out_ch, 3, 1, cfg))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
-
-
-class Down(nn.Module):
-    """2×2 max-pool then DoubleConv. (B,in,H,W) -> (B,out,H/2,W/2)."""
-
-    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.pool = nn.MaxPool2d(2)
-        self.conv = DoubleConv(in_ch, out_ch, cfg)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.pool(x))
-
-
-class Up(nn.Module):
-    """Bilinear ×2 upsample, concat the skip, DoubleConv.
-
-    (B,in,H,W) + skip (B,skip,2H,2W) -> (B,out,2H,2W).
-    """
-
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.conv = DoubleConv(in_ch + skip_ch, out_ch, cfg)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        dtype = compute_dtype(x)
-        return self.conv(torch.cat([upsample_to(x.to(dtype), skip.shape[-2:]), skip.to(dtype)], dim=1))
-
-
-class Stem(nn.Module):
-    """First layer: 7×7 stride-2 conv + LeakyReLU. (B,3,H,W) -> (B,out,H/2,W/2)."""
-
-    def __init__(self, in_ch: int, out_ch: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, 7, stride=2, padding=3)
-        self.act = nn.LeakyReLU(cfg.leaky_slope, inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
-
-
-class FullResHead(nn.Module):
-    """Back to full resolution: upsample ×2, concat the image (sharp edges), one 3×3 ConvAct.
-
-    (B,in,H/2,W/2) + image (B,3,H,W) -> (B,out,H,W).
-    """
-
-    def __init__(self, in_ch: int, image_ch: int, out_ch: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.conv = ConvAct(in_ch + image_ch, out_ch, 3, 1, cfg)
-
-    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        dtype = compute_dtype(x)
-        return self.conv(torch.cat([upsample_to(x.to(dtype), image.shape[-2:]), image.to(dtype)], dim=1))
-
-
-class OutConv(nn.Module):
-    """1×1 conv to one channel, no activation. (B,in,H,W) -> (B,1,H,W) = ΔM."""
-
-    def __init__(self, in_ch: int, zero_init: bool) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_ch, 1, 1)
-        if zero_init:
-            nn.init.zeros_(self.conv.weight)
-            nn.init.zeros_(self.conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+from models.network.blocks import (
+    ConvAct,
+    DoubleConv,
+    Down,
+    FullResHead,
+    OutConv,
+    Stem,
+    Up,
+)
+from models.network.netconfig import HEADS, NORMS, ModelConfig  # noqa: F401 - re-exported: models.network.unet.ModelConfig
+from models.sample import FLIPPED_JOINTS
 
 
 def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
@@ -225,8 +114,8 @@ class PoseUNet(nn.Module):
         with its weights, the pose added after its stem through a zero-initialised 1x1 projection
         (so that at the start the pretrained blocks see exactly what they were trained on), and a
         decoder on its H/8, H/4 and H/2 outputs, the pose map joining again at H/2."""
-        from models.assets import DEEPLAB_MODEL, require
-        from models.mobilenet import STEM_CHANNELS, DeepLabV3, MobileNetV2Encoder, load_deeplab_weights
+        from models.network.mobilenet import STEM_CHANNELS, DeepLabV3, MobileNetV2Encoder, load_deeplab_weights
+        from models.utils import DEEPLAB_MODEL, require
 
         width = cfg.base_channels
         deeplab = DeepLabV3()
@@ -263,7 +152,7 @@ class PoseUNet(nn.Module):
 
     def person_log_probability(self, features: torch.Tensor) -> torch.Tensor:
         """DeepLab's log-probability of "person": encoder features (B,160,h,w) -> (B,1,h,w)."""
-        from models.mobilenet import DEEPLAB_PERSON_CLASS
+        from models.network.mobilenet import DEEPLAB_PERSON_CLASS
 
         logits = self.evidence_head(features).float()
         person = DEEPLAB_PERSON_CLASS

@@ -4,7 +4,7 @@ Methods (all run offline, from models that ship inside this package, opencv-cont
 mediapipe wheel):
 
 - "yolox" (default): YOLOX-nano (Megvii, Apache-2.0; weights/yolox_nano/ with its LICENSE and
-  NOTICE), a general COCO-80 detector run with onnxruntime (yolox_session: the shipped 416x416
+  NOTICE), a general COCO-80 detector run with onnxruntime (models.people.yolox; yolox_session: the shipped 416x416
   export with its input size made free in memory, so that it runs at any multiple of 32; 14 ms
   at 416 and 21 ms at 512 on one core here, against cv2.dnn's 53 ms at 416 on two, the same
   outputs to 2e-4). The image is letterboxed into a square of
@@ -14,8 +14,8 @@ mediapipe wheel):
   centre = (raw + cell) * stride, size = exp(raw) * stride, score = objectness * person score,
   then mapped back by the letterbox scale and suppressed (NMS). It finds people of every size and
   pose in crowded photos, which BlazePose's face-anchored detector does not.
-- "blazepose": MediaPipe's BlazePose person detector (pose_detection.tflite, the first stage of
-  MediaPipe Pose) run through a mediapipe graph that returns *all* its detections, not just the
+- "blazepose" (models.people.blazepose): MediaPipe's BlazePose person detector (pose_detection.tflite,
+  the first stage of MediaPipe Pose) run through a mediapipe graph that returns *all* its detections, not just the
   one person the Pose solution keeps. It finds each person's face box plus two alignment points,
   hip centre and a point at the radius of the body's circle; the person box is spanned around
   them with the fractions of that radius below. The detector sees a 224x224 letterbox, so the
@@ -25,51 +25,37 @@ mediapipe wheel):
   On the sample, the extra passes beat tiling (tiles add partial-person false positives), so by
   default only the whole image is used.
 - "blazepose_landmarks": "blazepose", then each box is replaced by the extent of the person's
-  COCO-17 keypoints from `models.pose.PoseEstimator`, padded (tighter boxes, ~40 ms per person).
+  COCO-17 keypoints from `models.people.pose.PoseEstimator`, padded (tighter boxes, ~40 ms per person).
 - "hog": OpenCV's HOG + linear SVM pedestrian detector with non-maximum suppression (upright,
   full-body people only; the classical baseline).
 
-DEFAULT_METHOD names the method that measured best on the sample (see README / bench/pose.py).
-Boxes are (K, 5) float32 [x, y, w, h, score] in pixels, sorted by score, highest first.
+DEFAULT_METHOD names the method that measured best on the sample (docs/results.md "Accuracy of the
+built-in estimators").
+Boxes are (K, 5) float32 [x, y, w, h, score] in pixels, sorted by score, highest first
+(models.people.boxes: their overlap, suppression, tiling and matching).
+
+    PersonDetector(method, config)   .detect(image_rgb) -> (K, 5) boxes; a context manager (close())
+    detect_people(image_rgb, method, config) -> (K, 5)   one-shot PersonDetector
+    DetectorConfig                   every method's tunables; METHODS, DEFAULT_METHOD
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-from models.assets import YOLOX_MODEL, require
-from models.plain import ClosesOnExit
-from models.pose import PoseEstimator, check_image_rgb, import_mediapipe_quietly, quiet_native_stderr
+from models.people.blazepose import blazepose_boxes, blazepose_detection_graph
+from models.people.boxes import _crosses_inner_edge, clip_boxes, keypoint_box, non_max_suppression, tiles
+from models.people.pose import PoseEstimator, check_image_rgb
+from models.people.yolox import YOLOX_RUNTIMES, decode_yolox, letterbox, yolox_session
+from models.utils import YOLOX_MODEL, ClosesOnExit, require
 
 METHODS: tuple[str, ...] = ("yolox", "blazepose", "blazepose_landmarks", "hog")
 DEFAULT_METHOD = "yolox"
-
-YOLOX_STRIDES: tuple[int, ...] = (8, 16, 32)
-YOLOX_RUNTIMES: tuple[str, ...] = ("onnxruntime", "opencv")
-# Letterbox fill and the COCO-80 index of "person": fixed by how YOLOX was trained.
-YOLOX_PAD_VALUE = 114
-YOLOX_PERSON_CLASS = 0
-_YOLOX_BOX_COLUMNS = 5  # x, y, log w, log h, objectness; class scores follow
-
-# One mediapipe node: the BlazePose detection subgraph (registered in the mediapipe wheel; its model
-# pose_detection.tflite ships in mediapipe/modules/pose_detection) with every detection as output.
-_BLAZEPOSE_DETECTION_GRAPH = """
-input_stream: "image"
-output_stream: "detections"
-node {
-  calculator: "PoseDetectionCpu"
-  input_stream: "IMAGE:image"
-  output_stream: "DETECTIONS:detections"
-}
-"""
-# Alignment keypoints of a BlazePose detection: hip centre and a point on the full-body circle.
-_HIP_CENTRE, _BODY_RADIUS_POINT = 0, 1
 
 
 @dataclass(frozen=True)
@@ -77,7 +63,7 @@ class DetectorConfig:
     """Tunables of every method (each field documents its default).
 
     yolox_input_size: side of the square the image is letterboxed into (a multiple of 32; the
-        shipped export was made for 416; 512 finds more small and medium people: README "Crowds").
+        shipped export was made for 416; 512 finds more small and medium people: docs/generate.md "Crowds").
     yolox_threads: onnxruntime threads of the detector (1: the nightly shard runs it in its
         read-ahead thread beside the network).
     yolox_runtime: "onnxruntime" (yolox_session) or "opencv" (cv2.dnn, the runtime before
@@ -90,7 +76,7 @@ class DetectorConfig:
         tile shows parts of things out of context: false people), the rest merged by NMS. Off by
         default: on coco128train's photos scaled 3x (1920 px), 2x2 tiles above 1600 px found more
         small and medium people's boxes (0.04 / 0.52 -> 0.11 / 0.58) but halved the photos/s,
-        lowered precision (0.80 -> 0.55) and whole-photo IoU (0.611 -> 0.596); README "Crowds".
+        lowered precision (0.80 -> 0.55) and whole-photo IoU (0.611 -> 0.596); docs/generate.md "Crowds".
     yolox_tile_when_empty: a photo whose longer side exceeds this many pixels is cut into the same
         tiles when the whole-photo pass finds nobody (0 = never): a large group photo whose people
         the whole-photo pass shrinks below its reach is then not a silent "no person", and photos
@@ -98,7 +84,7 @@ class DetectorConfig:
         of three small groups each (real photos scaled to 300 px), the whole-photo pass found nobody
         in 6; tiling those (3x3) left none empty and found 0.24 of the people instead of 0.07, at
         164 ms per photo on average instead of 51; 3 more false boxes over 20 person-free 3000x2000
-        canvases (bench/large_photos.py, README "Crowds").
+        canvases (bench/large_photos.py, docs/generate.md "Crowds").
     yolox_min_score: person detections below this objectness x class score are dropped.
     yolox_nms_iou: YOLOX boxes overlapping a higher-scoring box by more than this IoU are dropped.
     min_box_height: boxes shorter than this many pixels are dropped (too small for a mask).
@@ -149,162 +135,6 @@ class DetectorConfig:
     hog_hit_threshold: float = 0.0
     hog_min_score: float = 0.3
     pose_params: dict[str, float] = field(default_factory=dict)
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) box with each of (N, 4) boxes, all [x, y, w, h]. Returns (N,) float."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
-    y1 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def non_max_suppression(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS. boxes: (K, 5) [x, y, w, h, score]. Returns the kept rows, by score descending."""
-    if len(boxes) == 0:
-        return np.zeros((0, 5), np.float32)
-    order = np.argsort(-boxes[:, 4], kind="stable")
-    boxes = boxes[order]
-    keep = np.ones(len(boxes), bool)
-    for i in range(len(boxes)):
-        if keep[i]:
-            later = np.arange(i + 1, len(boxes))
-            keep[later[box_iou(boxes[i], boxes[later, :4]) > iou_threshold]] = False
-    return boxes[keep].astype(np.float32)
-
-
-def clip_boxes(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """Clip (K, 5) [x, y, w, h, score] boxes to an image of (H, W); drop those left empty."""
-    height, width = image_hw
-    x0 = np.clip(boxes[:, 0], 0, width)
-    y0 = np.clip(boxes[:, 1], 0, height)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
-    out = np.stack([x0, y0, x1 - x0, y1 - y0, boxes[:, 4]], axis=1).astype(np.float32)
-    return out[(out[:, 2] > 0) & (out[:, 3] > 0)]
-
-
-def tiles(image_hw: tuple[int, int], grid: int, overlap: float) -> list[tuple[int, int, int, int]]:
-    """(x0, y0, x1, y1) tiles of a grid x grid cut of an (H, W) image, overlapping by `overlap`."""
-    height, width = image_hw
-    if grid == 1:
-        return [(0, 0, width, height)]
-    tile_w = width / (grid - (grid - 1) * overlap)
-    tile_h = height / (grid - (grid - 1) * overlap)
-    out = []
-    for row in range(grid):
-        for col in range(grid):
-            x0 = col * tile_w * (1 - overlap)
-            y0 = row * tile_h * (1 - overlap)
-            x1 = min(width, int(np.ceil(x0 + tile_w)))
-            y1 = min(height, int(np.ceil(y0 + tile_h)))
-            out.append((int(x0), int(y0), x1, y1))
-    return out
-
-
-def _crosses_inner_edge(
-    box: Sequence[float], region: tuple[int, int, int, int], image_hw: tuple[int, int], tolerance: float
-) -> bool:
-    """Whether xywh `box` sticks out of `region` by > tolerance * its size through a non-image edge."""
-    x, y, w, h = box[:4]
-    x0, y0, x1, y1 = region
-    height, width = image_hw
-    return bool(
-        (x0 > 0 and x < x0 - tolerance * w)
-        or (y0 > 0 and y < y0 - tolerance * h)
-        or (x1 < width and x + w > x1 + tolerance * w)
-        or (y1 < height and y + h > y1 + tolerance * h)
-    )
-
-
-def keypoint_box(keypoints: np.ndarray, pad: float, pad_top: float) -> np.ndarray | None:
-    """Box around the present keypoints. keypoints: (17, 3) [x, y, v]. Returns (4,) xywh or None.
-
-    The extent grows by pad * its height on the left, right and bottom, pad_top * height on top.
-    """
-    present = keypoints[keypoints[:, 2] > 0, :2]
-    if len(present) == 0:
-        return None
-    (x0, y0), (x1, y1) = present.min(0), present.max(0)
-    size = max(y1 - y0, x1 - x0)
-    x0, x1 = x0 - pad * size, x1 + pad * size
-    y0, y1 = y0 - pad_top * size, y1 + pad * size
-    return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
-
-
-def letterbox(image_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """YOLOX's input: (H, W, 3) uint8 -> ((size, size, 3) uint8 padded with 114, scale).
-
-    The image is resized by scale = min(size / H, size / W) and placed at the top-left corner, so
-    a box in the letterbox divided by `scale` is a box in the image.
-    """
-    height, width = image_bgr.shape[:2]
-    scale = min(size / height, size / width)
-    new_w, new_h = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
-    padded = np.full((size, size, 3), YOLOX_PAD_VALUE, np.uint8)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    padded[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h), interpolation=interpolation)
-    return padded, scale
-
-
-def yolox_grid(size: int, strides: Sequence[int] = YOLOX_STRIDES) -> tuple[np.ndarray, np.ndarray]:
-    """Cell indices (N, 2) [col, row] and their strides (N, 1) in YOLOX's output order.
-
-    N = sum((size // s) ** 2): 3549 for size 416 (52^2 + 26^2 + 13^2).
-    """
-    cells, cell_strides = [], []
-    for stride in strides:
-        n = size // stride
-        cols, rows = np.meshgrid(np.arange(n), np.arange(n))
-        cells.append(np.stack([cols, rows], axis=-1).reshape(-1, 2))
-        cell_strides.append(np.full((n * n, 1), stride))
-    return np.concatenate(cells).astype(np.float32), np.concatenate(cell_strides).astype(np.float32)
-
-
-def decode_yolox(
-    raw: np.ndarray, size: int, scale: float, min_score: float, class_id: int = YOLOX_PERSON_CLASS
-) -> np.ndarray:
-    """YOLOX output rows -> (K, 5) float32 [x, y, w, h, score] boxes of one class, in image pixels.
-
-    raw: (N, 5 + classes) as the network returns it (objectness and class scores already through
-    a sigmoid). Boxes are not suppressed here. Rows that are not finite are dropped.
-    """
-    raw = np.asarray(raw, np.float32).reshape(-1, raw.shape[-1])
-    cells, strides = yolox_grid(size)
-    if len(raw) != len(cells):
-        raise ValueError(f"YOLOX output has {len(raw)} rows; {len(cells)} expected for a {size}px input")
-    score = raw[:, 4] * raw[:, _YOLOX_BOX_COLUMNS + class_id]
-    keep = np.isfinite(raw).all(axis=1) & (score >= min_score)
-    raw, cells, strides, score = raw[keep], cells[keep], strides[keep], score[keep]
-    centre = (raw[:, :2] + cells) * strides
-    extent = np.exp(np.minimum(raw[:, 2:4], np.log(size))) * strides  # no box beyond ~size * stride
-    boxes = np.concatenate([centre - extent / 2, extent], axis=1) / scale
-    return np.concatenate([boxes, score[:, None]], axis=1).astype(np.float32)
-
-
-def yolox_session(path: str, threads: int = 1) -> Any:
-    """An onnxruntime session of the YOLOX export at `path` that takes any input size.
-
-    The export fixes its input at 1x3x416x416 and its output at 1x3549x85, though its graph
-    computes every size (its reshapes keep the batch and the channels and infer the rest): the
-    input's height and width and the output's cell count are made symbolic in memory, the file is
-    read as it is (its NOTICE: not modified).
-    """
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(path)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_param, dims[3].dim_param = "height", "width"
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "cells"
-    del model.graph.value_info[:]  # intermediate shapes of the 416 export: inferred again
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 class PersonDetector(ClosesOnExit):
@@ -406,14 +236,7 @@ class PersonDetector(ClosesOnExit):
 
     def _blazepose_graph(self) -> Any:
         if self._graph is None:
-            import_mediapipe_quietly()
-            from mediapipe.python import solution_base
-
-            with quiet_native_stderr():
-                self._graph = solution_base.SolutionBase(
-                    graph_config=_BLAZEPOSE_DETECTION_GRAPH, outputs=["detections"]
-                )
-                self._graph.process({"image": np.zeros((64, 64, 3), np.uint8)})
+            self._graph = blazepose_detection_graph()
         return self._graph
 
     def _detect_blazepose(self, image_rgb: np.ndarray) -> np.ndarray:
@@ -443,35 +266,7 @@ class PersonDetector(ClosesOnExit):
         self, graph: Any, image_rgb: np.ndarray, region: tuple[int, int, int, int], check_edges: bool
     ) -> list[list[float]]:
         """BlazePose detections in image_rgb[y0:y1, x0:x1] as [x, y, w, h, score] full-image rows."""
-        cfg = self.config
-        height, width = image_rgb.shape[:2]
-        x0, y0, x1, y1 = region
-        found = []
-        tile = np.ascontiguousarray(image_rgb[y0:y1, x0:x1])
-        for det in graph.process({"image": tile}).detections or []:
-            score = float(det.score[0])
-            if score < cfg.blazepose_min_score:
-                continue
-            points = det.location_data.relative_keypoints
-            hip_x = x0 + points[_HIP_CENTRE].x * (x1 - x0)
-            hip_y = y0 + points[_HIP_CENTRE].y * (y1 - y0)
-            radius = float(
-                np.hypot(
-                    (points[_BODY_RADIUS_POINT].x - points[_HIP_CENTRE].x) * (x1 - x0),
-                    (points[_BODY_RADIUS_POINT].y - points[_HIP_CENTRE].y) * (y1 - y0),
-                )
-            )
-            box = [
-                hip_x - cfg.box_half_width * radius,
-                hip_y - cfg.box_top * radius,
-                2 * cfg.box_half_width * radius,
-                (cfg.box_top + cfg.box_bottom) * radius,
-                score,
-            ]
-            if check_edges and _crosses_inner_edge(box, region, (height, width), cfg.tile_edge_tolerance):
-                continue
-            found.append(box)
-        return found
+        return blazepose_boxes(graph, image_rgb, region, check_edges, self.config)
 
     def _refine_with_landmarks(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -508,31 +303,3 @@ def detect_people(
     """
     with PersonDetector(method, config) as detector:
         return detector.detect(image_rgb)
-
-
-def match_detections(
-    boxes: np.ndarray, gt_boxes: np.ndarray, ignore_boxes: np.ndarray, iou_threshold: float = 0.5
-) -> tuple[int, int, int]:
-    """Greedy COCO-style matching of one image's detections to its ground truth.
-
-    boxes: (K, 5) [x, y, w, h, score]; gt_boxes: (G, 4) people to find; ignore_boxes: (I, 4)
-    people neither to find nor to punish (crowd, too small). A detection matching no ground truth
-    at `iou_threshold` but an ignored box is not a false positive.
-    Returns (true positives, false positives, ground-truth count).
-    """
-    gt_boxes, ignore_boxes = _as_box_array(gt_boxes), _as_box_array(ignore_boxes)
-    matched = np.zeros(len(gt_boxes), bool)
-    true_pos = false_pos = 0
-    for box in boxes[np.argsort(-boxes[:, 4], kind="stable")] if len(boxes) else []:
-        ious = box_iou(box[:4], gt_boxes) if len(gt_boxes) else np.zeros(0)
-        ious = np.where(matched, -1.0, ious)
-        if len(ious) and ious.max() >= iou_threshold:
-            matched[int(ious.argmax())] = True
-            true_pos += 1
-        elif not (len(ignore_boxes) and box_iou(box[:4], ignore_boxes).max() >= iou_threshold):
-            false_pos += 1
-    return true_pos, false_pos, len(gt_boxes)
-
-
-def _as_box_array(boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    return np.asarray(boxes, np.float32).reshape(-1, 4)

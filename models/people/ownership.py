@@ -11,7 +11,7 @@ pose_fit(keypoints, box, tolerance) -> PoseFit
     (models.detect.keypoint_box) with the box.
 OwnerCheck
     the thresholds (``[pose]`` check_owner, owner_min_inside, owner_min_extent_iou,
-    owner_tolerance, duplicate_oks, isolate_grow; chosen by measurement, README "Crowds") and
+    owner_tolerance, duplicate_oks, isolate_grow; chosen by measurement, docs/generate.md "Crowds") and
     `fits(fit)`.
 isolate_box(image, box, grow, fill) -> image
     the photo with everything outside the box (grown by `grow` x its size) painted `fill`, so that
@@ -40,8 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.detect import DetectorConfig, box_iou, keypoint_box
-from models.pose import PoseResult
+from models.people.boxes import box_iou, keypoint_box
+from models.people.detect import DetectorConfig
+from models.people.pose import PoseResult
 
 # COCO-17 per-keypoint OKS sigmas (cocoeval.py): nose, eyes, ears, shoulders, elbows, wrists,
 # hips, knees, ankles.
@@ -61,7 +62,7 @@ NO_POSE = "no_pose"
 FEW_JOINTS = "pose_few_joints"  # a pose of its own, with fewer joints than the network needs (models.people)
 REASONS: tuple[str, ...] = (POSE_OWN, POSE_REASSIGNED, POSE_BORROWED, POSE_DUPLICATE, NO_POSE, FEW_JOINTS)
 
-# (image (H,W,3) uint8, box (4,) xywh) -> (17,3) pose in image pixels (or a models.pose.PoseResult
+# (image (H,W,3) uint8, box (4,) xywh) -> (17,3) pose in image pixels (or a models.people.pose.PoseResult
 # holding it, with the estimator's segmentation), or None
 Estimate = Callable[[np.ndarray, Sequence[float]], "np.ndarray | PoseResult | None"]
 

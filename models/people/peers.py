@@ -3,7 +3,7 @@
 They are what a user would otherwise run, so the nightly bench and ``posemask masks --method``
 compare posemask against them on the same photos.
 
-- "selfie": MediaPipe selfie segmentation (models.posefree.PoseFreeSegmenter) on the whole photo.
+- "selfie": MediaPipe selfie segmentation (models.people.posefree.PoseFreeSegmenter) on the whole photo.
 - "deeplab": DeepLab-v3 MobileNetV2 trained on PASCAL VOC (weights/deeplabv3_mnv2/, Apache-2.0,
   see its NOTICE), through onnxruntime (the optional extra ``peers``; cv2.dnn fails on its
   Upsample node). Input: the whole photo resized to 257x257 RGB, scaled to [-1, 1], NHWC; output:
@@ -25,10 +25,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.assets import DEEPLAB_MODEL, require
-from models.plain import ClosesOnExit
-from models.pose import check_image_rgb
-from models.posefree import PoseFreeSegmenter
+from models.people.pose import check_image_rgb
+from models.people.posefree import PoseFreeSegmenter
+from models.utils import DEEPLAB_MODEL, ClosesOnExit, require
 
 DEEPLAB_INPUT_SIZE = 257
 DEEPLAB_PERSON_CLASS = 15  # PASCAL VOC class index

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from models.keypoints import COCO17_NAMES, outside_image
-from models.plain import ClosesOnExit
+from models.sample import COCO17_NAMES, outside_image
+from models.utils import ClosesOnExit
 
 # BlazePose-33 landmark index of each COCO-17 keypoint. BlazePose's "left" is the person's left,
 # as in COCO, so no left/right swap is needed.

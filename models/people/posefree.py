@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from models.plain import ClosesOnExit
-from models.pose import import_mediapipe_quietly, quiet_native_stderr
+from models.people.pose import import_mediapipe_quietly, quiet_native_stderr
+from models.utils import ClosesOnExit
 
 
 class PoseFreeSegmenter(ClosesOnExit):

@@ -1,6 +1,6 @@
 """Keypoint tracking through a frame sequence (the paper's section III-A): dense optical flow
-averaged around each joint, smoothed by a constant-velocity Kalman filter per joint; ORB
-descriptor matching as the baseline that the paper found to fail.
+averaged around each joint, smoothed by a constant-velocity Kalman filter per joint (ORB
+descriptor matching, the baseline that the paper found to fail: models.people.orb).
 
     TrackConfig                              flow method, averaging radius, Kalman noise
     dense_flow(prev_gray, next_gray, method) (H,W,2) float32 flow, DeepFlow or Farneback
@@ -10,7 +10,6 @@ descriptor matching as the baseline that the paper found to fail.
                                              (K,3) COCO keypoints per frame, flow + Kalman, and
                                              (with `estimate`) the pose estimator as a second,
                                              gated measurement
-    orb_track(frames, first, ...)            the same by ORB matching around each keypoint
     rotate_points(points, hw, quarter_turns) (N,>=2) x, y on an image turned by np.rot90
     estimate_turned(estimate, frame, box, k) the estimator on the frame turned k quarter turns,
                                              its keypoints back on the upright frame
@@ -40,13 +39,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.detect import keypoint_box
-from models.keypoints import outside_image
+from models.people.boxes import keypoint_box
+from models.sample import outside_image
 
 FLOW_METHODS = ("deepflow", "farneback")
 VISIBLE, OCCLUDED = 2.0, 1.0
 JOINTS = 17
-# (H,W,3) uint8 RGB frame, (4,) xywh box -> (17,3) keypoints or None: models.pose.PoseEstimator.estimate
+# (H,W,3) uint8 RGB frame, (4,) xywh box -> (17,3) keypoints or None: models.people.pose.PoseEstimator.estimate
 Estimate = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
@@ -313,59 +312,3 @@ def _corrected(
         mask[person] = which
         positions = kalman.update(measured, cfg.estimate_noise, mask)
     return positions
-
-
-def orb_track(
-    frames: Iterable[np.ndarray | None], first: np.ndarray, patch: int = 31, search: int = 24, max_distance: int = 64
-) -> Iterator[np.ndarray]:
-    """The baseline: each keypoint's ORB descriptor (a `patch`-pixel patch) is matched against ORB
-    descriptors computed on a grid within `search` pixels of its last position in the next frame; it
-    moves to the best match under `max_distance` (Hamming) and stays put otherwise."""
-    orb = cv2.ORB_create(edgeThreshold=patch, patchSize=patch)
-    keypoints = np.asarray(first, np.float32).reshape(-1, 3).copy()
-    tracked = keypoints[:, 2] > 0
-    iterator = iter(frames)
-    frame = next(iterator)
-    if frame is None:
-        raise ValueError("orb_track: the first frame must be readable")
-    grey = _grey(frame, 1.0)
-    positions = keypoints[:, :2].astype(np.float64)
-    descriptors = _orb_descriptors(orb, grey, positions, patch)
-    yield keypoints.copy()
-    step = 2
-    offsets = np.array([(dx, dy) for dy in range(-search, search + 1, step) for dx in range(-search, search + 1, step)])
-    for frame in iterator:
-        out = keypoints.copy()
-        if frame is not None:
-            grey = _grey(frame, 1.0)
-            for k in np.flatnonzero(tracked):
-                if descriptors[k] is None:
-                    continue
-                candidates = positions[k] + offsets
-                found = _orb_descriptors(orb, grey, candidates, patch)
-                best, best_distance = None, max_distance
-                for candidate, descriptor in zip(candidates, found, strict=True):
-                    if descriptor is None:
-                        continue
-                    distance = cv2.norm(descriptors[k], descriptor, cv2.NORM_HAMMING)
-                    if distance < best_distance:
-                        best, best_distance = candidate, distance
-                if best is not None:
-                    positions[k] = best
-        out[tracked, :2] = positions[tracked]
-        h, w = grey.shape[:2]
-        out[~tracked | outside_image(out, h, w)] = 0.0
-        yield out
-
-
-def _orb_descriptors(orb: cv2.ORB, grey: np.ndarray, points: np.ndarray, patch: int) -> list[np.ndarray | None]:
-    """ORB descriptor at each point ((N,2) x, y), None where the patch does not fit in the image."""
-    keypoints = [cv2.KeyPoint(float(x), float(y), float(patch)) for x, y in points]
-    kept, descriptors = orb.compute(grey, keypoints)
-    out: list[np.ndarray | None] = [None] * len(points)
-    if descriptors is None:
-        return out
-    index = {(round(k.pt[0], 3), round(k.pt[1], 3)): d for k, d in zip(kept, descriptors, strict=True)}
-    for i, (x, y) in enumerate(points):
-        out[i] = index.get((round(float(x), 3), round(float(y), 3)))
-    return out

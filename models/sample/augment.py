@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
-from models.posemap import pose_map, to_uint8
-from models.prior import BoxPriorConfig, box_prior, prior_mask, prior_to_uint8
-from models.sample import CropConfig
-from models.skeleton import JOINT_NAMES
+from models.sample.posemap import pose_map, to_uint8
+from models.sample.prior import BoxPriorConfig, box_prior, prior_mask, prior_to_uint8
+from models.sample.sample import CropConfig
+from models.sample.skeleton import JOINT_NAMES
 
 
 def _flipped_joint_order() -> list[int]:
@@ -46,7 +46,7 @@ class AugmentConfig:
     joint_drop: probability of dropping each visible joint; all_joints_drop: of dropping all.
     box_prior_share: probability that the sample is a box-only person, as the nightly path segments
       a detected person without a usable pose: no joints, an empty pose map and the box prior
-      (models.prior.box_prior) of the mask's bounding box, each side moved by up to box_jitter of
+      (models.sample.prior.box_prior) of the mask's bounding box, each side moved by up to box_jitter of
       the box's size (a detector's box is not the mask's).
     """
 

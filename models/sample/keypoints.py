@@ -1,4 +1,4 @@
-"""COCO-17 keypoints -> the 14 joints of models.skeleton, with the top of the head estimated.
+"""COCO-17 keypoints -> the 14 joints of models.sample.skeleton, with the top of the head estimated.
 
 COCO-17 order: nose, l_eye, r_eye, l_ear, r_ear, l_shoulder, r_shoulder, l_elbow, r_elbow,
 l_wrist, r_wrist, l_hip, r_hip, l_knee, r_knee, l_ankle, r_ankle. COCO has no head-top or neck
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.skeleton import JOINT_NAMES, NUM_JOINTS, J
+from models.sample.skeleton import JOINT_NAMES, NUM_JOINTS, J
 
 COCO17_NAMES: tuple[str, ...] = (
     "nose",
@@ -133,7 +133,7 @@ def estimate_head(kps: np.ndarray, neck: np.ndarray | None, cfg: HeadConfig) -> 
 
 
 def coco17_to_joints14(keypoints: np.ndarray | list, cfg: HeadConfig | None = None) -> tuple[np.ndarray, dict]:
-    """Map COCO-17 keypoints to the 14 joints of models.skeleton.
+    """Map COCO-17 keypoints to the 14 joints of models.sample.skeleton.
 
     keypoints: (17,3) or the flat COCO list of 51 numbers. Missing joints come out as (0,0,0).
     Returns ((14,3) float32 joints, dict of the head rules used).

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from models.skeleton import LIMBS, TORSO, J
+from models.sample.skeleton import LIMBS, TORSO, J
 
 LEG_JOINTS = {J[n] for n in ("r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle")}
 HEAD, NECK = J["head"], J["neck"]
@@ -149,7 +149,7 @@ class BoxPriorConfig:
     """The prior of a person known only by a box (no usable pose): a soft ellipse inscribed in the
     box, `inside` within it and `outside` elsewhere, its edge blurred by `blur_sigma` crop pixels.
     Set as [detect] box_prior_* (measured on the detected people without a pose of coco128train,
-    val2017 and OCHuman: README "Crowds")."""
+    val2017 and OCHuman: docs/generate.md "Crowds")."""
 
     inside: float = 0.6
     outside: float = 0.05

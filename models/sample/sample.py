@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from models.crop import box_around, crop_affine, warp_image, warp_mask, warp_points
-from models.keypoints import HeadConfig, coco17_to_joints14, joints_inside
-from models.plain import from_plain_dict
-from models.posemap import pose_map, to_uint8
-from models.prior import BoxPriorConfig, PriorConfig, box_prior, prior_mask, prior_to_uint8
+from models.sample.crop import box_around, crop_affine, warp_image, warp_mask, warp_points
+from models.sample.keypoints import HeadConfig, coco17_to_joints14, joints_inside
+from models.sample.posemap import pose_map, to_uint8
+from models.sample.prior import BoxPriorConfig, PriorConfig, box_prior, prior_mask, prior_to_uint8
+from models.utils import from_plain_dict
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def box_person_sample(
     image: np.ndarray, bbox_xywh: np.ndarray, cfg: CropConfig, box_cfg: BoxPriorConfig | None = None
 ) -> dict[str, np.ndarray]:
     """person_sample of a person known only by a box: the crop around the box, an empty pose map
-    and the box prior (models.prior.box_prior) in place of the limb prior. Same keys and shapes."""
+    and the box prior (models.sample.prior.box_prior) in place of the limb prior. Same keys and shapes."""
     h, w = image.shape[:2]
     no_joints = np.zeros((14, 3), np.float32)
     affine = crop_affine(np.asarray(bbox_xywh, np.float32), cfg.margin, cfg.size)

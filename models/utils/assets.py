@@ -4,7 +4,7 @@
     weights/deeplabv3_mnv2/   DeepLab-v3 MobileNetV2, VOC (Apache-2.0; LICENSE, NOTICE)
     weights/posemask_unet/    the default PoseUNet of `posemask masks`: model.pt, crf.json
                               (its dense-CRF parameters), quality.json (its quality
-                              calibration, models/quality.py) and MODEL_CARD.md
+                              calibration, models/evaluation/quality.py) and MODEL_CARD.md
 
 Nothing here is downloaded: `posemask masks` runs offline from these files.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 YOLOX_MODEL = WEIGHTS_DIR / "yolox_nano" / "yolox_nano_416x416.onnx"
 DEEPLAB_MODEL = WEIGHTS_DIR / "deeplabv3_mnv2" / "deeplab_v3_1_default_1.onnx"
 SHIPPED_DIR = WEIGHTS_DIR / "posemask_unet"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.keypoints import outside_image
-from models.masks import VOC_VOID, voc_person_instances
+from models.sample import VOC_VOID, outside_image, voc_person_instances
 from pipeline.lib.files import resolve_inside
 from pipeline.lib.images import read_rgb
 from pipeline.lib.records import RecordError, read_palette_png, record_mask

@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.masks import encode_rle
 from models.people import SOURCE_BOX, LabelMap, Person, PersonMask, person_from_keypoints, present_keypoints
+from models.sample import encode_rle
 from pipeline.lib.files import atomic_path, jsonl_line, read_jsonl, short_hash, write_json, write_jsonl
 from pipeline.lib.folder import BadImageError, bytes_hash, check_image_header, decode_image_bytes, stable_image_id
 from pipeline.lib.keypoint_files import KeypointIndex, PersonKeypoints, load_sidecar, sidecar_path

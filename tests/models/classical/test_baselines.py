@@ -1,4 +1,4 @@
-"""Tests of models/baselines.py on synthetic blobs and on real crops of the COCO sample."""
+"""Tests of models/classical/baselines.py on synthetic blobs and on real crops of the COCO sample."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from models.baselines import (
+from models.classical.baselines import (
     grabcut_baseline,
     grabcut_from_mask,
     grabcut_person,
     prior_baseline,
     slic_grabcut_baseline,
 )
-from models.crf import mean_iou
-from models.prior import prior_mask
-from models.skeleton import NUM_JOINTS, J, draw_skeleton
+from models.classical.crf import mean_iou
+from models.sample.prior import prior_mask
+from models.sample.skeleton import NUM_JOINTS, J, draw_skeleton
 
 SYN_SIZE = 96
-COCO_ROOT = Path(__file__).resolve().parents[2] / "data" / "sample" / "coco"
+COCO_ROOT = Path(__file__).resolve().parents[3] / "data" / "sample" / "coco"
 CROP_SIZE = 256
 # COCO-17 keypoint index for each of the 14 joints; None = neck (mid-shoulders). Head = nose: crude.
 COCO17_FOR_JOINT = (0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15)

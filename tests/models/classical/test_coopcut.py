@@ -1,4 +1,4 @@
-"""models/coopcut.py: a long boundary between two colours costs less than in a graph cut, and the
+"""models/classical/coopcut.py: a long boundary between two colours costs less than in a graph cut, and the
 majorise-minimise steps never raise the energy."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.coopcut import coopcut_baseline, cooperative_cut, cooperative_energy, cut_loads, edge_classes
-from models.graphcut import colour_features, contrast_weights, gmm_graph_cut
-from models.skeleton import NUM_JOINTS
+from models.classical.coopcut import coopcut_baseline, cooperative_cut, cooperative_energy, cut_loads, edge_classes
+from models.classical.graphcut import colour_features, contrast_weights, gmm_graph_cut
+from models.sample.skeleton import NUM_JOINTS
 
 
 def _body_and_arm(size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

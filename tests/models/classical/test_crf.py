@@ -1,4 +1,4 @@
-"""Tests of models/crf.py: dense-CRF refinement and its coarse-to-fine grid search."""
+"""Tests of models/classical/crf.py: dense-CRF refinement and its coarse-to-fine grid search."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.crf import (
-    DEFAULT_COARSE_GRID,
-    NO_REFINEMENT,
-    CRFParams,
-    fine_grid,
-    grid_search,
-    mean_iou,
-    refine,
-)
+from models.classical.crf import DEFAULT_COARSE_GRID, NO_REFINEMENT, CRFParams, fine_grid, grid_search, mean_iou, refine
 
 SIZE = 64
 

@@ -1,12 +1,18 @@
-"""models/graphcut.py: EM finds the mixtures that made the pixels; the cut follows colour and contrast."""
+"""models/classical/graphcut.py: EM finds the mixtures that made the pixels; the cut follows colour and contrast."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.graphcut import contrast_weights, fit_gmm, gmm_graph_cut, gmm_graphcut_baseline, slic_gmm_graphcut_baseline
-from models.skeleton import NUM_JOINTS
+from models.classical.graphcut import (
+    contrast_weights,
+    fit_gmm,
+    gmm_graph_cut,
+    gmm_graphcut_baseline,
+    slic_gmm_graphcut_baseline,
+)
+from models.sample.skeleton import NUM_JOINTS
 
 
 def test_em_recovers_two_well_separated_components() -> None:

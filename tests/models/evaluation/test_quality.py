@@ -1,4 +1,4 @@
-"""models.quality: a mask's quality from its probability map and its prior, and its calibration."""
+"""models.evaluation.quality: a mask's quality from its probability map and its prior, and its calibration."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.quality import (
+from models.evaluation.quality import (
     PRIOR_EXPONENT,
     QUALITY_FILE,
     Calibration,

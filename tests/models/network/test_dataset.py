@@ -1,6 +1,6 @@
 """CacheDataset(raw=True) + normalize_batch against the float path; batch_to_device's raw transfer.
 
-The raw path is what training and inference use on CUDA (models/train.py raw_transfer): these tests
+The raw path is what training and inference use on CUDA (models/network/batches.py raw_transfer): these tests
 prove on the CPU that it gives bit-equal inputs; bench/gpu_check.sh checks the same on a GPU.
 """
 
@@ -15,11 +15,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.synthetic import write_synthetic_cache
-from models import train as train_module
-from models.augment import AUGMENTATIONS, FLIPPED_JOINTS, AugmentConfig
-from models.dataset import CacheDataset, normalize_batch, normalize_image, prior_to_probability
-from models.train import TrainConfig, batch_to_device, predict, raw_transfer, train
-from models.unet import ModelConfig
+from models.network import batches as train_module
+from models.network.batches import batch_to_device, raw_transfer
+from models.network.dataset import CacheDataset, normalize_batch, normalize_image, prior_to_probability
+from models.network.inference import predict
+from models.network.netconfig import TrainConfig
+from models.network.training import train
+from models.network.unet import ModelConfig
+from models.sample.augment import AUGMENTATIONS, FLIPPED_JOINTS, AugmentConfig
 
 ALWAYS_FLIP = AugmentConfig(**{**AUGMENTATIONS["none"].__dict__, "flip_prob": 1.0})
 # above 1/255, so that the clamp of the prior is exercised (the synthetic prior holds 1 and 254)

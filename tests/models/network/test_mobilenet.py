@@ -1,4 +1,4 @@
-"""models.mobilenet: the torch MobileNetV2 / DeepLab-v3 with the shipped file's weights computes
+"""models.network.mobilenet: the torch MobileNetV2 / DeepLab-v3 with the shipped file's weights computes
 what onnxruntime computes from the file, block by block (issue 21's acceptance: 1e-4)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.assets import DEEPLAB_MODEL, require
-from models.mobilenet import (
+from models.network.mobilenet import (
     DEEPLAB_PERSON_CLASS,
     DeepLabV3,
     MobileNetV2Encoder,
@@ -17,6 +16,7 @@ from models.mobilenet import (
     deeplab_v3,
     load_deeplab_weights,
 )
+from models.utils.assets import DEEPLAB_MODEL, require
 from tests.conftest import SAMPLE
 
 SIZE = 257  # the file's input

@@ -1,6 +1,6 @@
 """Training loop, checkpoints/resume, model files, prediction; and the CacheDataset it reads.
 
-(The CacheDataset tests live here because models/dataset.py exists to feed train.py.)
+(The CacheDataset tests live here because models/network/dataset.py exists to feed train.py.)
 """
 
 from __future__ import annotations
@@ -15,21 +15,16 @@ import pytest
 import torch
 
 from bench.synthetic import write_synthetic_cache
-from models.augment import AUGMENTATIONS, FLIPPED_JOINTS, AugmentConfig
-from models.dataset import CacheDataset, InMemoryBatch
-from models.skeleton import JOINT_NAMES
-from models.train import (
-    TrainConfig,
-    _rng_state,
-    _set_rng_state,
-    cpu_has_native_bf16,
-    instance_iou,
-    load_model,
-    predict,
-    save_model,
-    train,
-)
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import load_model, save_model
+from models.network.dataset import CacheDataset, InMemoryBatch
+from models.network.inference import predict
+from models.network.netconfig import TrainConfig
+from models.network.seeding import _rng_state, _set_rng_state
+from models.network.training import train
+from models.network.unet import ModelConfig, PoseUNet, cpu_has_native_bf16
+from models.network.validation import instance_iou
+from models.sample.augment import AUGMENTATIONS, FLIPPED_JOINTS, AugmentConfig
+from models.sample.skeleton import JOINT_NAMES
 
 TINY = ModelConfig(base_channels=4, depth=2)
 ALWAYS_FLIP = AugmentConfig(**{**AUGMENTATIONS["none"].__dict__, "flip_prob": 1.0})
@@ -191,7 +186,7 @@ def test_train_writes_loadable_checkpoints_and_history(caches: dict[str, Path], 
 def test_failed_training_closes_the_cache_files(
     caches: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import models.train as train_module
+    import models.network.epoch as train_module
 
     open_at_close: list[bool] = []
     real_close = CacheDataset.close
@@ -335,7 +330,7 @@ def test_untrained_model_predicts_the_prior(caches: dict[str, Path]) -> None:
 
 
 def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
-    from models.train import LR_FLOOR, learning_rate
+    from models.network.schedule import LR_FLOOR, learning_rate
 
     cfg = _train_cfg(10, lr=1e-3, warmup_epochs=2, schedule="cosine")
     assert learning_rate(cfg, 0.0) == pytest.approx(1e-3 * LR_FLOOR)
@@ -353,7 +348,7 @@ def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
 
 
 def test_early_stopping_ends_training_and_a_resume_does_not_continue(caches: dict[str, Path], tmp_path: Path) -> None:
-    from models.train import stopped_early
+    from models.network.schedule import stopped_early
 
     assert not stopped_early([], 0, 2)
     assert not stopped_early([{"epoch": 3}], 2, 2) and stopped_early([{"epoch": 4}], 2, 2)
@@ -374,7 +369,7 @@ def test_full_augmentation_trains_and_lr_is_recorded(caches: dict[str, Path], tm
 
 
 def test_boundary_weighted_loss_weighs_the_edge() -> None:
-    from models.unet import boundary_band
+    from models.network.unet import boundary_band
 
     target = torch.zeros(1, 1, 16, 16)
     target[..., 4:12, 4:12] = 1
@@ -401,7 +396,7 @@ def test_cpu_bf16_trains_in_bf16_and_stays_close(caches: dict[str, Path], tmp_pa
 def test_prepare_device_applies_cpu_bf16_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 autocast on a CPU with native bf16 only; a GroupNorm net then trains contiguous (its
     channels-last bf16 kernels measured slower), a BatchNorm net channels-last."""
-    from models import train as train_module
+    from models.network import training as train_module
 
     cfg = _train_cfg(1)  # cpu_bf16 and channels_last: the defaults
     assert cfg.cpu_bf16 and cfg.channels_last
@@ -414,7 +409,7 @@ def test_prepare_device_applies_cpu_bf16_only_where_it_pays(monkeypatch: pytest.
 
 
 def test_loader_workers_auto_is_in_process_on_the_cpu() -> None:
-    from models.train import loader_workers
+    from models.network.batches import loader_workers
 
     assert loader_workers(-1, torch.device("cpu")) == 0
     assert 1 <= loader_workers(-1, torch.device("cuda")) <= 4

@@ -1,4 +1,4 @@
-"""DistributedDataParallel through torchrun (models/distributed.py, models/train_dist.py).
+"""DistributedDataParallel through torchrun (models/network/distributed.py, models/network/train_dist.py).
 
 Two CPU processes (gloo, one thread each) train what one process trains with the same global
 batch: the ranks' batches together are the single process's batch (ShardSampler), DDP averages
@@ -19,12 +19,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.synthetic import write_synthetic_cache
-from models.distributed import DistContext, ShardSampler
-from models.train import TrainConfig, load_model, train
-from models.train_dist import RESULT_PREFIX
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import load_model
+from models.network.distributed import DistContext, ShardSampler
+from models.network.netconfig import TrainConfig
+from models.network.train_dist import RESULT_PREFIX
+from models.network.training import train
+from models.network.unet import ModelConfig, PoseUNet
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # GroupNorm: BatchNorm would normalise over each rank's half batch, a different model.
 TINY_GN = ModelConfig(base_channels=4, depth=2, norm="group")
 # float32 (cpu_bf16 off): the tolerance below is about float32 sums in another order
@@ -59,7 +61,7 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    command += ["--master-port", str(_free_port()), "-m", "models.train_dist", *args]
+    command += ["--master-port", str(_free_port()), "-m", "models.network.train_dist", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -218,7 +220,7 @@ def test_validation_shards_cover_every_sample_once() -> None:
 def test_ranks_augment_with_their_own_reproducible_streams() -> None:
     """Every rank reseeds from (seed, epoch, rank) at each epoch and offsets its workers' seeds: the
     ranks draw different augmentations, and a resumed epoch draws what it drew the first time."""
-    from models.train import _rng_state, _seed_rank_epoch, _seed_rank_worker, _set_rng_state
+    from models.network.seeding import _rng_state, _seed_rank_epoch, _seed_rank_worker, _set_rng_state
 
     saved = _rng_state()  # the global RNGs are reseeded here: leave them as the other tests found them
     try:

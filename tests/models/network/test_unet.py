@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.unet import ModelConfig, PoseUNet, count_parameters, soft_dice_loss
+from models.network.unet import ModelConfig, PoseUNet, count_parameters, soft_dice_loss
 
 SIZE = 64  # multiple of 2**(depth+1) for the tiny configs below
 
@@ -117,7 +117,7 @@ def test_config_round_trip_and_validation() -> None:
 
 
 def test_test_time_flip_averages_with_the_mirrored_input() -> None:
-    from models.augment import FLIPPED_JOINTS
+    from models.sample.augment import FLIPPED_JOINTS
 
     torch.manual_seed(0)
     net = PoseUNet(ModelConfig(base_channels=4, depth=2, pose_channels=14, zero_init_last=False)).eval()
@@ -161,7 +161,7 @@ def test_bf16_inference_stays_float32_and_close_to_float32() -> None:
 
 
 def test_native_bf16_is_false_where_it_would_be_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
-    from models import unet
+    from models.network import unet
 
     monkeypatch.setattr(unet, "cpu_has_native_bf16", lambda: False)
     assert not unet.native_bf16("cpu")

@@ -1,4 +1,4 @@
-"""models.unet's MobileNetV2 path: the shipped DeepLab-v3's pretrained encoder inside the pose-guided
+"""models.network.unet's MobileNetV2 path: the shipped DeepLab-v3's pretrained encoder inside the pose-guided
 network (issue 21): it starts as the prior, its encoder as DeepLab's, and it trains, saves and loads."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.assets import DEEPLAB_MODEL, require
-from models.mobilenet import MobileNetV2Encoder, load_deeplab_weights
-from models.netconfig import ModelConfig
-from models.train import load_model, save_model
-from models.unet import PoseUNet
+from models.network.checkpoints import load_model, save_model
+from models.network.mobilenet import MobileNetV2Encoder, load_deeplab_weights
+from models.network.netconfig import ModelConfig
+from models.network.unet import PoseUNet
+from models.utils.assets import DEEPLAB_MODEL, require
 
 SIZE = 64
 
@@ -83,7 +83,7 @@ def test_a_saved_pretrained_network_loads_as_it_was_and_runs_in_bf16_with_flip(t
 
 
 def test_person_evidence_is_deeplabs_own_person_log_probability_and_starts_as_the_prior():
-    from models.mobilenet import DEEPLAB_PERSON_CLASS, deeplab_v3
+    from models.network.mobilenet import DEEPLAB_PERSON_CLASS, deeplab_v3
 
     torch.manual_seed(0)
     net = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group", person_evidence=True).eval()
@@ -102,8 +102,8 @@ def test_person_evidence_is_deeplabs_own_person_log_probability_and_starts_as_th
 
 
 def test_the_pretrained_parts_learn_at_their_own_rate():
-    from models.netconfig import TrainConfig
-    from models.train import make_optimizer
+    from models.network.netconfig import TrainConfig
+    from models.network.schedule import make_optimizer
 
     net = PoseUNet(encoder="mobilenet_v2", base_channels=8, norm="group", person_evidence=True)
     optimizer = make_optimizer(net, TrainConfig(lr=1e-3, encoder_lr_scale=0.1))

@@ -9,25 +9,19 @@ import cv2
 import numpy as np
 import pytest
 
-from models.detect import (
-    DEFAULT_METHOD,
-    METHODS,
-    DetectorConfig,
-    PersonDetector,
+from models.people.boxes import (
     _crosses_inner_edge,
     box_iou,
     clip_boxes,
-    decode_yolox,
-    detect_people,
     keypoint_box,
-    letterbox,
     match_detections,
     non_max_suppression,
     tiles,
-    yolox_grid,
 )
+from models.people.detect import DEFAULT_METHOD, METHODS, DetectorConfig, PersonDetector, detect_people
+from models.people.yolox import decode_yolox, letterbox, yolox_grid
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "coco"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "coco"
 MIN_PERSON_AREA = 64 * 64  # COCO "large-ish" people: smaller ones are neither found nor punished
 
 
@@ -202,8 +196,8 @@ def test_hog_finds_an_upright_person() -> None:
 def test_yolox_runs_at_any_input_size_in_onnxruntime_as_opencv_runs_the_export():
     """The export fixes 416x416; yolox_session frees the size in memory. At 416 and 512 its raw
     outputs equal cv2.dnn's on a real photo (to float rounding), so the decoding is unchanged."""
-    from models.assets import YOLOX_MODEL, require
-    from models.detect import yolox_session
+    from models.people.yolox import yolox_session
+    from models.utils.assets import YOLOX_MODEL, require
 
     path = str(require(YOLOX_MODEL))
     session = yolox_session(path)

@@ -1,11 +1,11 @@
-"""models.ownership: a pose belongs to its box; one skeleton, one person (synthetic poses and boxes)."""
+"""models.people.ownership: a pose belongs to its box; one skeleton, one person (synthetic poses and boxes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.ownership import (
+from models.people.ownership import (
     NO_POSE,
     POSE_BORROWED,
     POSE_DUPLICATE,
@@ -18,7 +18,7 @@ from models.ownership import (
     object_keypoint_similarity,
     pose_fit,
 )
-from tests.models.test_people import standing_person
+from tests.models.people.test_people import standing_person
 
 LEFT = np.array([10, 10, 40, 100, 0.9], np.float32)  # two people side by side, touching boxes
 RIGHT = np.array([55, 10, 40, 100, 0.8], np.float32)

@@ -1,4 +1,4 @@
-"""models.peers: whole-photo segmenters (MediaPipe selfie, DeepLab-v3) on a real sample photo."""
+"""models.people.peers: whole-photo segmenters (MediaPipe selfie, DeepLab-v3) on a real sample photo."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from models.assets import DEEPLAB_MODEL
-from models.peers import PEERS, DeepLabSegmenter, deeplab_baseline, make_peer
+from models.people.peers import PEERS, DeepLabSegmenter, deeplab_baseline, make_peer
+from models.utils.assets import DEEPLAB_MODEL
 from tests.conftest import SAMPLE
 
 PHOTO = "000000000785.jpg"  # one skier, large in the frame

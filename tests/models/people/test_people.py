@@ -6,20 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.ownership import OwnerCheck
-from models.people import (
-    SOURCE_BOX,
-    SOURCE_KEYPOINTS,
-    Person,
-    estimate_people,
-    grabcut_window,
-    instance_labels,
-    person_from_keypoints,
-    segment_people,
-)
-from models.prior import BoxPriorConfig, box_prior
-from models.sample import CropConfig, box_person_sample
-from models.unet import ModelConfig, PoseUNet
+from models.network.unet import ModelConfig, PoseUNet
+from models.people.boxmask import grabcut_window
+from models.people.find import estimate_people, person_from_keypoints
+from models.people.ownership import OwnerCheck
+from models.people.person import SOURCE_BOX, SOURCE_KEYPOINTS, Person, instance_labels
+from models.people.segment import segment_people
+from models.sample.prior import BoxPriorConfig, box_prior
+from models.sample.sample import CropConfig, box_person_sample
 
 
 def standing_person(cx: float, top: float, height: float) -> np.ndarray:
@@ -184,7 +178,8 @@ def test_a_box_that_is_not_finite_or_misses_the_image_falls_back_to_the_keypoint
 def test_memory_of_one_photo_is_bounded_by_the_batch_whatever_the_number_of_people(monkeypatch):
     """300 people in one photo: the network sees at most batch_size crops at once, masks come one by
     one, and the label map (uint16 past 255 people) matches the one built from all of them."""
-    import models.people as people_module
+    import models.people.segment as people_module
+    from models.people.person import LabelMap
 
     torch.manual_seed(0)
     net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
@@ -202,7 +197,7 @@ def test_memory_of_one_photo_is_bounded_by_the_batch_whatever_the_number_of_peop
 
     monkeypatch.setattr(people_module, "crop_probabilities", spy)
     masks = people_module.iter_person_masks(net, image, crowd, CropConfig(size=32), 0.5, batch_size=8)
-    labels = people_module.LabelMap(image.shape[:2], len(crowd), 0.5)
+    labels = LabelMap(image.shape[:2], len(crowd), 0.5)
     first = next(masks)
     assert seen == [8]  # the first mask comes before the other 292 crops exist
     labels.add(first.prob)
@@ -221,10 +216,11 @@ def test_memory_of_one_photo_is_bounded_by_the_batch_whatever_the_number_of_peop
 def test_windowed_masks_equal_the_full_photo_computation(grabcut: bool) -> None:
     """A person is computed in the window of the photo it can touch: the same masks as pasting the
     crop back onto the whole photo (and running GrabCut on it), for people at the photo's edges."""
-    from models.baselines import grabcut_person
-    from models.crop import paste_back
-    from models.people import LabelMap, crop_probabilities
-    from models.sample import person_sample
+    from models.classical.baselines import grabcut_person
+    from models.people.person import LabelMap
+    from models.people.segment import crop_probabilities
+    from models.sample.crop import paste_back
+    from models.sample.sample import person_sample
 
     torch.manual_seed(0)
     net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()
@@ -258,7 +254,7 @@ def test_windowed_masks_equal_the_full_photo_computation(grabcut: bool) -> None:
 def test_samples_made_beforehand_give_the_same_masks():
     """iter_person_masks with person_samples made beforehand (the nightly read-ahead) equals the
     masks it makes itself; samples that do not match the posed people are refused."""
-    from models.people import iter_person_masks, person_samples
+    from models.people.segment import iter_person_masks, person_samples
 
     torch.manual_seed(0)
     net = PoseUNet(ModelConfig(base_channels=4, depth=2, zero_init_last=False)).eval()

@@ -1,4 +1,4 @@
-"""Tests for models.pose: BlazePose -> COCO-17 on tiny arrays and on the real COCO sample."""
+"""Tests for models.people.pose: BlazePose -> COCO-17 on tiny arrays and on the real COCO sample."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.pose import BLAZEPOSE_TO_COCO17, COCO17_NAMES, PoseEstimator, context_region
+from models.people.pose import BLAZEPOSE_TO_COCO17, COCO17_NAMES, PoseEstimator, context_region
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "coco"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "coco"
 MIN_LABELLED_KEYPOINTS = 10
 PCK_ALPHA = 0.2
 # Ground-truth COCO keypoint indices of the torso diagonal used as PCK reference length.

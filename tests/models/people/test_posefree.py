@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from models.crop import crop_affine, warp_image, warp_mask
-from models.masks import coco_instance_mask
-from models.metrics import iou
-from models.posefree import PoseFreeSegmenter, posefree_baseline
+from models.evaluation.metrics import iou
+from models.people.posefree import PoseFreeSegmenter, posefree_baseline
+from models.sample.crop import crop_affine, warp_image, warp_mask
+from models.sample.masks import coco_instance_mask
 
 
 def test_blank_image_has_no_person():

@@ -1,4 +1,4 @@
-"""models/track.py on known warps of a real sample photo (the DAVIS clips stay in ../shared: bench/track.py)."""
+"""models/people/track.py on known warps of a real sample photo (the DAVIS clips stay in ../shared: bench/track.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from models.track import (
+from models.people.orb import orb_track
+from models.people.track import (
     JointKalman,
     TrackConfig,
     estimate_disagreement,
     estimate_turned,
     flow_at,
-    orb_track,
     rotate_points,
     track_keypoints,
 )
@@ -79,13 +79,15 @@ def test_an_unreadable_frame_is_bridged_by_the_filter(person) -> None:
 
 
 def test_joints_that_leave_the_frame_become_missing(person, monkeypatch) -> None:
-    import models.track
+    import models.people.track
 
     image, kps = person
     h, w = image.shape[:2]
     first = kps.copy()
     first[0] = [w - 8.0, 20.0, 2.0]  # near the right edge, and the whole frame flows right
-    monkeypatch.setattr(models.track, "dense_flow", lambda a, b, method: np.full((*a.shape, 2), (6.0, 0.0), np.float32))
+    monkeypatch.setattr(
+        models.people.track, "dense_flow", lambda a, b, method: np.full((*a.shape, 2), (6.0, 0.0), np.float32)
+    )
     frames = [image, image, image]
     last = list(track_keypoints(frames, first, TrackConfig(flow="farneback", kalman=False, max_side=10_000)))[-1]
     assert last[0, 2] == 0 and (last[1:, 2] == first[1:, 2]).all()

@@ -1,4 +1,4 @@
-"""models/augment.py: image, mask and joints move together; pose map and prior are redrawn from the joints."""
+"""models/sample/augment.py: image, mask and joints move together; pose map and prior are redrawn from the joints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.synthetic import write_synthetic_cache
-from models.augment import (
+from models.network.dataset import CacheDataset
+from models.sample.augment import (
     AUGMENTATIONS,
     FLIPPED_JOINTS,
     AugmentConfig,
@@ -17,11 +18,10 @@ from models.augment import (
     perturb_joints,
     random_affine,
 )
-from models.dataset import CacheDataset
-from models.posemap import pose_map, to_uint8
-from models.prior import prior_mask, prior_to_uint8
-from models.sample import CropConfig
-from models.skeleton import JOINT_NAMES, J
+from models.sample.posemap import pose_map, to_uint8
+from models.sample.prior import prior_mask, prior_to_uint8
+from models.sample.sample import CropConfig
+from models.sample.skeleton import JOINT_NAMES, J
 
 SIZE = 64
 CROP = CropConfig(size=SIZE)
@@ -137,8 +137,8 @@ def test_cache_dataset_full_augmentation(tmp_path) -> None:
 def test_a_box_only_sample_has_no_joints_an_empty_pose_map_and_the_box_prior_of_its_mask():
     """box_prior_share = 1: every sample is a person known only by a (jittered) box, as the nightly
     path segments a detected person without a usable pose."""
-    from models.augment import AUGMENTATIONS, AugmentConfig, augment_person, jittered_mask_box
-    from models.sample import CropConfig
+    from models.sample.augment import AUGMENTATIONS, AugmentConfig, augment_person, jittered_mask_box
+    from models.sample.sample import CropConfig
 
     size = 64
     image = np.full((size, size, 3), 90, np.uint8)

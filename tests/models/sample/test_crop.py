@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.crop import (
+from models.evaluation.metrics import iou
+from models.sample.crop import (
     box_around,
     crop_affine,
     crop_footprint,
@@ -18,8 +19,7 @@ from models.crop import (
     warp_mask,
     warp_points,
 )
-from models.masks import coco_instance_mask
-from models.metrics import iou
+from models.sample.masks import coco_instance_mask
 
 
 def test_affine_maps_box_centre_to_crop_centre_and_keeps_aspect():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from models.keypoints import C, HeadConfig, coco17_to_joints14, joints_inside
-from models.skeleton import J
+from models.sample.keypoints import C, HeadConfig, coco17_to_joints14, joints_inside
+from models.sample.skeleton import J
 
 CFG = HeadConfig()
 
@@ -100,7 +100,7 @@ def test_rule_neck_distance():
     # Only one face point, both shoulders: shoulder_width wins over neck_distance by rule order.
     _, rules = coco17_to_joints14(k, cfg)
     assert rules["distance"] == "shoulder_width"
-    from models.keypoints import head_distance
+    from models.sample.keypoints import head_distance
 
     dist, rule = head_distance(kps(nose=(50, 40)), np.array([50.0, 40.0]), np.array([50.0, 70.0]), cfg)
     assert rule == "neck_distance" and dist == pytest.approx(cfg.neck_distance_factor * 30)
@@ -147,7 +147,7 @@ def test_head_lies_on_the_person_on_the_real_sample(sample):
 
 
 def test_outside_image_is_one_rule_pixel_i_covers_i_to_i_plus_1():
-    from models.keypoints import outside_image
+    from models.sample.keypoints import outside_image
 
     points = np.array([[0, 0], [99.9, 49.9], [100, 10], [10, 50], [-0.1, 3], [np.nan, 1], [np.inf, 1]], np.float32)
     assert outside_image(points, 50, 100).tolist() == [False, False, True, True, True, True, True]

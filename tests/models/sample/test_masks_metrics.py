@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.masks import coco_instance_mask, encode_rle, voc_person_instances
-from models.metrics import boundary_f_score, iou, summarize
+from models.evaluation.metrics import boundary_f_score, iou, summarize
+from models.sample.masks import coco_instance_mask, encode_rle, voc_person_instances
 
 
 def test_coco_polygon_rle_and_compressed_rle(sample):

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.posemap import pose_map, to_uint8
-from models.prior import LEG_JOINTS, PriorConfig, prior_mask, prior_to_uint8
-from models.skeleton import LIMBS, TORSO, J
+from models.sample.posemap import pose_map, to_uint8
+from models.sample.prior import LEG_JOINTS, PriorConfig, prior_mask, prior_to_uint8
+from models.sample.skeleton import LIMBS, TORSO, J
 
 STANDING = np.zeros((14, 3), np.float32)
 for name, xy in {
