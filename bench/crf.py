@@ -26,8 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from pycocotools.coco import COCO  # noqa: E402
 
-from models.baselines import grabcut_baseline, prior_baseline, slic_grabcut_baseline  # noqa: E402
-from models.crf import CRFParams, mean_iou, refine  # noqa: E402
+from models.classical import CRFParams, grabcut_baseline, mean_iou, prior_baseline, refine, slic_grabcut_baseline  # noqa: E402
 from models.sample import CropConfig, person_sample  # noqa: E402
 
 COCO_ROOT = REPO / "data" / "sample" / "coco"

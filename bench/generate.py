@@ -43,10 +43,13 @@ sys.path.insert(0, str(REPO))
 from luigi.task_register import Register  # noqa: E402
 
 from bench.record import append_result, git_commit  # noqa: E402
-from models.people import crop_probabilities, estimate_people, person_from_keypoints  # noqa: E402
+from models.network import PoseUNet, load_model, native_bf16, save_model  # noqa: E402
+from models.people import (  # noqa: E402
+    crop_probabilities,
+    estimate_people,
+    person_from_keypoints,
+)
 from models.sample import person_sample  # noqa: E402
-from models.train import load_model, save_model  # noqa: E402
-from models.unet import PoseUNet, native_bf16  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.config import detect  # noqa: E402
 from pipeline.generate import GenerateMasks  # noqa: E402

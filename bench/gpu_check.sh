@@ -7,7 +7,7 @@
 # 1. bench/train_step.py on CUDA: the real data path (uint8 transfer, normalised on the GPU, after
 #    checking it equals the float path there) against a batch already on the GPU, train and
 #    inference samples/s and their ratio; then the float transfer, to see what uint8 saves.
-# 2. train() + predict() of models/train.py on CUDA (the raw switch as training uses it).
+# 2. train() + predict() of models/network/training.py and inference.py on CUDA (the raw switch as training uses it).
 # 3. bench/generate.py with [GenerateMasks] device = cuda, set through a temporary luigi config.
 # Everything printed goes to bench/results/gpu_check-<UTC time>.txt; the benches append their JSON
 # lines to bench/results/train_step.jsonl and bench/results/generate.jsonl.
@@ -54,7 +54,7 @@ main() {
     section "1c. the small bench model (base 8), uint8: the data path under a faster step"
     "$py" bench/train_step.py --devices cuda --samples 256 --num-workers "$workers"
 
-    section "2. train() + predict() on CUDA (models/train.py)"
+    section "2. train() + predict() on CUDA (models/network)"
     "$py" - "$tmp" "$workers" <<'PY'
 import math
 import sys
@@ -65,8 +65,7 @@ sys.path.insert(0, ".")
 import numpy as np  # noqa: E402
 
 from bench.synthetic import write_synthetic_cache  # noqa: E402
-from models.train import TrainConfig, predict, train  # noqa: E402
-from models.unet import ModelConfig  # noqa: E402
+from models.network import ModelConfig, TrainConfig, predict, train  # noqa: E402
 
 root, workers, samples = Path(sys.argv[1]), int(sys.argv[2]), 128
 cache = write_synthetic_cache(root / "smoke.h5", samples, seed=1)

@@ -31,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.record import append_result, git_commit  # noqa: E402
-from models.detect import PersonDetector, match_detections  # noqa: E402
+from models.people import (  # noqa: E402
+    PersonDetector,
+    match_detections,
+)
 
 RESULTS = REPO / "bench" / "results" / "large_photos.jsonl"
 SAMPLE = REPO / "data" / "sample"

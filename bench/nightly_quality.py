@@ -5,7 +5,7 @@
 
 For every photo with ground-truth person masks (COCO instances JSON + image folder) and for
 each method (posemask alone, with the dense CRF, with the GrabCut refinement, and each
-whole-photo peer of models.peers):
+whole-photo peer of models.people.peers):
 
   - detection recall and precision at box IoU 0.5 (posemask only: the boxes of the people it
     made masks for). People to find: non-crowd people with >= --min-keypoints labelled keypoints
@@ -58,11 +58,20 @@ sys.path.insert(0, str(REPO))
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from bench.record import append_result, git_commit  # noqa: E402
-from models.detect import match_detections  # noqa: E402
-from models.evaluation import SIZE_BUCKETS, coco_person_ap, people_found, size_bucket  # noqa: E402
-from models.peers import PEERS, make_peer  # noqa: E402
-from models.people import instance_labels, segment_people  # noqa: E402
-from models.visualize import overlay_people  # noqa: E402
+from models.evaluation import (  # noqa: E402
+    SIZE_BUCKETS,
+    coco_person_ap,
+    overlay_people,
+    people_found,
+    size_bucket,
+)
+from models.people import (  # noqa: E402
+    PEERS,
+    instance_labels,
+    make_peer,
+    match_detections,
+    segment_people,
+)
 
 SAMPLE = REPO / "data" / "sample"
 DEFAULT_DATASETS = [

@@ -25,8 +25,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.detect import METHODS, PersonDetector, match_detections  # noqa: E402
-from models.pose import PoseEstimator  # noqa: E402
+from models.people import (  # noqa: E402
+    METHODS,
+    PersonDetector,
+    PoseEstimator,
+    match_detections,
+)
 
 COCO_ROOT = REPO / "data" / "sample" / "coco"
 

@@ -3,7 +3,7 @@
     python bench/quality.py [--config configs/shipped.cfg] [--nightly-dump dump.jsonl]
                             [--fit-calibration models/weights/posemask_unet/quality.json]
 
-The score is models.quality.mask_quality: the IoU a mask is expected to have, from its own
+The score is models.evaluation.quality.mask_quality: the IoU a mask is expected to have, from its own
 probability map and its agreement with the person's pose prior, through the shipped model's
 calibration. Measured against the true IoU of each mask:
 
@@ -22,7 +22,7 @@ the masks are ranked by quality against the confidence they were ranked by befor
 probability; the nightly AP of both is bench/nightly_quality.py's). Appends one JSON line to
 bench/results/quality.jsonl.
 
---fit-calibration FILE fits the quality calibration (models.quality.fit_calibration) on the nightly
+--fit-calibration FILE fits the quality calibration (models.evaluation.quality.fit_calibration) on the nightly
 dump's --fit-on set (the validation set, coco128train: never an evaluation set), its matched masks'
 raw quality against their true IoU, and writes it to FILE (the shipped model's quality.json).
 """
@@ -79,10 +79,9 @@ def rises(table: list[dict]) -> bool:
 
 def with_keypoints(network: str, dataset: str, split: str) -> dict:
     """Expected and true IoU of every instance of one evaluation set, and AP by either score."""
-    from models.assets import SHIPPED_DIR
-    from models.evaluation import coco_mask_ap, score_instance
-    from models.masks import encode_rle
-    from models.quality import QUALITY_FILE, mask_quality, read_calibration
+    from models.evaluation import QUALITY_FILE, coco_mask_ap, mask_quality, read_calibration, score_instance
+    from models.sample import encode_rle
+    from models.utils import SHIPPED_DIR
     from pipeline import config
     from pipeline.cache import BuildCache
     from pipeline.lib.cachefile import cache_samples
@@ -171,7 +170,7 @@ def without_keypoints(dump: Path) -> dict[str, dict]:
 def fit_shipped_calibration(dump: Path, dataset: str, target: Path) -> None:
     """Fit the quality calibration on one dataset of a nightly dump (raw quality: the dump's quality
     must have been made without a calibration) and write it to `target`."""
-    from models.quality import combine_quality, fit_calibration, write_calibration
+    from models.evaluation import combine_quality, fit_calibration, write_calibration
 
     rows = matched_rows(dump, dataset)
     raw = np.array([combine_quality(r["expected_iou"], r["prior_agreement"]) for r in rows])

@@ -9,8 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from models.sample import CropConfig
-from models.skeleton import NUM_JOINTS
+from models.sample import NUM_JOINTS, CropConfig
 
 
 def write_synthetic_cache(

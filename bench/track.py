@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.record import append_result, git_commit  # noqa: E402
-from models.track import TrackConfig, estimate_turned, orb_track, track_keypoints  # noqa: E402
+from models.people import TrackConfig, estimate_turned, orb_track, track_keypoints  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "track.jsonl"
 SEQUENCES = ("breakdance", "dance-twirl", "parkour")
@@ -93,8 +93,7 @@ def run_tracker(name: str, frames: list, first: np.ndarray, cfg: TrackConfig, es
 
 
 def mask_ious(comp, frames: list, masks: list, keypoints: list[np.ndarray]) -> list[float]:
-    from models.detect import DetectorConfig
-    from models.people import person_from_keypoints, segment_people
+    from models.people import DetectorConfig, person_from_keypoints, segment_people
 
     pads = DetectorConfig()  # the box around keypoints given without one, as GenerateMasks draws it
     ious = []

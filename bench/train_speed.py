@@ -3,13 +3,13 @@
     python bench/train_speed.py                       # GroupNorm and BatchNorm, 3 alternating repeats
     python bench/train_speed.py --norms group --repeats 1
 
-All go through models.train.train (the real data path: cache.h5 -> CacheDataset -> DataLoader ->
+All go through models.network.train (the real data path: cache.h5 -> CacheDataset -> DataLoader ->
 step) on the same synthetic cache of 256 px samples, the same net (ModelConfig(base_channels=16),
 the training default's size) and TrainConfig's default batch (4):
 
   - baseline: how training ran when issue 14 was filed: float32, channels-last, 2 DataLoader
     workers (TrainConfig(cpu_bf16=False, num_workers=2));
-  - default: TrainConfig()'s settings as models.train applies them on this machine (bf16 autocast
+  - default: TrainConfig()'s settings as models.network.training applies them on this machine (bf16 autocast
     where the CPU computes bf16 natively, channels-last but contiguous for a GroupNorm net under
     bf16: _prepare_device; on the CPU the batches loaded in the training process: loader_workers);
   - compile (--compile): the default with TrainConfig.compile (its first epoch holds the compile);
@@ -36,8 +36,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.record import append_result, git_commit  # noqa: E402
 from bench.synthetic import write_synthetic_cache  # noqa: E402
-from models.train import TrainConfig, _prepare_device, train  # noqa: E402
-from models.unet import ModelConfig, cpu_has_native_bf16  # noqa: E402
+from models.network import (  # noqa: E402
+    ModelConfig,
+    TrainConfig,
+    cpu_has_native_bf16,
+)
+from models.network.training import _prepare_device, train  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "train_speed.jsonl"
 RECIPES = {

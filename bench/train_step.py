@@ -6,7 +6,7 @@ For each device (CPU, and CUDA when present) it runs the same number of steps tw
 and prints samples/s for both and their ratio (target >= 0.9: the data path is not the bottleneck).
 The same for inference (forward + probability + copy back to the host).
 
-The data path is the one models/train.py takes: on CUDA batches cross as uint8 and are normalised
+The data path is the one models/network/training.py takes: on CUDA batches cross as uint8 and are normalised
 on the GPU (--transfer auto; --transfer float / uint8 force either, to measure the difference).
 A uint8 run first checks that its normalised batch equals the float path's (torch.equal) on the
 device. The pose map and prior are read from the cache; drawing them on the GPU from the joints
@@ -40,10 +40,17 @@ sys.path.insert(0, str(REPO))
 
 from bench.record import append_result, git_commit, tree_dirty  # noqa: E402
 from bench.synthetic import write_synthetic_cache  # noqa: E402
-from models.augment import AUGMENTATIONS, AugmentConfig  # noqa: E402
-from models.dataset import CacheDataset, InMemoryBatch  # noqa: E402
-from models.train import batch_to_device, raw_transfer, train_step  # noqa: E402
-from models.unet import ModelConfig, PoseUNet, count_parameters  # noqa: E402
+from models.network import (  # noqa: E402
+    CacheDataset,
+    InMemoryBatch,
+    ModelConfig,
+    PoseUNet,
+    batch_to_device,
+    count_parameters,
+    raw_transfer,
+    train_step,
+)
+from models.sample import AUGMENTATIONS, AugmentConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "train_step.jsonl"
 POSE_SOURCE = "cache (drawing the pose map and prior on the GPU from the joints is not implemented: not measured)"

@@ -10,8 +10,8 @@ import luigi
 import numpy as np
 from tqdm import tqdm
 
-from models import baselines as classical
-from models import coopcut, graphcut
+from models.classical import baselines as classical
+from models.classical import coopcut, graphcut
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask
@@ -21,13 +21,13 @@ from pipeline.lib.predictions import timed, write_predictions
 
 
 def _deeplab(sample: dict[str, np.ndarray], **params: object) -> np.ndarray:
-    from models.peers import deeplab_baseline  # onnxruntime loads only where it is used
+    from models.people import deeplab_baseline  # onnxruntime loads only where it is used
 
     return deeplab_baseline(sample["image"], **params)
 
 
 def _posefree(sample: dict[str, np.ndarray], **params: object) -> np.ndarray:
-    from models.posefree import posefree_baseline  # mediapipe loads only where it is used
+    from models.people import posefree_baseline  # mediapipe loads only where it is used
 
     return posefree_baseline(sample["image"], **params)
 

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from models.assets import SHIPPED_NAME
+from models.utils import SHIPPED_NAME
 from pipeline.estimators import POSEMASK
 from pipeline.lib.night import NIGHT_LOCK, STATE_DIR, output_owner
 from posemask.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_SKIPPED

@@ -15,13 +15,18 @@ from dataclasses import MISSING, fields
 
 import luigi
 
-from models.detect import DEFAULT_METHOD, METHODS, YOLOX_RUNTIMES, DetectorConfig, PersonDetector
-from models.keypoints import HeadConfig
-from models.ownership import OwnerCheck
-from models.pose import PoseEstimator
-from models.prior import BoxPriorConfig, PriorConfig
-from models.sample import CropConfig
-from models.track import FLOW_METHODS, TrackConfig
+from models.people import (
+    DEFAULT_METHOD,
+    FLOW_METHODS,
+    METHODS,
+    YOLOX_RUNTIMES,
+    DetectorConfig,
+    OwnerCheck,
+    PersonDetector,
+    PoseEstimator,
+    TrackConfig,
+)
+from models.sample import BoxPriorConfig, CropConfig, HeadConfig, PriorConfig
 from pipeline.lib.annotations import PersonFilter, PoseCheck
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import luigi
 import numpy as np
 
-from models.crf import DEFAULT_COARSE_GRID, DEFAULT_REFINE_FACTOR, CRFParams, grid_search, mean_iou, refine
+from models.classical import DEFAULT_COARSE_GRID, DEFAULT_REFINE_FACTOR, CRFParams, grid_search, mean_iou, refine
 from pipeline import config
 from pipeline.cache import BuildCache
 from pipeline.core import PoseMaskTask

@@ -17,12 +17,9 @@ from __future__ import annotations
 import json
 import os
 
-from models.assets import SHIPPED_CRF, require
-from models.crf import CRFParams
-from models.detect import PersonDetector
-from models.peers import PEERS, make_peer
-from models.people import BoxSegmenter
-from models.pose import PoseEstimator
+from models.classical import CRFParams
+from models.people import PEERS, BoxSegmenter, PersonDetector, PoseEstimator, make_peer
+from models.utils import SHIPPED_CRF, require
 from pipeline import config
 from pipeline.crf import read_crf_file
 

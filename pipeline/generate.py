@@ -34,10 +34,9 @@ from pathlib import Path
 import luigi
 import numpy as np
 
-from models.assets import SHIPPED_MODEL, SHIPPED_NAME, require
-from models.crf import CRFParams
-from models.detect import DetectorConfig
-from models.people import Person, estimate_people, iter_person_masks, person_samples
+from models.classical import CRFParams
+from models.people import DetectorConfig, Person, estimate_people, iter_person_masks, person_samples
+from models.utils import SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
 from pipeline.core import PoseMaskTask

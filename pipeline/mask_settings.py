@@ -16,8 +16,8 @@ from pathlib import Path
 
 import luigi
 
-from models.assets import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
-from models.quality import QUALITY_FILE, Calibration, read_calibration
+from models.evaluation import QUALITY_FILE, Calibration, read_calibration
+from models.utils import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
 from pipeline.crf import TuneCRF
@@ -30,7 +30,7 @@ from pipeline.train import MODELS
 
 @functools.lru_cache(maxsize=2)
 def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.unet.PoseUNet
-    from models.train import load_model, resolve_device
+    from models.network import load_model, resolve_device
 
     net, _, _ = load_model(path, resolve_device(device))
     return net
@@ -45,8 +45,8 @@ def network(path: str, device: str):  # noqa: ANN201 - a models.unet.PoseUNet
 
 def native_bf16(device: str) -> bool:
     """Whether `device` ("cpu", "cuda", "auto") computes bf16 natively."""
-    from models.train import resolve_device
-    from models.unet import native_bf16 as computes_bf16
+    from models.network import native_bf16 as computes_bf16
+    from models.network import resolve_device
 
     return computes_bf16(resolve_device(device))
 

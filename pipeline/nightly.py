@@ -18,21 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.assets import SHIPPED_MODEL, require
-from models.crf import CRFParams
-from models.detect import PersonDetector
-from models.ownership import OwnerCheck
-from models.people import BoxSegmenter, Person, estimate_people
-from models.pose import PoseEstimator
-from models.prior import BoxPriorConfig
-from models.quality import QUALITY_FILE, Calibration, read_calibration
-from models.sample import CropConfig
+from models.classical import CRFParams
+from models.evaluation import QUALITY_FILE, Calibration, read_calibration
+from models.people import BoxSegmenter, OwnerCheck, Person, PersonDetector, PoseEstimator, estimate_people
+from models.sample import BoxPriorConfig, CropConfig
+from models.utils import SHIPPED_MODEL, require
 from pipeline import config
 from pipeline.estimators import box_person_segmenter, estimators, pose_estimate, shipped_crf
 from pipeline.generate import GenerateMasks
 
 if TYPE_CHECKING:  # torch loads with the network (nightly_components), not with this module
-    from models.unet import PoseUNet
+    from models.network import PoseUNet
 
 
 @dataclass
@@ -79,8 +75,7 @@ class Nightly:
 
 def nightly_components(model_path: str | None = None, crf: CRFParams | None = None) -> Nightly:
     """The shipped model (or `model_path`, with `crf` or the shipped CRF) and the configured estimators."""
-    from models.train import load_model
-    from models.unet import native_bf16
+    from models.network import load_model, native_bf16
 
     path = str(require(SHIPPED_MODEL)) if model_path is None else model_path
     net, _, _ = load_model(path, "cpu")

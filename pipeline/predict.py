@@ -39,7 +39,7 @@ class PredictMasks(PoseMaskTask):
         return {"pred": self.target("pred.h5")}
 
     def run(self) -> None:
-        from models.train import iter_predictions, load_model, resolve_device  # torch loads here, not on import
+        from models.network import iter_predictions, load_model, resolve_device  # torch loads here, not on import
 
         config.use_torch_threads()
         device = resolve_device(self.device)

@@ -20,7 +20,7 @@ import luigi
 import numpy as np
 from tqdm import tqdm
 
-from models.track import orb_track, track_keypoints
+from models.people import orb_track, track_keypoints
 from pipeline import config
 from pipeline.core import PoseMaskTask
 from pipeline.lib.files import write_json

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import luigi
 
-from models.augment import AUGMENTATIONS
-from models.netconfig import ENCODERS, HEADS, NORMS, SCHEDULES, ModelConfig, TrainConfig
+from models.network import ENCODERS, HEADS, NORMS, SCHEDULES, ModelConfig, TrainConfig
+from models.sample import AUGMENTATIONS
 from pipeline import config
 from pipeline.cache import BuildCache, cache_paths
 from pipeline.config import from_field
@@ -132,8 +132,7 @@ class TrainingTask(PoseMaskTask):
         return None
 
     def run(self) -> None:
-        from models.train import read_weights, save_model, train  # torch loads here, not on import
-        from models.unet import PoseUNet
+        from models.network import PoseUNet, read_weights, save_model, train  # torch loads here, not on import
 
         train_paths, val_paths = self.caches()
         model_cfg = self.model_config()

@@ -15,7 +15,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from models.assets import SHIPPED_NAME
+from models.utils import SHIPPED_NAME
 
 POSEMASK = "posemask"
 # posemask itself, then the whole-photo peers of models.peers.PEERS (sorted): kept here as names so

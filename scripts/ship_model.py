@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 import luigi  # noqa: E402
 
 from bench.record import git_commit  # noqa: E402
-from models.assets import SHIPPED_CRF, SHIPPED_DIR, SHIPPED_MODEL  # noqa: E402
-from models.quality import QUALITY_FILE  # noqa: E402
+from models.evaluation import QUALITY_FILE  # noqa: E402
+from models.utils import SHIPPED_CRF, SHIPPED_DIR, SHIPPED_MODEL  # noqa: E402
 
 ACCURACY_RESULTS = REPO / "bench" / "results" / "accuracy.jsonl"
 MAX_BYTES = 20 * 1024 * 1024
@@ -45,7 +45,7 @@ TERMS = {
 
 
 def quality_row() -> str:
-    """The card's row on quality.json, the calibration of each mask's quality (models/quality.py)."""
+    """The card's row on quality.json, the calibration of each mask's quality (models/evaluation/quality.py)."""
     path = SHIPPED_DIR / QUALITY_FILE
     if not path.is_file():
         return "| quality calibration | none yet: `bench/quality.py --fit-calibration` writes `quality.json` |"

@@ -14,10 +14,9 @@ import pytest
 
 from tests.conftest import REPO
 
-# Packages held to the size limits (models/ joins once its own long files are split).
-CHECKED = ("pipeline", "posemask")
-# Packages whose modules' imports must form no cycle, between them too.
-CYCLE_CHECKED = ("models", "pipeline", "posemask")
+# Packages held to the size limits, and whose modules' imports must form no cycle, between them too.
+CHECKED = ("models", "pipeline", "posemask")
+CYCLE_CHECKED = CHECKED
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

@@ -1,4 +1,5 @@
-"""The layers stay apart: models/ and pipeline/lib/ never import luigi, nor the task modules."""
+"""The layers stay apart: models/ and pipeline/lib/ never import luigi, nor the task modules, and
+each models/ sub-package imports only the sub-packages at or below its own level."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from tests.conftest import REPO
 
 # package folder -> module prefixes its files may import from this project
 ALLOWED_PROJECT_IMPORTS = {"models": ("models",), "pipeline/lib": ("models", "pipeline.lib")}
+
+# models/ sub-packages from the bottom up: each imports only those at or below its own level.
+# utils: plain helpers; sample: one person as a sample; evaluation: how good a mask is (metrics,
+# quality); classical: classical segmenters (the dense CRF tunes by evaluation's IoU); network:
+# the U-Net (its data is sample's); people: photos of people, which uses everything below.
+MODEL_LAYERS = ("utils", "sample", "evaluation", "classical", "network", "people")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -35,3 +42,26 @@ def test_plain_layers_import_no_luigi_and_no_tasks(package: str) -> None:
             assert top != "luigi", f"{path.relative_to(REPO)} imports {module}"
             if top in ("models", "pipeline"):
                 assert module.startswith(allowed), f"{path.relative_to(REPO)} imports {module} (only {allowed})"
+
+
+def test_models_is_made_of_the_layered_sub_packages_only() -> None:
+    """Every module of models/ lives in one of MODEL_LAYERS (models/__init__.py, a docstring, aside)."""
+    packages = {path.parent.name for path in (REPO / "models").glob("*/__init__.py")}
+    assert packages == set(MODEL_LAYERS)
+    assert [path.name for path in (REPO / "models").glob("*.py")] == ["__init__.py"]
+    assert not imported_modules(REPO / "models" / "__init__.py")
+
+
+@pytest.mark.parametrize("package", MODEL_LAYERS)
+def test_each_models_package_imports_only_packages_at_or_below_its_level(package: str) -> None:
+    allowed = MODEL_LAYERS[: MODEL_LAYERS.index(package) + 1]
+    files = sorted((REPO / "models" / package).rglob("*.py"))
+    assert files
+    for path in files:
+        for module in imported_modules(path):
+            parts = module.split(".")
+            assert parts[0] != "luigi", f"{path.relative_to(REPO)} imports {module}"
+            if parts[0] == "models":
+                assert len(parts) > 1 and parts[1] in allowed, (
+                    f"{path.relative_to(REPO)} imports {module}: {package} may import only {', '.join(allowed)}"
+                )

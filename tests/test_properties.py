@@ -16,10 +16,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.crop import box_around, crop_affine, paste_back, warp_points
-from models.keypoints import coco17_to_joints14, joints_inside
-from models.masks import coco_instance_mask
-from models.sample import CropConfig, person_sample
+from models.sample.crop import box_around, crop_affine, paste_back, warp_points
+from models.sample.keypoints import coco17_to_joints14, joints_inside
+from models.sample.masks import coco_instance_mask
+from models.sample.sample import CropConfig, person_sample
 from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
 from pipeline.lib.json_stream import MalformedJSONError
 from pipeline.lib.keypoint_files import load_keypoint_file

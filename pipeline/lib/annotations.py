@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.keypoints import outside_image
+from models.sample import outside_image
 from pipeline.lib.files import resolve_inside
 from pipeline.lib.json_stream import JSONObjectStream, MalformedJSONError
 

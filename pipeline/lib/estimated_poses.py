@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.masks import VOC_VOID, voc_person_instances
+from models.sample import VOC_VOID, voc_person_instances
 from pipeline.lib.annotations import PersonFilter, PoseCheck, Tally, pose_problem
 from pipeline.lib.files import resolve_inside
 from pipeline.lib.images import read_rgb

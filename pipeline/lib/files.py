@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from models.atomic import atomic_path, remove_stale_temps, temp_path_for
+from models.utils import atomic_path, remove_stale_temps, temp_path_for
 
 __all__ = ["atomic_path", "remove_stale_temps", "temp_path_for"]  # re-exported: the one rule, in models/atomic.py
 

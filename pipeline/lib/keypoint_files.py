@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.keypoints import COCO17_NAMES
+from models.sample import COCO17_NAMES
 from pipeline.lib.files import short_hash
 
 NUM_COCO_KEYPOINTS = len(COCO17_NAMES)

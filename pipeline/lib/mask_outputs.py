@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.masks import encode_rle
 from models.people import PersonMask
+from models.sample import encode_rle
 from pipeline.lib.files import atomic_path
 
 

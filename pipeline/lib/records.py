@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.masks import coco_instance_mask
+from models.sample import coco_instance_mask
 from pipeline.lib.files import resolve_inside
 
 

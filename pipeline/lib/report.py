@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.visualize import grid, overlay
+from models.evaluation import grid, overlay
 from pipeline.lib.cachefile import cache_samples, cache_size
 from pipeline.lib.predictions import predictions_at
 from pipeline.lib.scoring import SCORE_FIELDS

@@ -81,7 +81,7 @@ def draw_pictures(image_path: Path, records: Sequence[dict], thumb: Path, full: 
     FULL_SIDE) and as a thumbnail (THUMB_SIDE)."""
     from pycocotools import mask as mask_utils
 
-    from models.visualize import overlay_people
+    from models.evaluation import overlay_people
 
     bgr = cv2.imread(str(image_path))
     if bgr is None:

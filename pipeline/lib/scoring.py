@@ -13,9 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.evaluation import coco_mask_ap, score_instance
-from models.masks import encode_rle
-from models.metrics import summarize
+from models.evaluation import coco_mask_ap, score_instance, summarize
+from models.sample import encode_rle
 from pipeline.lib.cachefile import cache_samples, cache_size
 from pipeline.lib.predictions import stream_predictions
 from pipeline.lib.records import record_ignore, record_mask

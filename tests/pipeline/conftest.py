@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import save_model
+from models.network.unet import ModelConfig, PoseUNet
 
 
 @pytest.fixture

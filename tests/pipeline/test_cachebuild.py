@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pipeline.lib.cachebuild as cachebuild
-from models.sample import CropConfig, person_sample
+from models.sample.sample import CropConfig, person_sample
 from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
 from pipeline.lib.cachebuild import build_cache_file, photo_jobs
 from pipeline.lib.cachefile import CacheWriter, cache_layout

@@ -15,10 +15,10 @@ import pytest
 import torch
 from luigi.task_register import Register
 
-from models.assets import SHIPPED_MODEL, SHIPPED_NAME
-from models.ownership import REASONS
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import save_model
+from models.network.unet import ModelConfig, PoseUNet
+from models.people.ownership import REASONS
+from models.utils.assets import SHIPPED_MODEL, SHIPPED_NAME
 from posemask.cli import main
 from posemask.exits import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE
 from tests.conftest import SAMPLE
@@ -183,7 +183,7 @@ def test_a_second_night_over_200_processed_photos_does_nothing(tmp_path):
 
 
 def test_the_shipped_model_has_its_card_and_crf_and_loads_safely():
-    from models.train import load_model
+    from models.network.checkpoints import load_model
 
     card = (SHIPPED_MODEL.parent / "MODEL_CARD.md").read_text()
     assert "training data" in card.lower() and "reproduce" in card and "make shipped-model" in card

@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from models.detect import DetectorConfig, PersonDetector, box_iou
-from models.ownership import OwnerCheck
-from models.people import SOURCE_BOX, estimate_people, segment_people
+from models.people.boxes import box_iou
+from models.people.detect import DetectorConfig, PersonDetector
+from models.people.find import estimate_people
+from models.people.ownership import OwnerCheck
+from models.people.person import SOURCE_BOX
+from models.people.segment import segment_people
 from tests.conftest import REPO
 
 EXTRA = REPO.parent / "shared" / "realdata" / "extra"

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from models.visualize import grid, overlay
+from models.evaluation.visualize import grid, overlay
 from pipeline import BuildCache, COCOPersons
 from pipeline.lib.annotations import PersonFilter, Tally, coco_person_records
 from pipeline.persons import VOCPersons

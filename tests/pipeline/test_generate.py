@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from luigi.task_register import Register
 
-from models.masks import coco_instance_mask
-from models.metrics import iou
+from models.evaluation.metrics import iou
+from models.sample.masks import coco_instance_mask
 from pipeline.generate import GenerateMasks
 from pipeline.lib import files, folder
 from pipeline.lib import keypoint_files as folder_keypoints

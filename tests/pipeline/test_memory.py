@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.night_memory import make_photos, night_memory
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import save_model
+from models.network.unet import ModelConfig, PoseUNet
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import save_model
+from models.network.unet import ModelConfig, PoseUNet
 from pipeline.lib import files
 from tests.pipeline.test_generate import PHOTOS, check_consistent, copy_photos, generate, keypoints_subset
 

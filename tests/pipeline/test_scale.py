@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.scale import measure, truncate_records, write_synthetic_coco
-from models.dataset import CacheDataset
+from models.network.dataset import CacheDataset
 from pipeline import BuildCache, COCOPersons
 from pipeline.cache import CacheShard, cache_paths
 from pipeline.download import DownloadCOCO, DownloadVOC

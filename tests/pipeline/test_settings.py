@@ -185,7 +185,7 @@ def test_torch_threads_come_from_resources_and_zero_leaves_torch_alone(luigi_con
 
 
 def test_settings_out_of_range_or_of_the_wrong_type_are_named_with_their_range(luigi_config):
-    from models.detect import METHODS
+    from models.people.detect import METHODS
     from pipeline.generate import night_settings
     from pipeline.settings import check_settings
 

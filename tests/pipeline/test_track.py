@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.train import save_model
-from models.unet import ModelConfig, PoseUNet
+from models.network.checkpoints import save_model
+from models.network.unet import ModelConfig, PoseUNet
 from pipeline import GenerateMasks, TrackKeypoints
 from tests.conftest import SAMPLE, build
 

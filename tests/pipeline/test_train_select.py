@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-import models.train as models_train
+import models.network as models_train
 from bench.synthetic import write_synthetic_cache
-from models.train import load_model
+from models.network.checkpoints import load_model
 from pipeline.train import TrainModel
 
 

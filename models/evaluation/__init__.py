@@ -1,0 +1,56 @@
+"""How good a mask is: against the truth (metrics, COCO scoring) and without it (quality), and the
+pictures people look at (imports models.sample and models.utils only).
+
+    metrics.py     iou(pred, gt, ignore), summarize(ious), boundary_f_score(...)
+    scoring.py     score_instance(...), coco_mask_ap(...), coco_person_ap(...), people_found(...),
+                   size_bucket(area), SIZE_BUCKETS
+    quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
+                   Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE
+    visualize.py   overlay(...), grid(...), overlay_people(...)
+"""
+
+from models.evaluation.metrics import boundary_f_score, iou, summarize
+from models.evaluation.quality import (
+    QUALITY_FILE,
+    Calibration,
+    combine_quality,
+    expected_iou,
+    fit_calibration,
+    mask_quality,
+    prior_agreement,
+    read_calibration,
+    write_calibration,
+)
+from models.evaluation.scoring import (
+    SIZE_BUCKETS,
+    coco_mask_ap,
+    coco_person_ap,
+    people_found,
+    score_instance,
+    size_bucket,
+)
+from models.evaluation.visualize import grid, overlay, overlay_people
+
+__all__ = [
+    "QUALITY_FILE",
+    "SIZE_BUCKETS",
+    "Calibration",
+    "boundary_f_score",
+    "coco_mask_ap",
+    "coco_person_ap",
+    "combine_quality",
+    "expected_iou",
+    "fit_calibration",
+    "grid",
+    "iou",
+    "mask_quality",
+    "overlay",
+    "overlay_people",
+    "people_found",
+    "prior_agreement",
+    "read_calibration",
+    "score_instance",
+    "size_bucket",
+    "summarize",
+    "write_calibration",
+]

@@ -1,0 +1,173 @@
+"""How good is a mask, without its truth: a quality score per mask, the IoU it is expected to have.
+
+    mask_quality(prob, prior, threshold, calibration) -> float   a mask's quality, in [0, 1]
+    combine_quality(eiou, agreement, calibration)   the raw score eiou x agreement ** PRIOR_EXPONENT,
+                                                    calibrated
+    expected_iou(prob, threshold) -> float    the soft IoU of the probability map with its own mask
+    prior_agreement(prob, prior, threshold)   IoU of the mask with the pose prior's region
+    Calibration(raw, iou)                     a monotone map from expected_iou to the measured IoU
+    fit_calibration(raw, true_iou, bins)      pool-adjacent-violators on `bins` quantile bins
+    Calibration.apply(raw) -> quality         in [0, 1], rising with raw
+    read_calibration(path) / write_calibration(path, calibration)   quality.json beside a model
+
+`expected_iou` treats each pixel as a coin with the network's probability p: with the mask
+M = {p >= threshold}, the expected intersection with the truth is sum_M p and the expected union
+|M| + sum_{not M} p, and their ratio is the IoU the mask has if the network's probabilities are
+calibrated. A confident, sharp map scores near 1; a map of many pixels near the threshold (a
+blob, a person the network is unsure of) scores low, whatever its size. The calibration is
+fitted on a validation set where the true IoU is known, so that the score reads as an IoU.
+
+The expected IoU trusts the network: a mask it is sure of but that covers the wrong body (the
+person in front of the one whose skeleton it was given, a neighbour's arm) scores high. The pose
+prior knows where this person's limbs are: the mask's IoU with the prior's region falls when the
+mask leaves them or takes another body along. The raw score multiplies the two, the prior's part
+damped by PRIOR_EXPONENT (chosen on the validation set, coco128train, bench/README.md "Quality").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Weight of the prior's agreement in the raw score, chosen by Spearman's rho between the raw score
+# and the true IoU on the validation set (coco128train, its 50 people: 0.632 without the prior,
+# 0.667 at 0.25, 0.648 at 0.33, 0.622 at 0.5).
+PRIOR_EXPONENT = 0.25
+# A model's calibration lives beside its weights (the shipped one: models/weights/posemask_unet/).
+QUALITY_FILE = "quality.json"
+
+
+def prior_agreement(prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5) -> float:
+    """IoU of the mask prob >= threshold with the pose prior's own region prior >= 0.5 (both (S,S);
+    prior in [0, 1], or uint8 scaled by 255); 0 when both are empty. A mask that leaves the
+    skeleton's limbs, or spills far past them (a neighbour taken along), agrees little."""
+    prior = np.asarray(prior)
+    prior_region = prior >= (128 if prior.dtype == np.uint8 else 0.5)
+    mask = np.asarray(prob) >= threshold
+    union = int((mask | prior_region).sum())
+    return float((mask & prior_region).sum()) / union if union else 0.0
+
+
+def combine_quality(eiou: float, agreement: float, calibration: Calibration | None = None) -> float:
+    """The quality from its parts: eiou x agreement ** PRIOR_EXPONENT (the raw score), through
+    `calibration` when one is given."""
+    raw = eiou * agreement**PRIOR_EXPONENT
+    return float(calibration.apply(raw)) if calibration is not None else raw
+
+
+def mask_quality(
+    prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5, calibration: Calibration | None = None
+) -> float:
+    """A mask's quality in [0, 1] from its (S,S) probability and prior: combine_quality of
+    expected_iou and prior_agreement (None calibration: the raw score)."""
+    return combine_quality(expected_iou(prob, threshold), prior_agreement(prob, prior, threshold), calibration)
+
+
+def expected_iou(prob: np.ndarray, threshold: float = 0.5) -> float:
+    """Soft IoU of a probability map (any shape, values in [0, 1]) with its mask prob >= threshold;
+    0 for an empty mask."""
+    p = np.asarray(prob, dtype=np.float64)
+    inside = p >= threshold
+    size = int(inside.sum())
+    if size == 0:
+        return 0.0
+    intersection = float(p[inside].sum())
+    union = size + float(p[~inside].sum())
+    return intersection / union
+
+
+TIE_BREAK = 1e-3  # the raw score's share of a calibrated quality (Calibration.apply)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Piecewise-linear map from raw scores in [0, 1] to quality: knots `raw` (increasing) and their
+    values `iou` (non-decreasing, in [0, 1]); flat beyond the ends, and blended with TIE_BREAK x the
+    raw score, so that the map rises strictly: the quality keeps the raw score's order (COCO AP
+    ranks by it; a flat stretch would tie masks the raw score tells apart)."""
+
+    raw: tuple[float, ...]
+    iou: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != len(self.iou) or not self.raw:
+            raise ValueError("Calibration needs as many raw knots as iou values, at least one")
+        if any(b < a for a, b in zip(self.raw, self.raw[1:], strict=False)):
+            raise ValueError("Calibration.raw must be increasing")
+        if any(b < a for a, b in zip(self.iou, self.iou[1:], strict=False)) or not all(
+            0.0 <= v <= 1.0 for v in self.iou
+        ):
+            raise ValueError("Calibration.iou must be non-decreasing and in [0, 1]")
+
+    def apply(self, raw: float | np.ndarray) -> float | np.ndarray:
+        """Quality of raw score(s)."""
+        out = (1.0 - TIE_BREAK) * np.interp(raw, self.raw, self.iou) + TIE_BREAK * np.clip(raw, 0.0, 1.0)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def to_dict(self) -> dict:
+        return {"raw": list(self.raw), "iou": list(self.iou)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        return cls(tuple(float(v) for v in data["raw"]), tuple(float(v) for v in data["iou"]))
+
+
+IDENTITY = Calibration((0.0, 1.0), (0.0, 1.0))
+
+
+def _pool_adjacent_violators(values: list[float], weights: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to `values` in weighted least squares."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, w in zip(values, weights, strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, c2 = blocks.pop()
+            m1, w1, c1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    return [b[0] for b in blocks for _ in range(int(b[2]))]
+
+
+def fit_calibration(raw: np.ndarray, true_iou: np.ndarray, bins: int = 10) -> Calibration:
+    """Monotone calibration from pairs (raw score, true IoU): the pairs sorted by raw score are cut
+    into `bins` bins of equal count; each bin's mean raw score is a knot, and its mean true IoU,
+    made non-decreasing by pool-adjacent-violators, the knot's value."""
+    raw, true_iou = np.asarray(raw, np.float64), np.asarray(true_iou, np.float64)
+    if raw.shape != true_iou.shape or raw.size < 2:
+        raise ValueError("fit_calibration needs at least two (raw, true IoU) pairs of the same shape")
+    order = np.argsort(raw, kind="stable")
+    chunks = [c for c in np.array_split(order, min(bins, raw.size)) if c.size]
+    knots = [float(raw[c].mean()) for c in chunks]
+    means = [float(true_iou[c].mean()) for c in chunks]
+    values = _pool_adjacent_violators(means, [float(c.size) for c in chunks])
+    # equal raw means (ties) would not be increasing knots: keep the first of each
+    kept_raw, kept_iou = [], []
+    for k, v in zip(knots, values, strict=True):
+        if kept_raw and k <= kept_raw[-1]:
+            kept_iou[-1] = max(kept_iou[-1], v)
+            continue
+        kept_raw.append(k)
+        kept_iou.append(min(max(v, 0.0), 1.0))
+    return Calibration(tuple(kept_raw), tuple(kept_iou))
+
+
+def read_calibration(path: Path) -> Calibration | None:
+    """The Calibration of a quality.json ({"raw": [...], "iou": [...], ...}), or None when there is
+    no such file (the raw score is then the quality)."""
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a quality calibration ({err})") from err
+
+
+def write_calibration(path: Path, calibration: Calibration, **facts: object) -> None:
+    """quality.json: the calibration's knots and `facts` (what it was fitted on), written atomically."""
+    from models.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        knots = {k: [round(v, 4) for v in values] for k, values in calibration.to_dict().items()}
+        tmp.write_text(json.dumps({**knots, **facts}) + "\n", encoding="utf-8")

@@ -1,0 +1,110 @@
+"""models.evaluation.quality: a mask's quality from its probability map and its prior, and its calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.evaluation.quality import (
+    PRIOR_EXPONENT,
+    QUALITY_FILE,
+    Calibration,
+    combine_quality,
+    expected_iou,
+    fit_calibration,
+    mask_quality,
+    prior_agreement,
+    read_calibration,
+    write_calibration,
+)
+
+
+def test_a_sharp_map_expects_a_high_iou_and_an_unsure_one_a_low_one():
+    sharp = np.zeros((20, 20))
+    sharp[5:15, 5:15] = 0.99
+    assert expected_iou(sharp) == pytest.approx(0.99)
+    blob = np.full((20, 20), 0.45)
+    blob[5:15, 5:15] = 0.55  # the same mask, every pixel near the threshold
+    assert expected_iou(blob) == pytest.approx(100 * 0.55 / (100 + 300 * 0.45))
+    assert expected_iou(blob) < 0.5 < expected_iou(sharp)
+    assert expected_iou(np.zeros((4, 4))) == 0.0  # no mask, no quality
+    assert expected_iou(np.full((4, 4), 0.7), threshold=0.8) == 0.0
+
+
+def test_the_expected_iou_is_the_mean_iou_of_masks_drawn_from_the_map():
+    """The definition: with pixels drawn as coins of probability p, the mean IoU of the truth with
+    the thresholded mask is close to expected_iou (ratio of expectations, on many pixels)."""
+    rng = np.random.default_rng(0)
+    prob = np.clip(rng.beta(0.6, 0.6, (60, 60)), 0, 1)
+    mask = prob >= 0.5
+    ious = []
+    for _ in range(200):
+        truth = rng.random(prob.shape) < prob
+        ious.append((truth & mask).sum() / (truth | mask).sum())
+    assert expected_iou(prob) == pytest.approx(np.mean(ious), abs=0.01)
+
+
+def test_the_calibration_is_monotone_and_reads_as_the_measured_iou():
+    rng = np.random.default_rng(1)
+    raw = rng.random(400)
+    true = np.clip(0.2 + 0.7 * raw**2 + rng.normal(0, 0.05, raw.size), 0, 1)
+    cal = fit_calibration(raw, true, bins=10)
+    grid = np.linspace(0, 1, 50)
+    assert np.all(np.diff(cal.apply(grid)) > 0)  # strictly: the raw score's order is kept
+    for lo, hi in ((0.0, 0.1), (0.45, 0.55), (0.9, 1.0)):
+        inside = (raw >= lo) & (raw < hi)
+        assert float(np.mean(cal.apply(raw[inside]))) == pytest.approx(float(true[inside].mean()), abs=0.05)
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    # a noisy, non-monotone relation is pooled into a monotone one
+    bumpy = fit_calibration(np.arange(6.0), np.array([0.1, 0.5, 0.3, 0.6, 0.55, 0.9]), bins=6)
+    assert list(bumpy.iou) == pytest.approx([0.1, 0.4, 0.4, 0.575, 0.575, 0.9])
+    assert bumpy.apply(1.5) < bumpy.apply(2.5) < bumpy.apply(3.0)  # pooled knots still rank apart
+    with pytest.raises(ValueError):
+        Calibration((0.5, 0.2), (0.1, 0.2))
+
+
+def test_prior_agreement_falls_when_the_mask_leaves_the_limbs_or_takes_a_neighbour():
+    prior = np.zeros((20, 20), np.uint8)
+    prior[5:15, 8:12] = 255  # the person's limbs
+    own = np.zeros((20, 20))
+    own[5:15, 8:12] = 0.9
+    assert prior_agreement(own, prior) == pytest.approx(1.0)
+    neighbour = own.copy()
+    neighbour[5:15, 12:20] = 0.9  # a second body taken along
+    assert prior_agreement(neighbour, prior) == pytest.approx(40 / 120)
+    assert prior_agreement(np.zeros((20, 20)), np.zeros((20, 20))) == 0.0
+    assert prior_agreement(own, prior.astype(np.float32) / 255) == pytest.approx(1.0)  # float prior in [0, 1]
+
+
+def test_quality_combines_both_parts_and_keeps_their_order_through_a_calibration(tmp_path):
+    prior = np.zeros((20, 20), np.uint8)
+    prior[5:15, 8:12] = 255
+    sharp, blob = np.zeros((20, 20)), np.zeros((20, 20))
+    sharp[5:15, 8:12] = 0.95
+    blob[3:17, 6:16] = 0.6
+    raw_sharp, raw_blob = mask_quality(sharp, prior), mask_quality(blob, prior)
+    assert raw_sharp == pytest.approx(expected_iou(sharp))  # agreement 1: the network's own estimate
+    assert raw_blob == pytest.approx(expected_iou(blob) * prior_agreement(blob, prior) ** PRIOR_EXPONENT)
+    assert 0 < raw_blob < raw_sharp <= 1
+    cal = Calibration((0.3, 0.6, 0.9), (0.2, 0.5, 0.5))
+    assert mask_quality(blob, prior, calibration=cal) < mask_quality(sharp, prior, calibration=cal)
+    assert combine_quality(0.8, 1.0, cal) == pytest.approx(cal.apply(0.8))
+    path = tmp_path / QUALITY_FILE
+    assert read_calibration(path) is None  # no file: the raw score is the quality
+    write_calibration(path, cal, fitted_on="test")
+    back = read_calibration(path)
+    assert back == cal and json.loads(path.read_text())["fitted_on"] == "test"
+    path.write_text('{"raw": [0.5, 0.2], "iou": [0.1, 0.2]}')
+    with pytest.raises(ValueError, match="not a quality calibration"):
+        read_calibration(path)
+
+
+def test_the_shipped_model_has_its_calibration():
+    from models.utils.assets import SHIPPED_DIR
+
+    cal = read_calibration(SHIPPED_DIR / QUALITY_FILE)
+    assert cal is not None and len(cal.raw) >= 5  # fitted on the validation set's masks
+    grid = np.linspace(0, 1, 101)
+    assert np.all(np.diff(cal.apply(grid)) > 0) and 0 <= cal.apply(0.0) < cal.apply(1.0) <= 1
