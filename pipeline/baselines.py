@@ -1,4 +1,5 @@
-"""Baselines: masks without the network (models/baselines.py, graphcut.py, coopcut.py, posefree.py) -> pred.h5."""
+"""Baselines: masks without the network (models/classical/: baselines.py, graphcut.py, coopcut.py;
+models/people/posefree.py) -> pred.h5."""
 
 from __future__ import annotations
 

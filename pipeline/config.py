@@ -165,16 +165,16 @@ class cache(luigi.Config):  # noqa: N801
 
 
 class baselines(luigi.Config):  # noqa: N801
-    """[baselines] keyword arguments of each classical method (models/baselines.py)."""
+    """[baselines] keyword arguments of each classical method (models/classical/baselines.py)."""
 
     prior = luigi.DictParameter(default={"threshold": 0.5})
     grabcut = luigi.DictParameter(default={"fg_thickness": 7, "bg_thickness": 60, "iterations": 5})
     slic_grabcut = luigi.DictParameter(default={"region_size": 16, "ruler": 10.0, "bg_thickness": 60, "iterations": 5})
     posefree = luigi.DictParameter(default={"model_selection": 0})
-    # keyword arguments over models/graphcut.py's defaults (e.g. {"colour_space": "rgb"})
+    # keyword arguments over models/classical/graphcut.py's defaults (e.g. {"colour_space": "rgb"})
     gmm_graphcut = luigi.DictParameter(default={})
     slic_gmm_graphcut = luigi.DictParameter(default={})
-    coopcut = luigi.DictParameter(default={})  # over models/coopcut.py's (e.g. {"theta": 0.1})
+    coopcut = luigi.DictParameter(default={})  # over models/classical/coopcut.py's (e.g. {"theta": 0.1})
     deeplab = luigi.DictParameter(default={})  # DeepLab-v3 on the crop takes no settings
 
 
@@ -221,13 +221,13 @@ class evaluation(luigi.Config):  # noqa: N801
 
 
 class pose(luigi.Config):  # noqa: N801
-    """[pose] the built-in pose estimator (models.pose.PoseEstimator): nightly photos and VOC alike."""
+    """[pose] the built-in pose estimator (models.people.pose.PoseEstimator): nightly photos and VOC alike."""
 
     vis_threshold = from_argument(PoseEstimator, "vis_threshold", low=0, high=1)
     box_margin = from_argument(PoseEstimator, "box_margin", low=0)
     min_detection_confidence = from_argument(PoseEstimator, "min_detection_confidence", low=0, high=1)
     min_tracking_confidence = from_argument(PoseEstimator, "min_tracking_confidence", low=0, high=1)
-    # whose pose is it (models.ownership.OwnerCheck): detected people only, never given keypoints
+    # whose pose is it (models.people.ownership.OwnerCheck): detected people only, never given keypoints
     check_owner = from_field(OwnerCheck, "enabled", description="check each estimated pose against its box")
     owner_min_inside = from_field(OwnerCheck, "min_inside", description="share of joints inside the box", low=0, high=1)
     owner_min_extent_iou = from_field(
@@ -279,7 +279,7 @@ class pose(luigi.Config):  # noqa: N801
 
 
 class detect(luigi.Config):  # noqa: N801
-    """[detect] the person detector run before the pose estimator (models.detect)."""
+    """[detect] the person detector run before the pose estimator (models.people.detect)."""
 
     method = luigi.ChoiceParameter(choices=list(METHODS), default=DEFAULT_METHOD)
     yolox_input_size = from_field(DetectorConfig, "yolox_input_size", low=32, high=4096)
@@ -348,7 +348,7 @@ class detect(luigi.Config):  # noqa: N801
 
 
 class track(luigi.Config):  # noqa: N801
-    """[track] keypoint tracking through frames (models.track.TrackConfig)."""
+    """[track] keypoint tracking through frames (models.people.track.TrackConfig)."""
 
     flow = from_field(TrackConfig, "flow", choices=list(FLOW_METHODS))
     radius = from_field(TrackConfig, "radius")

@@ -2,7 +2,7 @@
 
     POSEMASK / METHODS         what GenerateMasks can run: posemask itself, or a whole-photo peer
     estimators()               (PersonDetector, PoseEstimator) of the current [detect] / [pose] settings
-    peer_segmenter(name)       the whole-photo peer `name` (models.peers)
+    peer_segmenter(name)       the whole-photo peer `name` (models.people.peers)
     box_person_segmenter()     how a box person is segmented in its box ([detect] box_mask)
     pose_estimate(estimator, segmentation_weight)   what estimate_people calls per box
     shipped_crf()              the dense-CRF parameters tuned for the shipped model
@@ -43,7 +43,7 @@ def estimators() -> tuple[PersonDetector, PoseEstimator]:
 _PEERS: dict[tuple[int, str], object] = {}
 
 
-def peer_segmenter(name: str):  # noqa: ANN201 - a models.peers segmenter
+def peer_segmenter(name: str):  # noqa: ANN201 - a models.people.peers segmenter
     """The whole-photo peer `name`, made once per process."""
     key = (os.getpid(), name)
     if key not in _PEERS:

@@ -29,14 +29,14 @@ from pipeline.train import MODELS
 
 
 @functools.lru_cache(maxsize=2)
-def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.unet.PoseUNet
+def _network(path: str, device: str, size: int, mtime_ns: int):  # noqa: ANN202 - a models.network.unet.PoseUNet
     from models.network import load_model, resolve_device
 
     net, _, _ = load_model(path, resolve_device(device))
     return net
 
 
-def network(path: str, device: str):  # noqa: ANN201 - a models.unet.PoseUNet
+def network(path: str, device: str):  # noqa: ANN201 - a models.network.unet.PoseUNet
     """The network of a model file, loaded once per process while the file is unchanged (the
     shards of a night run one after another in a process: each would load it again)."""
     stat = Path(path).stat()
@@ -79,7 +79,7 @@ class MaskSettings:
     method = luigi.ChoiceParameter(
         choices=list(METHODS),
         default=POSEMASK,
-        description="posemask, or a whole-photo peer to compare with (models.peers)",
+        description="posemask, or a whole-photo peer to compare with (models.people.peers)",
     )
     crf = luigi.BoolParameter(default=False, description="refine masks with the dense CRF")
     grabcut = luigi.BoolParameter(

@@ -49,7 +49,7 @@ class Nightly:
     box_prior: BoxPriorConfig | None
     segmentation_weight: float
     detect_settings: dict  # config.detect().settings() when these components were made
-    calibration: Calibration | None = None  # the model's quality.json (models/quality.py), if it has one
+    calibration: Calibration | None = None  # the model's quality.json (models/evaluation/quality.py), if it has one
 
     def find_people(self, image_rgb: np.ndarray) -> list[Person]:
         """The people of a photo without keypoints, exactly as MaskShard finds them."""

@@ -1,4 +1,4 @@
-"""TrainModel (default COCO; any list of datasets) and FineTune (VOC): thin wrappers around models.train.train."""
+"""TrainModel (default COCO; any list of datasets) and FineTune (VOC): thin wrappers around models.network.train."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class TrainingTask(PoseMaskTask):
     """Parameters shared by TrainModel and FineTune; each reads its own section ([TrainModel], [FineTune]).
 
-    Defaults are models.train.TrainConfig's and models.unet.ModelConfig's (the paper's: batch 4,
+    Defaults are models.network.TrainConfig's and models.network.unet.ModelConfig's (the paper's: batch 4,
     lr 1e-4, 30 epochs); pipeline/defaults.cfg holds the small demo configuration.
     """
 

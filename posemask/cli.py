@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from models.utils import SHIPPED_NAME
 
 POSEMASK = "posemask"
-# posemask itself, then the whole-photo peers of models.peers.PEERS (sorted): kept here as names so
+# posemask itself, then the whole-photo peers of models.people.peers.PEERS (sorted): kept here as names so
 # that building the parser imports no model code; tests/pipeline/test_cli.py checks they agree
 METHOD_NAMES: tuple[str, ...] = (POSEMASK, "deeplab", "selfie")
 

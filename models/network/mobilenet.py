@@ -16,7 +16,7 @@ weights load by position (`load_deeplab_weights`), each shape checked.
     deeplab_v3(path) -> DeepLabV3          the whole pretrained network (eval mode)
 
 Input: RGB scaled to [-1, 1] (x / 127.5 - 1), NCHW; the file itself takes NHWC at 257x257 and
-transposes. tests/models/test_mobilenet.py checks every block's output and the logits against
+transposes. tests/models/network/test_mobilenet.py checks every block's output and the logits against
 onnxruntime's on the same input (1e-4).
 """
 

@@ -46,7 +46,7 @@ def person_from_keypoints(
     """A Person from file keypoints; the box is clipped to the image, and is the keypoints' padded extent
     when none is given (or the given one is not finite or misses the image).
 
-    pad / pad_top: as models.detect.keypoint_box. None when no keypoint is present.
+    pad / pad_top: as models.people.detect.keypoint_box. None when no keypoint is present.
     """
     kps = clean_keypoints(keypoints, image_hw)
     if present_keypoints(kps) == 0:

@@ -8,7 +8,7 @@ passed in):
 pose_fit(keypoints, box, tolerance) -> PoseFit
     how well a (17, 3) pose fits its (4,) xywh box: the share of its present joints inside the box
     (grown by `tolerance` x its size on every side) and the IoU of the joints' padded extent
-    (models.detect.keypoint_box) with the box.
+    (models.people.detect.keypoint_box) with the box.
 OwnerCheck
     the thresholds (``[pose]`` check_owner, owner_min_inside, owner_min_extent_iou,
     owner_tolerance, duplicate_oks, isolate_grow; chosen by measurement, docs/generate.md "Crowds") and
@@ -50,7 +50,7 @@ COCO17_SIGMAS = (
     np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
     / 10.0
 )
-# The padded joint extent compared with the box: models.detect's padding of landmark boxes.
+# The padded joint extent compared with the box: models.people.detect's padding of landmark boxes.
 EXTENT_PAD, EXTENT_PAD_TOP = DetectorConfig.landmark_pad, DetectorConfig.landmark_pad_top
 
 # Why a box has the pose it has (or none): counted in the manifest and summary.json.

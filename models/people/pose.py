@@ -5,7 +5,7 @@ The model ships inside the mediapipe wheel, so nothing is downloaded. Only
 their model and fail offline, so the complexity is fixed.
 
 BlazePose finds one person per call: give it a person box (from the annotations or from
-`models.detect.detect_people`) and it runs on that box, enlarged by a margin for context.
+`models.people.detect.detect_people`) and it runs on that box, enlarged by a margin for context.
 
 Keypoint arrays are (17, 3) float32 in COCO-17 order (nose, l_eye, r_eye, l_ear, r_ear,
 l_shoulder, r_shoulder, l_elbow, r_elbow, l_wrist, r_wrist, l_hip, r_hip, l_knee, r_knee,

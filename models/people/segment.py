@@ -72,7 +72,7 @@ def crop_probabilities(
             posemaps.append(pose.unsqueeze(0) if pose.ndim == 2 else pose)
         priors = torch.stack([prior_to_probability(s["prior"], prior_eps) for s in samples])
         device = torch.device(device)
-        # channels-last, as models.train.iter_predictions: x1.4 on this CPU, the same probabilities
+        # channels-last, as models.network.iter_predictions: x1.4 on this CPU, the same probabilities
         # to float rounding; converting weights already in that format costs nothing
         fmt = torch.channels_last
         net.to(memory_format=fmt)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from models.utils import atomic_path, remove_stale_temps, temp_path_for
 
-__all__ = ["atomic_path", "remove_stale_temps", "temp_path_for"]  # re-exported: the one rule, in models/atomic.py
+__all__ = ["atomic_path", "remove_stale_temps", "temp_path_for"]  # re-exported: the one rule, in models/utils/atomic.py
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ def write_png(target: Path, array: np.ndarray) -> None:
 
 
 # bytes of a photo's file name kept in its mask files' names: 255 (the usual limit of a name) less
-# ".person<k>.png" and what a temporary file adds (".<name>.tmp-<pid>", models/atomic.py)
+# ".person<k>.png" and what a temporary file adds (".<name>.tmp-<pid>", models/utils/atomic.py)
 MAX_MASK_NAME_BYTES = 200
 NAME_DIGEST_CHARS = 12
 
@@ -65,7 +65,8 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
     }
     if m.person.pose_reason:
         record["pose_reason"] = m.person.pose_reason
-    if m.quality is not None:  # the mask's expected IoU with the truth (models/quality.py); score = det x quality
+    # the mask's expected IoU with the truth (models/evaluation/quality.py); score = det x quality
+    if m.quality is not None:
         record["quality"] = round(m.quality, 4)
     if m.person.annotation_id is not None:
         record["annotation_id"] = m.person.annotation_id

@@ -163,7 +163,7 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
         "done": sum(r["outcome"] == "done" for r in rows),
         "no_person": sum(r["outcome"] == "no_person" for r in rows),
         "people": sum(int(r.get("people", 0)) for r in rows),
-        # detected people by why they have their pose or none (models.ownership.REASONS)
+        # detected people by why they have their pose or none (models.people.ownership.REASONS)
         "pose_reasons": dict(sorted(pose_reasons.items())),
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),

@@ -20,7 +20,7 @@ from pipeline.lib.predictions import stream_predictions
 from pipeline.lib.records import record_ignore, record_mask
 
 # Columns of scores.csv (and of the report's iou.csv after set and method).
-# score: what AP ranks by, the mask's quality (models/quality.py); confidence: its mean probability
+# score: what AP ranks by, the mask's quality (models/evaluation/quality.py); confidence: its mean probability
 SCORE_FIELDS = ("image_id", "instance_id", "iou_crop", "iou_full", "boundary_f", "confidence", "quality", "score")
 
 

@@ -8,7 +8,7 @@
     exit_code_of(signum)          128 + the signal's number, the shell's convention (130, 143)
     die_with_parent()             in a forked worker: ask Linux to SIGTERM it when its parent dies
 
-Stopping is clean because every output is written through models.atomic.atomic_path, which
+Stopping is clean because every output is written through models.utils.atomic.atomic_path, which
 removes its temporary file on any BaseException, and every lock is a context manager: the
 interrupt unwinds through both. A SIGKILL cannot be caught: its temporary files are removed by
 the next write of the same target, and its forked workers get SIGTERM from die_with_parent.

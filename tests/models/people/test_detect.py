@@ -1,4 +1,4 @@
-"""Tests for models.detect: box helpers on tiny arrays, detectors on the real COCO sample."""
+"""Tests for models.people.detect: box helpers on tiny arrays, detectors on the real COCO sample."""
 
 from __future__ import annotations
 
