@@ -116,7 +116,7 @@ def _write_outputs(
     model = PoseUNet(model_cfg)
     model.load_state_dict(read_weights(Path(chosen)))
     meta = {
-        "task": "models.network.train_dist",
+        "task": "models.train_dist",  # the command users run (models/train_dist.py)
         "selected": selected,
         "world_size": result["world_size"],
         "epochs_completed": result["epochs_completed"],

@@ -61,7 +61,7 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    command += ["--master-port", str(_free_port()), "-m", "models.network.train_dist", *args]
+    command += ["--master-port", str(_free_port()), "-m", "models.train_dist", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
