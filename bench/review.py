@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.record import append_result, git_commit  # noqa: E402
-from bench.startup import POSEMASK, timed  # noqa: E402
+from bench.startup import POSEMASK, require_posemask, timed  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "review.jsonl"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -53,8 +53,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if not POSEMASK.exists():
-        sys.exit(f"{POSEMASK} not found: install posemask into this environment (pip install .)")
+    require_posemask()
     root = Path(tempfile.mkdtemp(prefix="posemask-review-"))
     try:
         photos, masks = root / "photos", root / "masks"

@@ -35,6 +35,13 @@ RESULTS = REPO / "bench" / "results" / "startup.jsonl"
 POSEMASK = Path(sys.executable).with_name("posemask")
 
 
+def require_posemask() -> Path:
+    """The `posemask` command of this environment, or exit saying how to install it."""
+    if not POSEMASK.exists():
+        sys.exit(f"{POSEMASK} not found: install posemask into this environment (pip install .)")
+    return POSEMASK
+
+
 def timed(command: list[str], repeat: int, cwd: Path) -> float:
     """Median wall seconds of `command` in a fresh process, `repeat` times (each must exit 0)."""
     times = []
@@ -51,8 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if not POSEMASK.exists():
-        sys.exit(f"{POSEMASK} not found: install posemask into this environment (pip install .)")
+    require_posemask()
     root = Path(tempfile.mkdtemp(prefix="posemask-startup-"))
     try:
         photos, masks = root / "photos", root / "masks"
