@@ -79,9 +79,9 @@ def rises(table: list[dict]) -> bool:
 
 def with_keypoints(network: str, dataset: str, split: str) -> dict:
     """Expected and true IoU of every instance of one evaluation set, and AP by either score."""
-    from models.evaluation import QUALITY_FILE, coco_mask_ap, mask_quality, read_calibration, score_instance
+    from models.evaluation import coco_mask_ap, mask_quality, model_calibration, score_instance
     from models.sample import encode_rle
-    from models.utils import SHIPPED_DIR
+    from models.utils import SHIPPED_MODEL
     from pipeline import config
     from pipeline.cache import BuildCache
     from pipeline.lib.cachefile import cache_samples
@@ -97,7 +97,7 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
     records = {r["instance_id"]: r for r in read_records(Path(cache_task.input()["records"].path))}
     root = cache_task.dataset_root()
     samples = cache_samples(cache_task.output()["cache"].path, ("instance_id", "mask", "affine", "prior"))
-    calibration = read_calibration(SHIPPED_DIR / QUALITY_FILE)
+    calibration = model_calibration(SHIPPED_MODEL)
     quality, truth, gt, by_mean, by_quality = [], [], [], [], []
     for sample, prob in zip(samples, stream_predictions(predict.output()["pred"].path), strict=True):
         record = records[int(sample["instance_id"])]
@@ -126,9 +126,13 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
     }
 
 
-def matched_rows(dump: Path, dataset: str) -> list[dict]:
+def read_dump(dump: Path) -> list[dict]:
+    """The rows of a bench/nightly_quality.py --dump file."""
+    return [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
+
+
+def matched_rows(rows: list[dict], dataset: str) -> list[dict]:
     """posemask's masks of one dataset of a nightly dump that have a quality and overlap a person."""
-    rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
     return [
         r
         for r in rows
@@ -142,11 +146,11 @@ def matched_rows(dump: Path, dataset: str) -> list[dict]:
 def without_keypoints(dump: Path) -> dict[str, dict]:
     """Per dataset of a nightly_quality --dump: rho and calibration table of quality against the
     best IoU of the matched masks, and rho of the score (detector x quality) over all masks."""
-    rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
+    rows = read_dump(dump)
     figures = {}
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = [r for r in rows if r["dataset"] == dataset and r["method"] == "posemask"]
-        scored = matched_rows(dump, dataset)
+        scored = matched_rows(rows, dataset)
         if len(scored) < 3:
             continue
         q = np.array([r["quality"] for r in scored])
@@ -168,11 +172,11 @@ def without_keypoints(dump: Path) -> dict[str, dict]:
 
 
 def fit_shipped_calibration(dump: Path, dataset: str, target: Path) -> None:
-    """Fit the quality calibration on one dataset of a nightly dump (raw quality: the dump's quality
-    must have been made without a calibration) and write it to `target`."""
+    """Fit the quality calibration on one dataset of a nightly dump (the raw quality, recomputed from
+    the parts each row holds) and write it to `target`."""
     from models.evaluation import combine_quality, fit_calibration, write_calibration
 
-    rows = matched_rows(dump, dataset)
+    rows = matched_rows(read_dump(dump), dataset)
     raw = np.array([combine_quality(r["expected_iou"], r["prior_agreement"]) for r in rows])
     truth = np.array([r["best_iou"] for r in rows])
     calibration = fit_calibration(raw, truth)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import luigi
 
-from models.evaluation import QUALITY_FILE, Calibration, read_calibration
+from models.evaluation import Calibration, model_calibration
 from models.utils import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
@@ -150,8 +150,7 @@ class MaskSettings:
         beside a model file; None (the raw quality) for a peer and the DAG's named models."""
         if self.method != POSEMASK or self.model in MODELS:
             return None
-        folder = SHIPPED_MODEL.parent if self.model == SHIPPED_NAME else Path(self.model).parent
-        return read_calibration(folder / QUALITY_FILE)
+        return model_calibration(SHIPPED_MODEL if self.model == SHIPPED_NAME else self.model)
 
     def model_id(self) -> str:
         """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""

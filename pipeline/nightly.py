@@ -13,13 +13,12 @@ pipeline/estimators.py's, which the tasks import; this module sits above Generat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.classical import CRFParams
-from models.evaluation import QUALITY_FILE, Calibration, read_calibration
+from models.evaluation import Calibration, model_calibration
 from models.people import BoxSegmenter, OwnerCheck, Person, PersonDetector, PoseEstimator, estimate_people
 from models.sample import BoxPriorConfig, CropConfig
 from models.utils import SHIPPED_MODEL, require
@@ -99,5 +98,5 @@ def nightly_components(model_path: str | None = None, crf: CRFParams | None = No
         config.detect().box_prior(),
         config.pose().segmentation_weight,
         config.detect().settings(),
-        read_calibration(Path(path).parent / QUALITY_FILE),
+        model_calibration(path),
     )

@@ -5,7 +5,8 @@ pictures people look at (imports models.sample and models.utils only).
     scoring.py     score_instance(...), coco_mask_ap(...), coco_person_ap(...), people_found(...),
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
-                   Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE
+                   Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE,
+                   model_calibration
     visualize.py   overlay(...), grid(...), overlay_people(...)
 """
 
@@ -17,6 +18,7 @@ from models.evaluation.quality import (
     expected_iou,
     fit_calibration,
     mask_quality,
+    model_calibration,
     prior_agreement,
     read_calibration,
     write_calibration,
@@ -48,6 +50,7 @@ __all__ = [
     "overlay_people",
     "people_found",
     "prior_agreement",
+    "model_calibration",
     "read_calibration",
     "score_instance",
     "size_bucket",

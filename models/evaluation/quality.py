@@ -9,6 +9,7 @@
     fit_calibration(raw, true_iou, bins)      pool-adjacent-violators on `bins` quantile bins
     Calibration.apply(raw) -> quality         in [0, 1], rising with raw
     read_calibration(path) / write_calibration(path, calibration)   quality.json beside a model
+    model_calibration(model_path)             the calibration beside a model file, or None
 
 `expected_iou` treats each pixel as a coin with the network's probability p: with the mask
 M = {p >= threshold}, the expected intersection with the truth is sum_M p and the expected union
@@ -162,6 +163,11 @@ def read_calibration(path: Path) -> Calibration | None:
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a quality calibration ({err})") from err
+
+
+def model_calibration(model_path: Path | str) -> Calibration | None:
+    """The calibration of the model at `model_path`: the QUALITY_FILE beside it (None: none there)."""
+    return read_calibration(Path(model_path).parent / QUALITY_FILE)
 
 
 def write_calibration(path: Path, calibration: Calibration, **facts: object) -> None:
