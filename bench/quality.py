@@ -113,6 +113,7 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
         result = {"image_id": record["image_id"], "category_id": 1, "segmentation": encode_rle(full)}
         by_mean.append({**result, "score": row["confidence"]})
         by_quality.append({**result, "score": q})
+    quality = decayed_by_image(by_quality)
     q, t = np.array(quality), np.array(truth)
     table = deciles(q, t)
     return {
@@ -124,6 +125,23 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
         "mask_ap_mean_probability": round(coco_mask_ap(gt, by_mean)["AP"], 4),
         "mask_ap_quality": round(coco_mask_ap(gt, by_quality)["AP"], 4),
     }
+
+
+def decayed_by_image(results: list[dict]) -> list[float]:
+    """The COCO results' scores (their quality), in place and returned, each decayed by its mask's
+    overlap with better masks of its image (models.evaluation.photo_overlap_decay), as Evaluate and
+    the nightly path score them."""
+    from models.evaluation import photo_overlap_decay
+
+    by_image: dict[int, list[int]] = {}
+    for k, r in enumerate(results):
+        by_image.setdefault(r["image_id"], []).append(k)
+    for members in by_image.values():
+        masks = [results[k]["segmentation"] for k in members]
+        decayed = photo_overlap_decay([results[k]["score"] for k in members], masks)
+        for k, score in zip(members, decayed, strict=True):
+            results[k]["score"] = score
+    return [r["score"] for r in results]
 
 
 def read_dump(dump: Path) -> list[dict]:

@@ -313,12 +313,19 @@ class detect(luigi.Config):  # noqa: N801
     box_prior_inside = from_field(BoxPriorConfig, "inside", description="box prior inside its ellipse", low=0, high=1)
     box_prior_outside = from_field(BoxPriorConfig, "outside", description="box prior elsewhere", low=0, high=1)
     box_prior_blur = from_field(BoxPriorConfig, "blur_sigma", description="blur of its edge, crop pixels", low=0)
+    box_edge_grabcut = from_field(
+        BoxPriorConfig,
+        "edge_grabcut",
+        description="a box person within this share of the photo's side of its edge gets GrabCut on the network's mask",
+        low=0,
+        high=0.5,
+    )
 
     def box_prior(self) -> BoxPriorConfig | None:
         """The box prior when the network segments box people ([detect] box_mask = network), else None."""
         if self.box_mask != "network":
             return None
-        return BoxPriorConfig(self.box_prior_inside, self.box_prior_outside, self.box_prior_blur)
+        return BoxPriorConfig(self.box_prior_inside, self.box_prior_outside, self.box_prior_blur, self.box_edge_grabcut)
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig(

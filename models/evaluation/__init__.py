@@ -6,7 +6,7 @@ pictures people look at (imports models.sample and models.utils only).
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE,
-                   model_calibration
+                   model_calibration, overlap_decay / photo_overlap_decay
     visualize.py   overlay(...), grid(...), overlay_people(...)
 """
 
@@ -19,6 +19,8 @@ from models.evaluation.quality import (
     fit_calibration,
     mask_quality,
     model_calibration,
+    overlap_decay,
+    photo_overlap_decay,
     prior_agreement,
     read_calibration,
     write_calibration,
@@ -51,6 +53,8 @@ __all__ = [
     "people_found",
     "prior_agreement",
     "model_calibration",
+    "overlap_decay",
+    "photo_overlap_decay",
     "read_calibration",
     "score_instance",
     "size_bucket",

@@ -1,6 +1,7 @@
 """Masks of box people (no usable pose) and GrabCut in a person's window of the photo.
 
 grabcut_window(box_xywh, image_hw) -> Window    where models.classical.grabcut_person works for a box
+near_edge(box_xywh, image_hw, share) -> bool    whether a box comes within `share` of the photo's side of its edge
 box_mask(image_rgb, box_xywh, window, segmenter) -> bool (y1-y0, x1-x0)   a box segmenter's mask
 mask_in_box(box_xywh, window, threshold, window_probability)   a window's probability >= threshold,
                                                 kept inside the box
@@ -25,6 +26,16 @@ def grabcut_window(box_xywh: np.ndarray, image_hw: tuple[int, int]) -> Window:
         return (0, 0, 0, 0)
     x0, y0, x1, y1 = region
     return (y0, max(y0, y1), x0, max(x0, x1))
+
+
+def near_edge(box_xywh: np.ndarray, image_hw: tuple[int, int], share: float) -> bool:
+    """Whether the box (4,) xywh comes within `share` x the photo's width (left, right) or height
+    (top, bottom) of the photo's edge: a person the photo cuts (share 0: never)."""
+    if share <= 0:
+        return False
+    height, width = image_hw
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    return x < share * width or y < share * height or x + w > (1 - share) * width or y + h > (1 - share) * height
 
 
 def box_mask(image_rgb: np.ndarray, box_xywh: np.ndarray, window: Window, segmenter: BoxSegmenter) -> np.ndarray:

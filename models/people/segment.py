@@ -33,8 +33,16 @@ import numpy as np
 
 from models.classical import CRFParams, refine
 from models.evaluation import Calibration
-from models.people.boxmask import _grabcut_in_window, box_mask, grabcut_window, mask_in_box
-from models.people.person import SOURCE_BOX, SOURCE_KEYPOINTS, BoxSegmenter, Person, PersonMask, scored_mask
+from models.people.boxmask import _grabcut_in_window, box_mask, grabcut_window, mask_in_box, near_edge
+from models.people.person import (
+    SOURCE_BOX,
+    SOURCE_KEYPOINTS,
+    BoxSegmenter,
+    Person,
+    PersonMask,
+    decay_overlaps,
+    scored_mask,
+)
 from models.people.pose import PoseResult
 from models.sample import (
     BoxPriorConfig,
@@ -191,7 +199,7 @@ def _batch_masks(
         if crf is not None and crf.enabled:
             prob = refine(sample["image"], prob, crf)
         if person.source == SOURCE_BOX:
-            yield _box_prior_mask(person, sample, prob, image_rgb.shape[:2], threshold, calibration)
+            yield _box_prior_mask(image_rgb, person, sample, prob, threshold, box_prior, calibration)
         else:
             yield _posed_mask(image_rgb, person, sample, prob, threshold, grabcut, segmentation_weight, calibration)
 
@@ -212,18 +220,25 @@ def _box_segmented(
 
 
 def _box_prior_mask(
+    image_rgb: np.ndarray,
     person: Person,
     sample: dict[str, np.ndarray],
     prob: np.ndarray,
-    image_hw: tuple[int, int],
     threshold: float,
+    box_prior: BoxPriorConfig,
     calibration: Calibration | None,
 ) -> PersonMask:
     """A box person's mask from the network's (S,S) probability with a box prior, kept inside its
-    box; its probability is `threshold` inside the mask, scored as every network-made mask."""
+    box, refined by GrabCut seeded by that probability when the box is near the photo's edge
+    (box_prior.edge_grabcut); its probability is `threshold` inside the mask, scored as every
+    network-made mask."""
+    image_hw = image_rgb.shape[:2]
     window = grabcut_window(person.bbox, image_hw)
     pasted = functools.partial(paste_back_window, prob, sample["affine"], window)
-    mask = mask_in_box(person.bbox, window, threshold, pasted)
+    if near_edge(person.bbox, image_hw, box_prior.edge_grabcut):
+        mask = _grabcut_in_window(image_rgb, person.bbox, window, pasted(), threshold)
+    else:
+        mask = mask_in_box(person.bbox, window, threshold, pasted)
     mask_prob = mask.astype(np.float32) * threshold
     return scored_mask(person, mask_prob, window, image_hw, threshold, prob, sample["prior"], calibration)
 
@@ -291,7 +306,8 @@ def segment_people(
     segmentation_weight: float = 0.0,
     calibration: Calibration | None = None,
 ) -> list[PersonMask]:
-    """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch)."""
+    """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch),
+    each quality decayed by its overlap with better masks of the image (decay_overlaps)."""
     batch = max(len(people), 1)
     masks = iter_person_masks(
         net,
@@ -309,4 +325,6 @@ def segment_people(
         segmentation_weight,
         calibration,
     )
-    return list(masks)
+    result = list(masks)
+    decay_overlaps(result)
+    return result

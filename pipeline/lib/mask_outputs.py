@@ -3,6 +3,8 @@
     write_png(target, array)                 a (H,W) uint8/uint16 PNG, renamed into place (never 0 bytes)
     short_mask_name(name)                    a photo's file name, shortened to fit its masks' names in 255 bytes
     person_record(image_id, rel, k, m, mask) COCO results record of person k of a photo
+    decay_overlapping(records, qualities, scores)   one photo's records: quality and score decayed
+                                             by each mask's overlap with better ones
     peer_record(image_id, rel, mask, peer)   COCO results record of a whole-photo peer's one semantic mask
     MAX_MASK_NAME_BYTES                      bytes of a photo's name kept in its masks' names
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.evaluation import photo_overlap_decay
 from models.people import PersonMask
 from models.sample import encode_rle
 from pipeline.lib.files import atomic_path
@@ -71,6 +74,18 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
     if m.person.annotation_id is not None:
         record["annotation_id"] = m.person.annotation_id
     return record
+
+
+def decay_overlapping(records: list[dict], qualities: list[float | None], scores: list[float]) -> None:
+    """One photo's person records, in place: each `quality` becomes models.evaluation.overlap_decay's
+    (x (1 - the mask's IoU with a better mask of the photo)) and `score` follows it (the detector's
+    share kept). qualities, scores: each record's own, unrounded (PersonMask.quality, .score)."""
+    decayed = photo_overlap_decay(qualities, [r["segmentation"] for r in records])
+    for record, before, after, score in zip(records, qualities, decayed, scores, strict=True):
+        if before is None or after is None:
+            continue
+        record["quality"] = round(after, 4)
+        record["score"] = round(score * after / before, 5) if before > 0 else round(score, 5)
 
 
 def peer_record(image_id: int, rel: str, mask: np.ndarray, peer_name: str) -> dict:

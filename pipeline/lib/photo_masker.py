@@ -29,7 +29,7 @@ from pipeline.lib.keypoint_files import (
     load_sidecar,
     sidecar_path,
 )
-from pipeline.lib.mask_outputs import peer_record, person_record, short_mask_name, write_png
+from pipeline.lib.mask_outputs import decay_overlapping, peer_record, person_record, short_mask_name, write_png
 from pipeline.lib.shard_folders import Earlier
 
 # Skip reasons that are worth another try when a shard runs again (see reusable).
@@ -240,15 +240,19 @@ class PhotoMasker:
         # number of people, and a person's cost with the photo's size only for its PNG and RLE.
         labels = LabelMap(image.shape[:2], len(people), self.threshold)
         files, records, from_box, pose_reasons = [], [], 0, Counter()
+        qualities, scores = [], []  # unrounded, for decay_overlapping
         for k, m in enumerate(self.segment(image, people, samples)):
             full_mask = m.mask  # (H,W) bool, made once for the PNG and the RLE
             files.append(self.write_person_mask(rel, k, full_mask))
             labels.add(m.window_prob, m.window)
             records.append(person_record(image_id, rel, k, m, full_mask))
+            qualities.append(m.quality)
+            scores.append(m.score)
             from_box += m.person.source == SOURCE_BOX
             if m.person.pose_reason:  # detected people: why they have their pose, or none
                 pose_reasons[m.person.pose_reason] += 1
         files.append(self.write_labels(rel, labels.result()))
+        decay_overlapping(records, qualities, scores)
         self.remove_masks(rel, keep=len(records))
         row.update(outcome="done", files=files, people=len(records), people_from_box=from_box)
         row["quality"] = [r.get("quality") for r in records]  # per person, in order (None: no probability)

@@ -3,17 +3,19 @@
 score_predictions(records, root, cache_path, pred_path, threshold, boundary_px, progress)
     -> Scores: one row per instance (SCORE_FIELDS), COCO results (RLE), COCO mask AP
 Scores.summary(extra)   the summary.json dict (mean/median per metric, AP, instances)
+decay_image_overlaps(scores)   each instance's quality x (1 - its IoU with a better mask of its image)
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from models.evaluation import coco_mask_ap, score_instance, summarize
+from models.evaluation import coco_mask_ap, photo_overlap_decay, score_instance, summarize
 from models.sample import encode_rle
 from pipeline.lib.cachefile import cache_samples, cache_size
 from pipeline.lib.predictions import stream_predictions
@@ -82,5 +84,19 @@ def score_predictions(
         )
         if i % 16 == 0:
             progress(i, total)
+    decay_image_overlaps(scores)
     scores.mask_ap = coco_mask_ap(gt_masks, scores.results)
     return scores
+
+
+def decay_image_overlaps(scores: Scores) -> None:
+    """In place: each instance's quality and score x (1 - its mask's IoU with a better mask of the
+    same image): models.evaluation.photo_overlap_decay, as the nightly path scores its masks."""
+    by_image: dict[int, list[int]] = defaultdict(list)
+    for k, result in enumerate(scores.results):
+        by_image[result["image_id"]].append(k)
+    for members in by_image.values():
+        qualities = [scores.rows[k]["quality"] for k in members]
+        decayed = photo_overlap_decay(qualities, [scores.results[k]["segmentation"] for k in members])
+        for k, quality in zip(members, decayed, strict=True):
+            scores.rows[k]["quality"] = scores.rows[k]["score"] = scores.results[k]["score"] = quality

@@ -57,3 +57,19 @@ def test_a_truncated_jpeg_is_refused_by_the_one_decoder(sample) -> None:
         assert truncated_jpeg(cut) and decode_rgb(cut) is None
     assert not truncated_jpeg(data) and decode_rgb(data) is not None
     assert decode_rgb(data + b"\x00" * 64 + b"appended by a camera").shape == decode_rgb(data).shape
+
+
+def test_a_photos_records_are_decayed_by_their_overlap_with_better_masks():
+    """results.json: the lower of two overlapping masks keeps (1 - IoU) of its quality and its
+    score follows (the detector's share kept); a mask without a quality (a box segmenter's) is left."""
+    from models.sample import encode_rle
+
+    a, b, c = (np.zeros((20, 20), bool) for _ in range(3))
+    a[0:10, 0:10] = True
+    b[0:10, 5:15] = True  # IoU with a: 1/3
+    c[0:10, 0:10] = True
+    records = [{"segmentation": encode_rle(m), "quality": 0.0, "score": 0.0} for m in (a, b, c)]
+    mask_outputs.decay_overlapping(records, [0.9, 0.6, None], [0.45, 0.3, 0.8])
+    assert records[0]["quality"] == 0.9 and records[0]["score"] == 0.45
+    assert records[1]["quality"] == pytest.approx(0.4, abs=1e-4) and records[1]["score"] == pytest.approx(0.2, abs=1e-5)
+    assert records[2] == {"segmentation": records[2]["segmentation"], "quality": 0.0, "score": 0.0}  # untouched

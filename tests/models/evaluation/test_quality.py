@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from models.evaluation.quality import (
     PRIOR_EXPONENT,
@@ -15,6 +16,8 @@ from models.evaluation.quality import (
     expected_iou,
     fit_calibration,
     mask_quality,
+    overlap_decay,
+    photo_overlap_decay,
     prior_agreement,
     read_calibration,
     write_calibration,
@@ -108,3 +111,33 @@ def test_the_shipped_model_has_its_calibration():
     assert cal is not None and len(cal.raw) >= 5  # fitted on the validation set's masks
     grid = np.linspace(0, 1, 101)
     assert np.all(np.diff(cal.apply(grid)) > 0) and 0 <= cal.apply(0.0) < cal.apply(1.0) <= 1
+
+
+def test_a_mask_keeps_only_the_quality_a_better_mask_does_not_overlap():
+    """overlap_decay: the best mask keeps its quality, one that repeats it loses all, one that
+    half-overlaps it keeps (1 - IoU); masks without a quality neither decay nor are decayed."""
+    ious = np.array([[1.0, 0.9, 0.0, 1.0], [0.9, 1.0, 0.5, 0.0], [0.0, 0.5, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])
+    decayed = overlap_decay([0.6, 0.8, 0.7, None], ious)
+    assert decayed[1] == pytest.approx(0.8)  # the best
+    assert decayed[0] == pytest.approx(0.6 * 0.1)  # IoU 0.9 with the best
+    assert decayed[2] == pytest.approx(0.7 * 0.5)  # below the best, not below mask 0 (0.6 < 0.7)
+    assert decayed[3] is None
+    # ties: the earlier mask is the better one
+    assert overlap_decay([0.5, 0.5], np.array([[1.0, 0.4], [0.4, 1.0]])) == pytest.approx([0.5, 0.3])
+    with pytest.raises(ValueError, match="ious must be"):
+        overlap_decay([0.5, 0.5], np.eye(3))
+
+
+def test_photo_overlap_decay_measures_the_overlap_of_rle_masks():
+    a = np.zeros((20, 20), np.uint8)
+    a[0:10, 0:10] = 1
+    b = np.zeros((20, 20), np.uint8)
+    b[0:10, 5:15] = 1  # IoU with a: 50 / 150
+    c = np.zeros((20, 20), np.uint8)
+    c[15:20, 15:20] = 1
+    rles = [mask_utils.encode(np.asfortranarray(m)) for m in (a, b, c)]
+    decayed = photo_overlap_decay([0.9, 0.6, 0.5], rles)
+    assert decayed == pytest.approx([0.9, 0.6 * (1 - 1 / 3), 0.5])
+    assert photo_overlap_decay([0.9], rles[:1]) == [0.9]
+    with pytest.raises(ValueError, match="masks for"):
+        photo_overlap_decay([0.9, 0.5], rles)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.network.unet import ModelConfig, PoseUNet
-from models.people.boxmask import grabcut_window
+from models.people.boxmask import grabcut_window, near_edge
 from models.people.find import estimate_people, person_from_keypoints
 from models.people.ownership import OwnerCheck
 from models.people.person import SOURCE_BOX, SOURCE_KEYPOINTS, Person, instance_labels
@@ -317,6 +317,40 @@ def test_a_box_person_segmented_by_the_network_gets_a_mask_inside_its_box_that_y
     assert sample["posemap"].max() == 0 and not sample["joints"].any()
 
 
+def test_near_edge_is_within_a_share_of_the_photo_side_of_any_edge():
+    hw = (100, 200)  # 2 % = 4 px across, 2 px down
+    assert not near_edge(np.array([10, 10, 50, 50]), hw, 0.02)
+    assert near_edge(np.array([3, 10, 50, 50]), hw, 0.02)  # left
+    assert near_edge(np.array([150, 10, 47, 50]), hw, 0.02)  # right: ends at 197 > 196
+    assert not near_edge(np.array([150, 10, 45, 50]), hw, 0.02)
+    assert near_edge(np.array([10, 1, 50, 50]), hw, 0.02) and near_edge(np.array([10, 40, 50, 59]), hw, 0.02)
+    assert not near_edge(np.array([0, 0, 200, 100]), hw, 0.0)  # 0: never
+    with pytest.raises(ValueError, match="edge_grabcut"):
+        BoxPriorConfig(edge_grabcut=0.5)
+
+
+def test_a_box_person_cut_by_the_photo_edge_gets_grabcut_on_the_network_mask():
+    """A person the photo cuts fills their box, not the box's ellipse: near the edge
+    (edge_grabcut) GrabCut, seeded by the network's probability, takes the mask to the person's
+    colour boundary; with edge_grabcut = 0, or away from the edge, the mask stays the ellipse."""
+    torch.manual_seed(0)
+    net = PoseUNet(ModelConfig(base_channels=4, depth=2)).eval()  # untrained head: the output is the prior
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal((40, 90, 160), 8, (120, 200, 3)), 0, 255).astype(np.uint8)
+    image[20:, 150:] = np.clip(rng.normal((220, 180, 150), 8, (100, 50, 3)), 0, 255).astype(np.uint8)
+    truth = np.zeros((120, 200), bool)
+    truth[20:, 150:] = True
+    person = Person(np.zeros((17, 3), np.float32), np.array([150, 20, 50, 100], np.float32), source=SOURCE_BOX)
+
+    def mask_iou(edge_grabcut: float) -> float:
+        prior = BoxPriorConfig(blur_sigma=1.0, edge_grabcut=edge_grabcut)
+        mask = segment_people(net, image, [person], CropConfig(size=64), 0.5, box_prior=prior)[0].mask
+        return (mask & truth).sum() / (mask | truth).sum()
+
+    assert mask_iou(0.0) == pytest.approx(np.pi / 4, abs=0.08)
+    assert mask_iou(0.02) > 0.95
+
+
 def test_estimate_people_says_why_each_detected_person_has_their_pose_or_none():
     image = np.zeros((130, 110, 3), np.uint8)
     left, right = np.array([10, 10, 40, 100, 0.9], np.float32), np.array([55, 10, 40, 100, 0.8], np.float32)
@@ -335,3 +369,28 @@ def test_estimate_people_says_why_each_detected_person_has_their_pose_or_none():
     few[11:] = 0  # the upper body's 11 joints (its own: they fit the box), too few for min_keypoints 12
     people = estimate_people(image, lambda img: right[None], lambda img, box: few.copy(), 12, box_fallback=True)
     assert [(p.source, p.pose_reason) for p in people] == [(SOURCE_BOX, "pose_few_joints")]
+
+
+def test_window_ious_equal_the_full_size_ious_and_decay_lowers_the_repeating_mask():
+    """window_ious counts overlaps where windows meet, as the full-size masks would; decay_overlaps
+    leaves the better of two overlapping masks and lowers the other's quality and score."""
+    from models.people.person import PersonMask, decay_overlaps, window_ious
+
+    rng = np.random.default_rng(0)
+    hw = (60, 80)
+    windows = [(0, 40, 0, 50), (10, 60, 20, 80), (45, 60, 0, 15)]
+    masks = []
+    for k, (y0, y1, x0, x1) in enumerate(windows):
+        person = Person(np.zeros((17, 3), np.float32), np.array([x0, y0, x1 - x0, y1 - y0], np.float32))
+        person.detection_score = 0.5
+        prob = rng.random((y1 - y0, x1 - x0)).astype(np.float32)
+        quality = (0.8, 0.6, 0.7)[k]
+        masks.append(PersonMask(person, prob, (y0, y1, x0, x1), 0.5 * quality, hw, 0.5, quality=quality))
+    full = [m.mask for m in masks]
+    expected = np.array([[(a & b).sum() / (a | b).sum() for b in full] for a in full])
+    np.testing.assert_allclose(window_ious(masks), expected)
+    assert expected[0, 1] > 0.05 and expected[0, 2] == 0
+    decay_overlaps(masks)
+    assert masks[0].quality == pytest.approx(0.8) and masks[2].quality == pytest.approx(0.7)
+    assert masks[1].quality == pytest.approx(0.6 * (1 - expected[0, 1]))
+    assert masks[1].score == pytest.approx(0.5 * masks[1].quality)  # the detector's share kept
