@@ -238,7 +238,8 @@ NOTES = (
     "IoU (crop) is measured on the 256x256 crop, IoU (full) after pasting the crop's prediction back "
     "onto the original image. Mask AP is COCOeval (segm) over the evaluated person instances, each "
     "prediction scored by its quality (the IoU it is expected to have, from its probability map and its "
-    "agreement with the pose prior; iou.csv lists it per instance beside the mean probability). "
+    "agreement with the pose prior, lowered by its overlap with a better mask of the same image; iou.csv "
+    "lists it per instance beside the mean probability). "
     "ms / image is wall time of the method's stage divided "
     "by its instances (network: forward pass; +crf: forward pass plus refinement); the overlay grids "
     "label each method with it.",
