@@ -6,7 +6,7 @@ pictures people look at (imports models.sample and models.utils only).
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE,
-                   model_calibration, overlap_decay / photo_overlap_decay
+                   model_calibration, overlap_decay / photo_overlap_decay, better_overlaps, rle_ious
     visualize.py   overlay(...), grid(...), overlay_people(...)
 """
 
@@ -14,6 +14,7 @@ from models.evaluation.metrics import boundary_f_score, iou, summarize
 from models.evaluation.quality import (
     QUALITY_FILE,
     Calibration,
+    better_overlaps,
     combine_quality,
     expected_iou,
     fit_calibration,
@@ -23,6 +24,7 @@ from models.evaluation.quality import (
     photo_overlap_decay,
     prior_agreement,
     read_calibration,
+    rle_ious,
     write_calibration,
 )
 from models.evaluation.scoring import (
@@ -39,6 +41,7 @@ __all__ = [
     "QUALITY_FILE",
     "SIZE_BUCKETS",
     "Calibration",
+    "better_overlaps",
     "boundary_f_score",
     "coco_mask_ap",
     "coco_person_ap",
@@ -56,6 +59,7 @@ __all__ = [
     "overlap_decay",
     "photo_overlap_decay",
     "read_calibration",
+    "rle_ious",
     "score_instance",
     "size_bucket",
     "summarize",

@@ -12,7 +12,8 @@
     model_calibration(model_path)             the calibration beside a model file, or None
     overlap_decay(qualities, ious) -> list    each mask's quality x (1 - its IoU with the surest
                                               mask of its photo that is better than it)
-    photo_overlap_decay(qualities, rles)      the same from the masks' COCO RLEs
+    better_overlaps(qualities, ious) -> list  the better mask each mask overlaps most, and the IoU
+    photo_overlap_decay(qualities, rles)      overlap_decay from the masks' COCO RLEs (rle_ious)
 
 `expected_iou` treats each pixel as a coin with the network's probability p: with the mask
 M = {p >= threshold}, the expected intersection with the truth is sum_M p and the expected union
@@ -190,8 +191,30 @@ def write_calibration(path: Path, calibration: Calibration, **facts: object) -> 
         tmp.write_text(json.dumps({**knots, **facts}) + "\n", encoding="utf-8")
 
 
+def better_overlaps(qualities: Sequence[float | None], ious: np.ndarray) -> list[tuple[int, float] | None]:
+    """For each mask of a photo, the better mask it overlaps most and their IoU, (index, IoU), or
+    None (no quality, or no better mask meets it). "Better": the higher quality, ties the earlier.
+
+    qualities: one per mask (None: a mask without a quality, never anyone's better mask); ious:
+    (N, N) the masks' pairwise IoU."""
+    ious = np.asarray(ious, np.float64)
+    if ious.shape != (len(qualities), len(qualities)):
+        raise ValueError(f"ious must be ({len(qualities)}, {len(qualities)}), got {ious.shape}")
+    scored = [k for k, q in enumerate(qualities) if q is not None]
+    order = sorted(scored, key=lambda k: (-float(qualities[k]), k))  # best first
+    partners: list[tuple[int, float] | None] = [None] * len(qualities)
+    for rank, k in enumerate(order):
+        better = order[:rank]
+        if better:
+            j = max(better, key=lambda b: (float(ious[k, b]), -b))
+            overlap = min(max(float(ious[k, j]), 0.0), 1.0)
+            partners[k] = (j, overlap) if overlap > 0 else None
+    return partners
+
+
 def overlap_decay(qualities: Sequence[float | None], ious: np.ndarray) -> list[float | None]:
-    """Each mask's quality times (1 - its largest IoU with a better mask of the same photo).
+    """Each mask's quality times (1 - its largest IoU with a better mask of the same photo)
+    (better_overlaps).
 
     qualities: one per mask of a photo (None: a mask without a quality, which neither decays nor
     is decayed); ious: (N, N) the masks' pairwise IoU. "Better" is the higher quality (ties: the
@@ -199,16 +222,18 @@ def overlap_decay(qualities: Sequence[float | None], ious: np.ndarray) -> list[f
     its own. Measured with ground-truth keypoints (bench/README.md "Quality"): OCHuman rho 0.600 ->
     0.828, mask AP 0.221 -> 0.245; coco/val rho 0.689 -> 0.709, AP 0.517 -> 0.519.
     """
-    ious = np.asarray(ious, np.float64)
-    if ious.shape != (len(qualities), len(qualities)):
-        raise ValueError(f"ious must be ({len(qualities)}, {len(qualities)}), got {ious.shape}")
-    scored = [k for k, q in enumerate(qualities) if q is not None]
-    order = sorted(scored, key=lambda k: (-float(qualities[k]), k))  # best first
-    decayed = list(qualities)
-    for rank, k in enumerate(order):
-        overlap = max((float(ious[k, j]) for j in order[:rank]), default=0.0)
-        decayed[k] = float(qualities[k]) * (1.0 - min(max(overlap, 0.0), 1.0))
-    return decayed
+    partners = better_overlaps(qualities, ious)
+    return [
+        None if q is None else float(q) * (1.0 - (partner[1] if partner else 0.0))
+        for q, partner in zip(qualities, partners, strict=True)
+    ]
+
+
+def rle_ious(rles: Sequence[dict]) -> np.ndarray:
+    """(N, N) float64 pairwise IoU of one photo's masks given as COCO RLEs (pycocotools)."""
+    if not rles:
+        return np.zeros((0, 0))
+    return np.asarray(mask_utils.iou(list(rles), list(rles), [0] * len(rles)), np.float64).reshape(len(rles), len(rles))
 
 
 def photo_overlap_decay(qualities: Sequence[float | None], rles: Sequence[dict]) -> list[float | None]:
@@ -217,5 +242,4 @@ def photo_overlap_decay(qualities: Sequence[float | None], rles: Sequence[dict])
         raise ValueError(f"{len(rles)} masks for {len(qualities)} qualities")
     if sum(q is not None for q in qualities) < 2:
         return list(qualities)
-    ious = np.asarray(mask_utils.iou(list(rles), list(rles), [0] * len(rles)), np.float64)
-    return overlap_decay(qualities, ious.reshape(len(rles), len(rles)))
+    return overlap_decay(qualities, rle_ious(rles))

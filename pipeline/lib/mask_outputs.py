@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.evaluation import photo_overlap_decay
+from models.evaluation import better_overlaps, overlap_decay, rle_ious
 from models.people import PersonMask
 from models.sample import encode_rle
 from pipeline.lib.files import atomic_path
@@ -79,13 +79,21 @@ def person_record(image_id: int, rel: str, k: int, m: PersonMask, mask: np.ndarr
 def decay_overlapping(records: list[dict], qualities: list[float | None], scores: list[float]) -> None:
     """One photo's person records, in place: each `quality` becomes models.evaluation.overlap_decay's
     (x (1 - the mask's IoU with a better mask of the photo)) and `score` follows it (the detector's
-    share kept). qualities, scores: each record's own, unrounded (PersonMask.quality, .score)."""
-    decayed = photo_overlap_decay(qualities, [r["segmentation"] for r in records])
-    for record, before, after, score in zip(records, qualities, decayed, scores, strict=True):
+    share kept); a record whose mask meets a better one says which and how much, `overlaps`:
+    {"person": k, "iou": IoU}. qualities, scores: each record's own, unrounded (PersonMask.quality,
+    .score)."""
+    if sum(q is not None for q in qualities) < 2:
+        return
+    ious = rle_ious([r["segmentation"] for r in records])
+    decayed = overlap_decay(qualities, ious)
+    partners = better_overlaps(qualities, ious)
+    for record, before, after, score, partner in zip(records, qualities, decayed, scores, partners, strict=True):
         if before is None or after is None:
             continue
         record["quality"] = round(after, 4)
         record["score"] = round(score * after / before, 5) if before > 0 else round(score, 5)
+        if partner is not None:
+            record["overlaps"] = {"person": records[partner[0]].get("person", partner[0]), "iou": round(partner[1], 3)}
 
 
 def peer_record(image_id: int, rel: str, mask: np.ndarray, peer_name: str) -> dict:

@@ -2,7 +2,8 @@
 
 build_review(out, summary, rows, results, input_dir, page_size) -> pages written
     one card per manifest row: a thumbnail with each person's mask outline, skeleton and expected
-    IoU (results.json's `quality`), the photo's state and reason; sorted worst first (skipped,
+    IoU (results.json's `quality`; "on k" and a sentence where a mask lies on person k's better
+    mask, `overlaps`), the photo's state and reason; sorted worst first (skipped,
     then no person found, then by the lowest expected IoU of its people); `page_size` cards per
     page (index.html, page-2.html, ...), so that a folder of 100,000 photos gives pages that load
     at once; a header with the night's counts, time, model and settings; filters for low quality,
@@ -31,6 +32,7 @@ REVIEW_DIR = "review"
 THUMB_SIDE = 320  # px, the longer side of a card's picture
 FULL_SIDE = 2048  # px, the longer side of the full overlay (a larger photo is scaled down)
 LOW_QUALITY = 0.5  # expected IoU below this: the "low quality" filter
+REPEAT_IOU = 0.3  # a mask this much on a better mask of the photo is named on its card
 PAGE_SIZE = 200
 FILTERS = (
     ("low", "low quality"),
@@ -44,6 +46,13 @@ FILTERS = (
 def card_key(row: dict) -> str:
     """A photo version's pictures' name: its path, content hash and model, hashed."""
     return short_hash([row.get("path"), row.get("content_hash"), row.get("model_id")], 16)
+
+
+def repeats(record: dict) -> bool:
+    """Whether a person's mask covers much of a better mask of the photo (results.json's
+    `overlaps`, IoU >= REPEAT_IOU): most likely drawn on that other person."""
+    overlap = record.get("overlaps")
+    return isinstance(overlap, dict) and float(overlap.get("iou", 0.0)) >= REPEAT_IOU
 
 
 def photo_quality(records: Sequence[dict]) -> float | None:
@@ -91,7 +100,9 @@ def draw_pictures(image_path: Path, records: Sequence[dict], thumb: Path, full: 
     keypoints = [np.asarray(r["keypoints"], np.float32).reshape(-1, 3) if r.get("keypoints") else None for r in records]
     keypoints = [k if k is not None and k.shape == (17, 3) else None for k in keypoints]
     labels = [
-        f"{r.get('person', k)} " + (f"q {r['quality']:.2f}" if r.get("quality") is not None else "box")
+        f"{r.get('person', k)} "
+        + (f"q {r['quality']:.2f}" if r.get("quality") is not None else "box")
+        + (f" on {r['overlaps']['person']}" if repeats(r) else "")
         for k, r in enumerate(records)
     ]
     boxes = [r["bbox"] for r in records]
@@ -145,6 +156,11 @@ def render_card(row: dict, records: Sequence[dict], key: str | None) -> str:
     if row.get("reason") and state != "done":
         lines.append(html.escape(f"{row['reason']}: {row.get('detail', '')}"))
     lines.append(f"{len(records)} people" + (f", lowest quality {quality:.2f}" if quality is not None else ""))
+    for k, r in enumerate(records):
+        if repeats(r):
+            other, overlap = r["overlaps"]["person"], r["overlaps"]["iou"]
+            sentence = f"person {r.get('person', k)}'s mask lies on person {other}'s (IoU {overlap:.2f})"
+            lines.append(html.escape(sentence))
     picture = ""
     if key is not None:
         picture = f'<a href="full/{key}.jpg"><img loading="lazy" src="thumbs/{key}.jpg" alt=""></a>'

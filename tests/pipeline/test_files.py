@@ -72,4 +72,5 @@ def test_a_photos_records_are_decayed_by_their_overlap_with_better_masks():
     mask_outputs.decay_overlapping(records, [0.9, 0.6, None], [0.45, 0.3, 0.8])
     assert records[0]["quality"] == 0.9 and records[0]["score"] == 0.45
     assert records[1]["quality"] == pytest.approx(0.4, abs=1e-4) and records[1]["score"] == pytest.approx(0.2, abs=1e-5)
+    assert records[1]["overlaps"] == {"person": 0, "iou": 0.333} and "overlaps" not in records[0]
     assert records[2] == {"segmentation": records[2]["segmentation"], "quality": 0.0, "score": 0.0}  # untouched

@@ -86,3 +86,19 @@ def test_pages_hold_a_bounded_number_of_cards(tmp_path):
     assert '<a href="page-3.html">3</a>' in (review / "index.html").read_text()
     assert build_review(tmp_path, {"images": 2}, rows[:2], [], tmp_path, page_size=2) == 1
     assert not (review / "page-2.html").exists() and not (review / "page-3.html").exists()
+
+
+def test_a_card_says_whose_mask_a_repeated_mask_lies_on():
+    """results.json's `overlaps` (IoU >= REPEAT_IOU) becomes a sentence on the photo's card; a small
+    overlap (two people touching) says nothing."""
+    from pipeline.lib.review import REPEAT_IOU, render_card
+
+    row = {"path": "crowd.jpg", "outcome": "done"}
+    records = [
+        {"person": 0, "quality": 0.8},
+        {"person": 1, "quality": 0.1, "overlaps": {"person": 0, "iou": 0.85}},
+        {"person": 2, "quality": 0.7, "overlaps": {"person": 0, "iou": REPEAT_IOU / 2}},
+    ]
+    card = render_card(row, records, None)
+    assert "person 1&#x27;s mask lies on person 0&#x27;s (IoU 0.85)" in card
+    assert "person 2" not in card

@@ -12,6 +12,7 @@ from models.evaluation.quality import (
     PRIOR_EXPONENT,
     QUALITY_FILE,
     Calibration,
+    better_overlaps,
     combine_quality,
     expected_iou,
     fit_calibration,
@@ -122,6 +123,7 @@ def test_a_mask_keeps_only_the_quality_a_better_mask_does_not_overlap():
     assert decayed[0] == pytest.approx(0.6 * 0.1)  # IoU 0.9 with the best
     assert decayed[2] == pytest.approx(0.7 * 0.5)  # below the best, not below mask 0 (0.6 < 0.7)
     assert decayed[3] is None
+    assert better_overlaps([0.6, 0.8, 0.7, None], ious) == [(1, 0.9), None, (1, 0.5), None]
     # ties: the earlier mask is the better one
     assert overlap_decay([0.5, 0.5], np.array([[1.0, 0.4], [0.4, 1.0]])) == pytest.approx([0.5, 0.3])
     with pytest.raises(ValueError, match="ious must be"):
