@@ -54,7 +54,7 @@ from pipeline.lib.night import (
     summarize_rows,
 )
 from pipeline.lib.photo_masker import PhotoMasker
-from pipeline.lib.review import build_review
+from pipeline.lib.review import REVIEW_DIR, build_review
 from pipeline.lib.shard_folders import SHARDS_DIR, earlier_rows, shard_intact, shard_name
 from pipeline.mask_settings import MaskSettings, keypoint_index, native_bf16, network
 from pipeline.settings import check_settings
@@ -184,6 +184,8 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
                 "content_hashes": {"cached": plan.hash_hits, "computed": plan.hash_misses},
             }
         )
+        if self.review:
+            summary["review"] = str(out / REVIEW_DIR / "index.html")
         write_json(out / "summary.json", summary)
         if self.review:
             results = [r for shard in self.requires() for r in read_json_list(shard.output().path, "results.json")]

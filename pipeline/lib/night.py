@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline.lib.files import read_jsonl, resolve_inside, write_json
 from pipeline.lib.folder import HashCache, discover_images, file_hash, shard_count, shard_of
 from pipeline.lib.keypoint_files import AMBIGUOUS_KEYPOINTS, KeypointIndex, people_digest, sidecar_path
+from pipeline.lib.review import LOW_QUALITY
 from pipeline.lib.shard_folders import SHARD_NAME, SHARDS_DIR
 
 STATE_DIR = ".posemask"
@@ -165,6 +166,8 @@ def summarize_rows(rows: list[dict], plan: Plan, seconds: float) -> dict:
         "people": sum(int(r.get("people", 0)) for r in rows),
         # detected people by why they have their pose or none (models.people.ownership.REASONS)
         "pose_reasons": dict(sorted(pose_reasons.items())),
+        # masks whose quality (expected IoU) is under the review page's "low quality": the ones to check
+        "low_quality": sum(q is not None and q < LOW_QUALITY for r in rows for q in r.get("quality") or []),
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),
         "refused": dict(refused),
@@ -204,6 +207,14 @@ def format_summary(summary: dict) -> str:
             *(
                 ["  detected people's poses: " + ", ".join(f"{k} {v}" for k, v in summary["pose_reasons"].items())]
                 if summary.get("pose_reasons")
+                else []
+            ),
+            *(
+                [
+                    f"  to check: {summary['low_quality']} masks of quality under {LOW_QUALITY}"
+                    + (f"; worst first: {summary['review']}" if summary.get("review") else "")
+                ]
+                if "low_quality" in summary
                 else []
             ),
             f"  skipped: {summary['problems_total']} ({skipped})",

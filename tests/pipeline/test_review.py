@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.lib.review import REVIEW_DIR, build_review, card_key
+from pipeline.lib.night import format_summary
+from pipeline.lib.review import LOW_QUALITY, REVIEW_DIR, build_review, card_key
 from tests.pipeline.test_generate import PHOTOS, VAL_IMAGES, copy_photos, generate, keypoints_subset, manifest_rows
 
 
@@ -38,6 +39,11 @@ def night(tmp_path: Path, tiny_model: Path) -> tuple[Path, Path, dict]:
 def test_a_night_writes_one_card_per_photo_worst_first(tmp_path, luigi_config, tiny_model):
     _, out, _ = night(tmp_path, tiny_model)
     page = out / REVIEW_DIR / "index.html"
+    summary = json.loads((out / "summary.json").read_text())  # the printed summary points at the page
+    assert summary["review"] == str(page)
+    low = sum(q < LOW_QUALITY for r in manifest_rows(out) for q in r.get("quality") or [] if q is not None)
+    assert summary["low_quality"] == low
+    assert f"to check: {low} masks of quality under {LOW_QUALITY}; worst first: {page}" in format_summary(summary)
     found = cards(page)
     rows = manifest_rows(out)
     assert len(found) == len(rows) == 6
