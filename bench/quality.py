@@ -129,18 +129,14 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
 
 def decayed_by_image(results: list[dict]) -> list[float]:
     """The COCO results' scores (their quality), in place and returned, each decayed by its mask's
-    overlap with better masks of its image (models.evaluation.photo_overlap_decay), as Evaluate and
+    overlap with better masks of its image (models.evaluation.image_overlap_decay), as Evaluate and
     the nightly path score them."""
-    from models.evaluation import photo_overlap_decay
+    from models.evaluation import image_overlap_decay
 
-    by_image: dict[int, list[int]] = {}
-    for k, r in enumerate(results):
-        by_image.setdefault(r["image_id"], []).append(k)
-    for members in by_image.values():
-        masks = [results[k]["segmentation"] for k in members]
-        decayed = photo_overlap_decay([results[k]["score"] for k in members], masks)
-        for k, score in zip(members, decayed, strict=True):
-            results[k]["score"] = score
+    scores = [r["score"] for r in results]
+    decayed = image_overlap_decay([r["image_id"] for r in results], scores, [r["segmentation"] for r in results])
+    for result, score in zip(results, decayed, strict=True):
+        result["score"] = score
     return [r["score"] for r in results]
 
 

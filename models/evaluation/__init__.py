@@ -6,7 +6,8 @@ pictures people look at (imports models.sample and models.utils only).
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE,
-                   model_calibration, overlap_decay / photo_overlap_decay, better_overlaps, rle_ious
+                   model_calibration, overlap_decay / photo_overlap_decay / image_overlap_decay, better_overlaps,
+                   rle_ious
     visualize.py   overlay(...), grid(...), overlay_people(...)
 """
 
@@ -18,6 +19,7 @@ from models.evaluation.quality import (
     combine_quality,
     expected_iou,
     fit_calibration,
+    image_overlap_decay,
     mask_quality,
     model_calibration,
     overlap_decay,
@@ -47,6 +49,7 @@ __all__ = [
     "coco_person_ap",
     "combine_quality",
     "expected_iou",
+    "image_overlap_decay",
     "fit_calibration",
     "grid",
     "iou",

@@ -10,10 +10,11 @@
     Calibration.apply(raw) -> quality         in [0, 1], rising with raw
     read_calibration(path) / write_calibration(path, calibration)   quality.json beside a model
     model_calibration(model_path)             the calibration beside a model file, or None
-    overlap_decay(qualities, ious) -> list    each mask's quality x (1 - its IoU with the surest
-                                              mask of its photo that is better than it)
+    overlap_decay(qualities, ious) -> list    each mask's quality x (1 - its largest IoU with a
+                                              better mask of its photo)
     better_overlaps(qualities, ious) -> list  the better mask each mask overlaps most, and the IoU
     photo_overlap_decay(qualities, rles)      overlap_decay from the masks' COCO RLEs (rle_ious)
+    image_overlap_decay(image_ids, qualities, rles)   the same over many images' masks, image by image
 
 `expected_iou` treats each pixel as a coin with the network's probability p: with the mask
 M = {p >= threshold}, the expected intersection with the truth is sum_M p and the expected union
@@ -243,3 +244,21 @@ def photo_overlap_decay(qualities: Sequence[float | None], rles: Sequence[dict])
     if sum(q is not None for q in qualities) < 2:
         return list(qualities)
     return overlap_decay(qualities, rle_ious(rles))
+
+
+def image_overlap_decay(
+    image_ids: Sequence[int], qualities: Sequence[float | None], rles: Sequence[dict]
+) -> list[float | None]:
+    """photo_overlap_decay of masks from many images (one image id, quality and COCO RLE each),
+    each image's masks among themselves; in the given order."""
+    if not len(image_ids) == len(qualities) == len(rles):
+        raise ValueError(f"{len(image_ids)} image ids, {len(qualities)} qualities, {len(rles)} masks")
+    by_image: dict[int, list[int]] = {}
+    for k, image_id in enumerate(image_ids):
+        by_image.setdefault(image_id, []).append(k)
+    decayed = list(qualities)
+    for members in by_image.values():
+        mine = photo_overlap_decay([qualities[k] for k in members], [rles[k] for k in members])
+        for k, quality in zip(members, mine, strict=True):
+            decayed[k] = quality
+    return decayed

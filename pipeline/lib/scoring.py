@@ -8,14 +8,13 @@ decay_image_overlaps(scores)   each instance's quality x (1 - its IoU with a bet
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from models.evaluation import coco_mask_ap, photo_overlap_decay, score_instance, summarize
+from models.evaluation import coco_mask_ap, image_overlap_decay, score_instance, summarize
 from models.sample import encode_rle
 from pipeline.lib.cachefile import cache_samples, cache_size
 from pipeline.lib.predictions import stream_predictions
@@ -91,12 +90,11 @@ def score_predictions(
 
 def decay_image_overlaps(scores: Scores) -> None:
     """In place: each instance's quality and score x (1 - its mask's IoU with a better mask of the
-    same image): models.evaluation.photo_overlap_decay, as the nightly path scores its masks."""
-    by_image: dict[int, list[int]] = defaultdict(list)
-    for k, result in enumerate(scores.results):
-        by_image[result["image_id"]].append(k)
-    for members in by_image.values():
-        qualities = [scores.rows[k]["quality"] for k in members]
-        decayed = photo_overlap_decay(qualities, [scores.results[k]["segmentation"] for k in members])
-        for k, quality in zip(members, decayed, strict=True):
-            scores.rows[k]["quality"] = scores.rows[k]["score"] = scores.results[k]["score"] = quality
+    same image): models.evaluation.image_overlap_decay, as the nightly path scores its masks."""
+    decayed = image_overlap_decay(
+        [r["image_id"] for r in scores.results],
+        [row["quality"] for row in scores.rows],
+        [r["segmentation"] for r in scores.results],
+    )
+    for row, result, quality in zip(scores.rows, scores.results, decayed, strict=True):
+        row["quality"] = row["score"] = result["score"] = quality

@@ -16,6 +16,7 @@ from models.evaluation.quality import (
     combine_quality,
     expected_iou,
     fit_calibration,
+    image_overlap_decay,
     mask_quality,
     overlap_decay,
     photo_overlap_decay,
@@ -143,3 +144,13 @@ def test_photo_overlap_decay_measures_the_overlap_of_rle_masks():
     assert photo_overlap_decay([0.9], rles[:1]) == [0.9]
     with pytest.raises(ValueError, match="masks for"):
         photo_overlap_decay([0.9, 0.5], rles)
+
+
+def test_image_overlap_decay_compares_masks_of_the_same_image_only():
+    a = np.zeros((10, 10), np.uint8)
+    a[:5] = 1
+    rle = mask_utils.encode(np.asfortranarray(a))
+    # the same mask in images 1, 2, 1: only image 1's second copy repeats a better mask
+    assert image_overlap_decay([1, 2, 1], [0.9, 0.5, 0.7], [rle, rle, rle]) == pytest.approx([0.9, 0.5, 0.0])
+    with pytest.raises(ValueError, match="image ids"):
+        image_overlap_decay([1], [0.9, 0.5], [rle, rle])
