@@ -16,7 +16,7 @@ from pathlib import Path
 
 import luigi
 
-from models.evaluation import Calibration, model_calibration
+from models.evaluation import QUALITY_RULE, Calibration, model_calibration
 from models.utils import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
@@ -153,7 +153,8 @@ class MaskSettings:
         return model_calibration(SHIPPED_MODEL if self.model == SHIPPED_NAME else self.model)
 
     def model_id(self) -> str:
-        """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold."""
+        """Identity of everything that shapes a mask: weights, CRF, GrabCut, crop config, threshold;
+        and of how it is scored: the quality calibration and rule (models.evaluation.QUALITY_RULE)."""
         if self.method != POSEMASK:
             return f"peer:{self.method}/{short_hash({'threshold': config.evaluation().threshold}, 8)}"
         if self.model in MODELS:
@@ -179,6 +180,7 @@ class MaskSettings:
             "crop": config.crop().to_crop_config().to_dict(),
             "threshold": config.evaluation().threshold,
             "min_keypoints": self.min_keypoints,
+            "quality_rule": QUALITY_RULE,  # as the calibration: it changes each result's quality and score
         }
         return f"{base}/{short_hash(settings, 8)}"
 

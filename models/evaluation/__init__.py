@@ -5,7 +5,7 @@ pictures people look at (imports models.sample and models.utils only).
     scoring.py     score_instance(...), coco_mask_ap(...), coco_person_ap(...), people_found(...),
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
-                   Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE,
+                   Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE, QUALITY_RULE,
                    model_calibration, overlap_decay / photo_overlap_decay / image_overlap_decay, better_overlaps,
                    rle_ious
     visualize.py   overlay(...), grid(...), overlay_people(...)
@@ -14,6 +14,7 @@ pictures people look at (imports models.sample and models.utils only).
 from models.evaluation.metrics import boundary_f_score, iou, summarize
 from models.evaluation.quality import (
     QUALITY_FILE,
+    QUALITY_RULE,
     Calibration,
     better_overlaps,
     combine_quality,
@@ -41,6 +42,7 @@ from models.evaluation.visualize import grid, overlay, overlay_people
 
 __all__ = [
     "QUALITY_FILE",
+    "QUALITY_RULE",
     "SIZE_BUCKETS",
     "Calibration",
     "better_overlaps",

@@ -52,6 +52,9 @@ from pycocotools import mask as mask_utils
 PRIOR_EXPONENT = 0.25
 # A model's calibration lives beside its weights (the shipped one: models/weights/posemask_unet/).
 QUALITY_FILE = "quality.json"
+# The rule that turns the parts into a photo's qualities: part of a night's model identity, so that
+# masks scored by an earlier rule are scored again (2: with the overlap decay).
+QUALITY_RULE = 2
 
 
 def prior_agreement(prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5) -> float:

@@ -124,3 +124,15 @@ def test_another_model_leaves_no_row_or_mask_of_the_first_and_coming_back_recomp
     back = night()  # the first model again: its old shards were pruned, so it computes, not reports
     assert back["processed"] == 4 and {r["model_id"] for r in rows_by_path(out).values()} == first_ids
     check_consistent(out)
+
+
+def test_masks_scored_by_an_earlier_quality_rule_are_scored_again(night, monkeypatch):
+    """The quality rule is part of the model identity (as the calibration): after an upgrade that
+    changes how qualities are made, the next night recomputes instead of reusing the old scores."""
+    from pipeline import mask_settings
+
+    first_ids = {r["model_id"] for r in rows_by_path(night.out).values()}
+    monkeypatch.setattr(mask_settings, "QUALITY_RULE", mask_settings.QUALITY_RULE + 1)
+    summary = night()
+    assert summary["processed"] == 4 and not first_ids & {r["model_id"] for r in rows_by_path(night.out).values()}
+    check_consistent(night.out)
