@@ -182,10 +182,9 @@ class GenerateMasks(MaskSettings, PoseMaskTask):
                 "shards": shard_names,
                 "shards_run": new_shards,
                 "content_hashes": {"cached": plan.hash_hits, "computed": plan.hash_misses},
+                "review": str(out / REVIEW_DIR / "index.html") if self.review else None,
             }
         )
-        if self.review:
-            summary["review"] = str(out / REVIEW_DIR / "index.html")
         write_json(out / "summary.json", summary)
         if self.review:
             results = [r for shard in self.requires() for r in read_json_list(shard.output().path, "results.json")]

@@ -10,8 +10,7 @@ mask is scored, and the instance label map the masks merge into.
     mask_score(person, quality), mask_confidence(person, prob, threshold)   what COCO AP ranks by, and
                                the score before quality
     decay_overlaps(masks)      one photo's masks: each quality (and score) x (1 - its IoU with a
-                               better mask), models.evaluation.quality.overlap_decay
-    window_ious(masks) -> (N,N)   pairwise IoU of PersonMasks, computed in their windows
+                               better mask), models.evaluation.quality.photo_overlap_decay
     LabelMap(image_hw, people, threshold)   the instance label map, one person at a time
     instance_labels(probs, threshold) -> (H,W)   LabelMap over full-size probabilities
 """
@@ -23,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.evaluation import Calibration, combine_quality, expected_iou, overlap_decay, prior_agreement
+from models.evaluation import Calibration, combine_quality, expected_iou, photo_overlap_decay, prior_agreement
 from models.people.pose import PoseResult
-from models.sample import Window
+from models.sample import Window, encode_rle
 
 MAX_UINT8_PEOPLE = 255
 # Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
@@ -142,33 +141,13 @@ def mask_confidence(person: Person, prob: np.ndarray, threshold: float) -> float
     return mean * person.detection_score if person.detection_score is not None else mean
 
 
-def window_ious(masks: Sequence[PersonMask]) -> np.ndarray:
-    """(N,N) float64 pairwise IoU of the masks of one photo, counted where their windows meet."""
-    areas = [int(m.window_mask.sum()) for m in masks]
-    ious = np.eye(len(masks))
-    for a in range(len(masks)):
-        for b in range(a + 1, len(masks)):
-            (ay0, ay1, ax0, ax1), (by0, by1, bx0, bx1) = masks[a].window, masks[b].window
-            y0, y1, x0, x1 = max(ay0, by0), min(ay1, by1), max(ax0, bx0), min(ax1, bx1)
-            if y1 <= y0 or x1 <= x0:
-                continue
-            inter = int(
-                (
-                    masks[a].window_mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
-                    & masks[b].window_mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-                ).sum()
-            )
-            union = areas[a] + areas[b] - inter
-            ious[a, b] = ious[b, a] = inter / union if union else 0.0
-    return ious
-
-
 def decay_overlaps(masks: Sequence[PersonMask]) -> None:
-    """One photo's masks, in place: each quality becomes overlap_decay's (x (1 - its IoU with a
-    better mask of the photo)) and its score mask_score's of it. Masks without a quality are left."""
+    """One photo's masks, in place: each quality becomes photo_overlap_decay's (x (1 - its IoU with
+    a better mask of the photo), on the masks' RLEs as the nightly records are) and its score
+    mask_score's of it. Masks without a quality are left."""
     if sum(m.quality is not None for m in masks) < 2:
         return
-    decayed = overlap_decay([m.quality for m in masks], window_ious(masks))
+    decayed = photo_overlap_decay([m.quality for m in masks], [encode_rle(m.mask) for m in masks])
     for m, quality in zip(masks, decayed, strict=True):
         if quality is not None:
             m.quality, m.score = quality, mask_score(m.person, quality)
