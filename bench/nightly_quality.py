@@ -20,7 +20,9 @@ whole-photo peer of models.people.peers):
     box overlaps it at IoU >= 0.5 ("boxed") and whether some person mask does ("masked"), by COCO
     size bucket (small < 32^2 <= medium < 96^2 <= large, by annotated area), the loss between the
     two, and COCO mask AP / AP-large of the person category (pycocotools, crowd regions ignored,
-    every photo of the dataset, with and without people, in the evaluation).
+    every photo of the dataset, with and without people, in the evaluation); where some masks touch
+    no annotated person, also the AP of the masks that do (a set that leaves people unannotated,
+    as OCHuman, counts a good mask of one as a false positive whatever its score).
 
 --before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
 (bench/before_issue20.cfg restores the nightly path as it was before issue 20, its masks ranked
@@ -69,6 +71,7 @@ from models.people import (  # noqa: E402
     PEERS,
     instance_labels,
     make_peer,
+    mask_kind,
     match_detections,
     segment_people,
 )
@@ -114,6 +117,8 @@ class Tally:
     coco_results: list[dict] = field(default_factory=list)
     # the same masks ranked by their confidence, the score before quality (issue 23's "old score")
     confidence_results: list[dict] = field(default_factory=list)
+    # each result's best mask IoU with an annotated person (0: a mask on no annotated person)
+    best_iou: list[float] = field(default_factory=list)
     instances: bool = False
 
     def instance_summary(self) -> dict:
@@ -131,6 +136,16 @@ class Tally:
         if self.confidence_results:
             ap = coco_person_ap(self.coco_images, self.coco_people, self.confidence_results)
             out["mask_ap_confidence"] = {k: round(v, 4) for k, v in ap.items()}
+        if self.confidence_results and 0.0 in self.best_iou:
+            # the masks that touch an annotated person: a set that leaves people unannotated
+            # (OCHuman) counts a good mask of one as a false positive, whatever its score
+            for key, results in (
+                ("mask_ap_annotated", self.coco_results),
+                ("mask_ap_confidence_annotated", self.confidence_results),
+            ):
+                touching = [r for r, best in zip(results, self.best_iou, strict=True) if best > 0]
+                ap = coco_person_ap(self.coco_images, self.coco_people, touching)
+                out[key] = {k: round(v, 4) for k, v in ap.items()}
         return out
 
     def summary(self) -> dict:
@@ -284,6 +299,7 @@ def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None
     tally.coco_images.append(photo.image)
     tally.coco_results += instances.results
     tally.confidence_results += instances.confidence_results
+    tally.best_iou += instances.best_iou
     tally.coco_people += instances.annotations
     for bucket, boxed, masked in instances.found:
         counts = tally.buckets[bucket]
@@ -413,7 +429,11 @@ def main() -> None:
                     row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))
                     parts = {"quality": m.quality, "expected_iou": m.expected_iou, "prior_agreement": m.prior_agreement}
                     row.update({k: None if v is None else round(v, 4) for k, v in parts.items()})
-                    row.update(detection_score=m.person.detection_score)
+                    row.update(detection_score=m.person.detection_score, image_id=photo.image["id"])
+                    rle = instances.results[k]["segmentation"]
+                    row.update(segmentation={"size": rle["size"], "counts": rle["counts"].decode("ascii")})
+                    share = float(mask_utils.area(rle)) / float(rle["size"][0] * rle["size"][1])
+                    row.update(kind=mask_kind(m.person), area_share=round(share, 8))
                     dump.write(json.dumps(row) + "\n")
             if args.overlays and method in with_overlays and photo.people:
                 write_overlay(args.overlays, photo, image, method, masks)
@@ -450,6 +470,9 @@ def main() -> None:
             ]
             ap, old = inst["mask_ap"], inst.get("mask_ap_confidence")
             by_confidence = f" (by confidence {old['AP']:.3f})" if old else ""
+            if "mask_ap_annotated" in inst:
+                touching, touching_old = inst["mask_ap_annotated"]["AP"], inst["mask_ap_confidence_annotated"]["AP"]
+                by_confidence += f" [masks on annotated people: {touching:.3f} ({touching_old:.3f})]"
             print(
                 f"{dataset:14s} {method:17s} {'  '.join(cells)}  AP {ap['AP']:.3f}{by_confidence} "
                 f"AP-large {ap['AP_large']:.3f}"

@@ -106,7 +106,7 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
             prob, sample["mask"], sample["affine"], gt_full, settings.threshold, settings.boundary_px,
             record_ignore(record, root),
         )  # fmt: skip
-        q = mask_quality(prob, sample["prior"], settings.threshold, calibration)
+        q = mask_quality(prob, sample["prior"], settings.threshold, calibration, "given", full.mean())
         quality.append(q)
         truth.append(row["iou_full"])
         gt.append((record["image_id"], record["instance_id"], encode_rle(gt_full)))
@@ -188,12 +188,12 @@ def without_keypoints(dump: Path) -> dict[str, dict]:
 def fit_shipped_calibration(dump: Path, dataset: str, target: Path) -> None:
     """Fit the quality calibration on one dataset of a nightly dump (the raw quality, recomputed from
     the parts each row holds) and write it to `target`."""
-    from models.evaluation import combine_quality, fit_calibration, write_calibration
+    from models.evaluation import combine_quality, fit_quality_head, write_calibration
 
     rows = matched_rows(read_dump(dump), dataset)
     raw = np.array([combine_quality(r["expected_iou"], r["prior_agreement"]) for r in rows])
     truth = np.array([r["best_iou"] for r in rows])
-    calibration = fit_calibration(raw, truth)
+    calibration = fit_quality_head(raw, [r["kind"] for r in rows], np.array([r["area_share"] for r in rows]), truth)
     write_calibration(
         target, calibration, fitted_on=f"{dataset} (bench/nightly_quality.py), {len(rows)} matched masks",
         commit=git_commit(), date=dt.date.today().isoformat(),

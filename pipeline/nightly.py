@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.classical import CRFParams
-from models.evaluation import Calibration, model_calibration
+from models.evaluation import Calibration, QualityHead, model_calibration
 from models.people import BoxSegmenter, OwnerCheck, Person, PersonDetector, PoseEstimator, estimate_people
 from models.sample import BoxPriorConfig, CropConfig
 from models.utils import SHIPPED_MODEL, require
@@ -48,7 +48,8 @@ class Nightly:
     box_prior: BoxPriorConfig | None
     segmentation_weight: float
     detect_settings: dict  # config.detect().settings() when these components were made
-    calibration: Calibration | None = None  # the model's quality.json (models/evaluation/quality.py), if it has one
+    # the model's quality.json (models/evaluation/quality.py), if it has one
+    calibration: Calibration | QualityHead | None = None
 
     def find_people(self, image_rgb: np.ndarray) -> list[Person]:
         """The people of a photo without keypoints, exactly as MaskShard finds them."""

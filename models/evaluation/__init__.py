@@ -6,6 +6,7 @@ pictures people look at (imports models.sample and models.utils only).
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE, QUALITY_RULE,
+                   QualityHead, fit_quality_head, MASK_KINDS,
                    model_calibration, overlap_decay / photo_overlap_decay / image_overlap_decay, better_overlaps,
                    rle_ious
     visualize.py   overlay(...), grid(...), overlay_people(...)
@@ -13,13 +14,16 @@ pictures people look at (imports models.sample and models.utils only).
 
 from models.evaluation.metrics import boundary_f_score, iou, summarize
 from models.evaluation.quality import (
+    MASK_KINDS,
     QUALITY_FILE,
     QUALITY_RULE,
     Calibration,
+    QualityHead,
     better_overlaps,
     combine_quality,
     expected_iou,
     fit_calibration,
+    fit_quality_head,
     image_overlap_decay,
     mask_quality,
     model_calibration,
@@ -41,10 +45,12 @@ from models.evaluation.scoring import (
 from models.evaluation.visualize import grid, overlay, overlay_people
 
 __all__ = [
+    "MASK_KINDS",
     "QUALITY_FILE",
     "QUALITY_RULE",
     "SIZE_BUCKETS",
     "Calibration",
+    "QualityHead",
     "better_overlaps",
     "boundary_f_score",
     "coco_mask_ap",
@@ -53,6 +59,7 @@ __all__ = [
     "expected_iou",
     "image_overlap_decay",
     "fit_calibration",
+    "fit_quality_head",
     "grid",
     "iou",
     "mask_quality",

@@ -8,6 +8,11 @@
     Calibration(raw, iou)                     a monotone map from expected_iou to the measured IoU
     fit_calibration(raw, true_iou, bins)      pool-adjacent-violators on `bins` quantile bins
     Calibration.apply(raw) -> quality         in [0, 1], rising with raw
+    QualityHead(bias, raw_weight, kind_offsets, area_weight)   the shipped quality: a linear head
+                                              over the raw score, the mask's kind and its size
+    fit_quality_head(raw, kinds, area_shares, true_iou)   least squares on a validation set
+    MASK_KINDS                                "posed" (detected), "given" (keypoints given), "box"
+                                              (no pose), "box_pose_lost" (its pose went to another)
     read_calibration(path) / write_calibration(path, calibration)   quality.json beside a model
     model_calibration(model_path)             the calibration beside a model file, or None
     overlap_decay(qualities, ious) -> list    each mask's quality x (1 - its largest IoU with a
@@ -28,6 +33,14 @@ person in front of the one whose skeleton it was given, a neighbour's arm) score
 prior knows where this person's limbs are: the mask's IoU with the prior's region falls when the
 mask leaves them or takes another body along. The raw score multiplies the two, the prior's part
 damped by PRIOR_EXPONENT (chosen on the validation set, coco128train, bench/README.md "Quality").
+
+Two things the probability map does not show make a mask worse than its map says: how the person
+was segmented (a box person, with no pose of its own, is masked from the box: coco128train's
+true IoU 0.53 against 0.76 for posed people at about the same raw score) and its size (a small
+person's mask loses more to its border). The shipped quality is a linear head over the raw score,
+an offset per mask kind and the log of the mask's share of the photo (QualityHead), fitted by
+least squares on the validation set's nightly masks (fit_quality_head; bench/README.md "Mask
+quality scores": Spearman's rho on coco128train 0.50 -> 0.65 in 5-fold cross-validation).
 
 Neither part sees the other people of the photo. Given the skeleton of a person behind another,
 the network masks the one in front: a sure mask, close to the prior, and the same pixels as the
@@ -53,8 +66,20 @@ PRIOR_EXPONENT = 0.25
 # A model's calibration lives beside its weights (the shipped one: models/weights/posemask_unet/).
 QUALITY_FILE = "quality.json"
 # The rule that turns the parts into a photo's qualities: part of a night's model identity, so that
-# masks scored by an earlier rule are scored again (2: with the overlap decay).
-QUALITY_RULE = 2
+# masks scored by an earlier rule are scored again (2: with the overlap decay; 3: the mask's kind
+# and size in the quality head).
+QUALITY_RULE = 3
+# How a mask was made, as the quality head tells them apart: by the network from the pose of a
+# detected person, from keypoints the user gave (no detection), from the box with no pose (none
+# found, too few joints), or from the box of a person whose pose another person's box took
+# (models.people.ownership: pose_borrowed, pose_duplicate).
+MASK_KINDS = ("posed", "given", "box", "box_pose_lost")
+# The kinds the size term applies to: people the detector found, on whom the head is fitted. With
+# given keypoints it measured worse (coco/val rho 0.715 without it, 0.701 with it; OCHuman 0.828,
+# 0.807): a small detected person's pose is estimated from few pixels, a given one's is not.
+SIZED_KINDS = ("posed", "box", "box_pose_lost")
+# A mask's share of the photo is floored here before its log (an empty mask).
+MIN_AREA_SHARE = 1e-6
 
 
 def prior_agreement(prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5) -> float:
@@ -68,19 +93,34 @@ def prior_agreement(prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5)
     return float((mask & prior_region).sum()) / union if union else 0.0
 
 
-def combine_quality(eiou: float, agreement: float, calibration: Calibration | None = None) -> float:
+def combine_quality(
+    eiou: float,
+    agreement: float,
+    calibration: Calibration | QualityHead | None = None,
+    kind: str = "posed",
+    area_share: float | None = None,
+) -> float:
     """The quality from its parts: eiou x agreement ** PRIOR_EXPONENT (the raw score), through
-    `calibration` when one is given."""
+    `calibration` when one is given (a QualityHead also reads the mask's kind, MASK_KINDS, and its
+    share of the photo's pixels, area_share; None: the size term left out)."""
     raw = eiou * agreement**PRIOR_EXPONENT
+    if isinstance(calibration, QualityHead):
+        return calibration.apply(raw, kind, area_share)
     return float(calibration.apply(raw)) if calibration is not None else raw
 
 
 def mask_quality(
-    prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5, calibration: Calibration | None = None
+    prob: np.ndarray,
+    prior: np.ndarray,
+    threshold: float = 0.5,
+    calibration: Calibration | QualityHead | None = None,
+    kind: str = "posed",
+    area_share: float | None = None,
 ) -> float:
     """A mask's quality in [0, 1] from its (S,S) probability and prior: combine_quality of
     expected_iou and prior_agreement (None calibration: the raw score)."""
-    return combine_quality(expected_iou(prob, threshold), prior_agreement(prob, prior, threshold), calibration)
+    eiou, agreement = expected_iou(prob, threshold), prior_agreement(prob, prior, threshold)
+    return combine_quality(eiou, agreement, calibration, kind, area_share)
 
 
 def expected_iou(prob: np.ndarray, threshold: float = 0.5) -> float:
@@ -170,29 +210,95 @@ def fit_calibration(raw: np.ndarray, true_iou: np.ndarray, bins: int = 10) -> Ca
     return Calibration(tuple(kept_raw), tuple(kept_iou))
 
 
-def read_calibration(path: Path) -> Calibration | None:
-    """The Calibration of a quality.json ({"raw": [...], "iou": [...], ...}), or None when there is
-    no such file (the raw score is then the quality)."""
+@dataclass(frozen=True)
+class QualityHead:
+    """quality = clip(bias + raw_weight x raw + kind_offsets[kind] + area_weight x ln(area share), 0, 1).
+
+    raw: the raw score (combine_quality's); kind: one of MASK_KINDS (offset 0 for a kind not in
+    kind_offsets: "posed", the reference); area share: the mask's pixels over the
+    photo's, floored at MIN_AREA_SHARE, for the SIZED_KINDS only (None: the size term left out,
+    for a caller that has no full-size mask)."""
+
+    bias: float
+    raw_weight: float
+    kind_offsets: tuple[tuple[str, float], ...]
+    area_weight: float
+
+    def __post_init__(self) -> None:
+        if self.raw_weight <= 0:
+            raise ValueError("QualityHead.raw_weight must be positive: the quality rises with the raw score")
+        unknown = {k for k, _ in self.kind_offsets} - set(MASK_KINDS)
+        if unknown:
+            raise ValueError(f"QualityHead: unknown mask kinds {sorted(unknown)} (known: {MASK_KINDS})")
+
+    def apply(self, raw: float, kind: str = "posed", area_share: float | None = None) -> float:
+        """The quality of one mask, in [0, 1]."""
+        value = self.bias + self.raw_weight * float(raw) + dict(self.kind_offsets).get(kind, 0.0)
+        if area_share is not None and kind in SIZED_KINDS:
+            value += self.area_weight * float(np.log(max(float(area_share), MIN_AREA_SHARE)))
+        return float(min(max(value, 0.0), 1.0))
+
+    def to_dict(self) -> dict:
+        head = {"bias": self.bias, "raw_weight": self.raw_weight, "area_weight": self.area_weight}
+        return {"head": {**head, "kind_offsets": dict(self.kind_offsets)}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QualityHead:
+        head = data["head"]
+        offsets = tuple((str(k), float(v)) for k, v in head["kind_offsets"].items())
+        return cls(float(head["bias"]), float(head["raw_weight"]), offsets, float(head["area_weight"]))
+
+
+def fit_quality_head(
+    raw: np.ndarray, kinds: Sequence[str], area_shares: np.ndarray, true_iou: np.ndarray
+) -> QualityHead:
+    """The QualityHead closest to the true IoU in least squares, from one row per mask (raw score,
+    kind, share of the photo, true IoU; at least 5 rows; detected people only). A kind with no row
+    keeps offset 0; "given" gets the size term of the rows' median share as its offset."""
+    raw, true_iou = np.asarray(raw, np.float64), np.asarray(true_iou, np.float64)
+    shares = np.log(np.maximum(np.asarray(area_shares, np.float64), MIN_AREA_SHARE))
+    if not len(raw) == len(kinds) == len(shares) == len(true_iou) or len(raw) < 5:
+        raise ValueError("fit_quality_head needs at least 5 masks, each with a raw score, kind, share and IoU")
+    if "given" in set(kinds):
+        raise ValueError("fit_quality_head: fit on detected people (the nightly path), not on given keypoints")
+    present = [k for k in MASK_KINDS[2:] if k in set(kinds)]
+    columns = [np.ones_like(raw), raw, *[np.array([kk == k for kk in kinds], np.float64) for k in present], shares]
+    weights, *_ = np.linalg.lstsq(np.stack(columns, axis=1), true_iou, rcond=None)
+    offsets = [(k, float(w)) for k, w in zip(present, weights[2:-1], strict=True)]
+    # a given person: the posed line at the fitted masks' median size (no size term: SIZED_KINDS)
+    offsets.append(("given", float(weights[-1]) * float(np.median(shares))))
+    return QualityHead(float(weights[0]), float(weights[1]), tuple(offsets), float(weights[-1]))
+
+
+def read_calibration(path: Path) -> Calibration | QualityHead | None:
+    """The quality model of a quality.json: a QualityHead ({"head": {...}, ...}) or a Calibration
+    ({"raw": [...], "iou": [...], ...}), or None when there is no such file (the raw score is then
+    the quality)."""
     if not path.is_file():
         return None
     try:
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return QualityHead.from_dict(data) if "head" in data else Calibration.from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a quality calibration ({err})") from err
 
 
-def model_calibration(model_path: Path | str) -> Calibration | None:
+def model_calibration(model_path: Path | str) -> Calibration | QualityHead | None:
     """The calibration of the model at `model_path`: the QUALITY_FILE beside it (None: none there)."""
     return read_calibration(Path(model_path).parent / QUALITY_FILE)
 
 
-def write_calibration(path: Path, calibration: Calibration, **facts: object) -> None:
-    """quality.json: the calibration's knots and `facts` (what it was fitted on), written atomically."""
+def write_calibration(path: Path, calibration: Calibration | QualityHead, **facts: object) -> None:
+    """quality.json: the calibration's knots or the head's weights, and `facts` (what it was fitted
+    on), written atomically."""
     from models.utils import atomic_path
 
+    if isinstance(calibration, QualityHead):
+        body = calibration.to_dict()
+    else:
+        body = {k: [round(v, 4) for v in values] for k, values in calibration.to_dict().items()}
     with atomic_path(path) as tmp:
-        knots = {k: [round(v, 4) for v in values] for k, values in calibration.to_dict().items()}
-        tmp.write_text(json.dumps({**knots, **facts}) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps({**body, **facts}) + "\n", encoding="utf-8")
 
 
 def better_overlaps(qualities: Sequence[float | None], ious: np.ndarray) -> list[tuple[int, float] | None]:

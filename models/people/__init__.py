@@ -8,7 +8,7 @@ compared with (imports every other models package; the network's torch only when
     PoseEstimator, PoseResult                      MediaPipe Pose -> COCO-17 keypoints (pose.py)
     OwnerCheck, assign_poses, REASONS              whose pose is it (ownership.py)
     Person, PersonMask, LabelMap, instance_labels, SOURCE_KEYPOINTS, SOURCE_BOX, BoxSegmenter,
-    mask_score     one person and its mask (person.py)
+    mask_score, mask_kind     one person and its mask (person.py)
     estimate_people, person_from_keypoints, present_keypoints, clean_keypoints   finding people (find.py)
     iter_person_masks, segment_people, person_samples, crop_probabilities, fuse_segmentation
                    segmenting them, one batch at a time (segment.py; box people: boxmask.py)
@@ -32,6 +32,7 @@ from models.people.person import (
     Person,
     PersonMask,
     instance_labels,
+    mask_kind,
     mask_score,
 )
 from models.people.pose import PoseEstimator, PoseResult
@@ -79,6 +80,7 @@ __all__ = [
     "iter_person_masks",
     "keypoint_box",
     "make_peer",
+    "mask_kind",
     "mask_score",
     "match_detections",
     "orb_track",

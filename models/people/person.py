@@ -7,6 +7,7 @@ mask is scored, and the instance label map the masks merge into.
     BoxSegmenter               (h,w,3) uint8 RGB region -> (h,w) float person probability
     scored_mask(person, window_prob, window, image_hw, threshold, prob, prior, calibration, own_prob)
                                the PersonMask of a network-made mask, with its quality and score
+    mask_kind(person)          "posed", "given", "box" or "box_pose_lost": what the quality head reads
     mask_score(person, quality), mask_confidence(person, prob, threshold)   what COCO AP ranks by, and
                                the score before quality
     decay_overlaps(masks)      one photo's masks: each quality (and score) x (1 - its IoU with a
@@ -22,7 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.evaluation import Calibration, combine_quality, expected_iou, photo_overlap_decay, prior_agreement
+from models.evaluation import (
+    Calibration,
+    QualityHead,
+    combine_quality,
+    expected_iou,
+    photo_overlap_decay,
+    prior_agreement,
+)
+from models.people.ownership import POSE_BORROWED, POSE_DUPLICATE
 from models.people.pose import PoseResult
 from models.sample import Window, encode_rle
 
@@ -30,6 +39,8 @@ MAX_UINT8_PEOPLE = 255
 # Where a person's mask comes from: the pose-guided network, or GrabCut from the box alone.
 SOURCE_KEYPOINTS = "keypoints"
 SOURCE_BOX = "box"
+# A box person whose pose another person's box took: most often the same person twice (mask_kind)
+POSE_LOST_REASONS = (POSE_BORROWED, POSE_DUPLICATE)
 # (h,w,3) uint8 RGB region -> (h,w) float person probability: how a box person is segmented
 BoxSegmenter = Callable[[np.ndarray], np.ndarray]
 
@@ -99,6 +110,16 @@ class PersonMask:
         return full
 
 
+def mask_kind(person: Person) -> str:
+    """How the person's mask is made, as the quality head tells them apart (models.evaluation.MASK_KINDS):
+    "posed" by the network from a detected person's pose, "given" from keypoints the user gave (no
+    detection), "box_pose_lost" from the box of a person whose pose another person took, "box" from
+    the box of a person with no pose."""
+    if person.source == SOURCE_KEYPOINTS:
+        return "posed" if person.detection_score is not None else "given"
+    return "box_pose_lost" if person.pose_reason in POSE_LOST_REASONS else "box"
+
+
 def scored_mask(
     person: Person,
     window_prob: np.ndarray,
@@ -107,14 +128,15 @@ def scored_mask(
     threshold: float,
     prob: np.ndarray,
     prior: np.ndarray,
-    calibration: Calibration | None,
+    calibration: Calibration | QualityHead | None,
     own_prob: np.ndarray | None = None,
 ) -> PersonMask:
     """The PersonMask of a network-made mask, scored from its (S,S) crop probability and prior
     (own_prob: the probability the mask is cut from when it is not `prob`, a fused map)."""
     own = prob if own_prob is None else own_prob
     eiou, agreement = expected_iou(own, threshold), prior_agreement(prob, prior, threshold)
-    quality = combine_quality(eiou, agreement, calibration)
+    area_share = float((window_prob >= threshold).sum()) / float(image_hw[0] * image_hw[1])
+    quality = combine_quality(eiou, agreement, calibration, mask_kind(person), area_share)
     score, confidence = mask_score(person, quality), mask_confidence(person, own, threshold)
     return PersonMask(person, window_prob, window, score, image_hw, threshold, quality, eiou, agreement, confidence)
 

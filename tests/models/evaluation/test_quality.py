@@ -9,13 +9,16 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from models.evaluation.quality import (
+    MASK_KINDS,
     PRIOR_EXPONENT,
     QUALITY_FILE,
     Calibration,
+    QualityHead,
     better_overlaps,
     combine_quality,
     expected_iou,
     fit_calibration,
+    fit_quality_head,
     image_overlap_decay,
     mask_quality,
     overlap_decay,
@@ -106,13 +109,59 @@ def test_quality_combines_both_parts_and_keeps_their_order_through_a_calibration
         read_calibration(path)
 
 
-def test_the_shipped_model_has_its_calibration():
+def test_the_shipped_model_has_its_quality_head():
+    """Fitted on the validation set's nightly masks (bench/quality.py --fit-calibration): the quality
+    rises with the raw score and with the mask's size, and a box person's is lower than a posed
+    person's of the same raw score and size, lowest where another person took its pose."""
     from models.utils.assets import SHIPPED_DIR
 
-    cal = read_calibration(SHIPPED_DIR / QUALITY_FILE)
-    assert cal is not None and len(cal.raw) >= 5  # fitted on the validation set's masks
-    grid = np.linspace(0, 1, 101)
-    assert np.all(np.diff(cal.apply(grid)) > 0) and 0 <= cal.apply(0.0) < cal.apply(1.0) <= 1
+    head = read_calibration(SHIPPED_DIR / QUALITY_FILE)
+    assert isinstance(head, QualityHead)
+    grid = np.linspace(0.4, 0.9, 11)
+    posed = [head.apply(r, "posed", 0.05) for r in grid]
+    assert np.all(np.diff(posed) > 0) and all(0 <= q <= 1 for q in posed)
+    assert head.apply(0.7, "posed", 0.001) < head.apply(0.7, "posed", 0.1)
+    assert head.apply(0.7, "box_pose_lost", 0.05) < head.apply(0.7, "box", 0.05) < head.apply(0.7, "posed", 0.05)
+
+
+def test_the_quality_head_is_fitted_by_least_squares_and_kept_in_quality_json(tmp_path):
+    """fit_quality_head recovers the weights of IoUs made by a known head; apply clips to [0, 1];
+    the head goes through quality.json and combine_quality reads the kind and the size."""
+    rng = np.random.default_rng(3)
+    n = 300
+    raw = rng.uniform(0.3, 0.9, n)
+    kinds = rng.choice(["posed", "box", "box_pose_lost"], n, p=[0.6, 0.3, 0.1]).tolist()
+    shares = np.exp(rng.uniform(np.log(1e-4), np.log(0.5), n))
+    offsets = {"posed": 0.0, "box": -0.15, "box_pose_lost": -0.4}
+    truth = 0.1 + 0.8 * raw + np.array([offsets[k] for k in kinds]) + 0.03 * np.log(shares)
+    head = fit_quality_head(raw, kinds, shares, truth + rng.normal(0, 0.01, n))
+    assert head.bias == pytest.approx(0.1, abs=0.02) and head.raw_weight == pytest.approx(0.8, abs=0.02)
+    offsets = dict(head.kind_offsets)
+    assert offsets.pop("given") == pytest.approx(head.area_weight * np.median(np.log(shares)))
+    assert offsets == pytest.approx({"box": -0.15, "box_pose_lost": -0.4}, abs=0.01)
+    assert head.area_weight == pytest.approx(0.03, abs=0.003)
+    assert head.apply(0.0, "box_pose_lost", 1e-9) == 0.0  # clipped to [0, 1]
+    assert QualityHead(0.5, 0.8, (), 0.0).apply(1.0) == 1.0
+    assert head.apply(0.5, "posed") == pytest.approx(0.1 + 0.4, abs=0.02)  # no size: its term left out
+    typical = float(np.exp(np.median(np.log(shares))))  # a given person scores as a posed one of median size
+    given = head.apply(0.5, "given", 1e-4)
+    assert given == head.apply(0.5, "given", 0.5) == pytest.approx(head.apply(0.5, "posed", typical))
+    assert combine_quality(0.6, 1.0, head, "box", 0.01) == pytest.approx(head.apply(0.6, "box", 0.01))
+    only_posed = fit_quality_head(raw[:10], ["posed"] * 10, shares[:10], truth[:10])
+    assert [k for k, _ in only_posed.kind_offsets] == ["given"]
+    assert only_posed.apply(0.5, "box", 0.1) == only_posed.apply(0.5, "posed", 0.1)
+    path = tmp_path / QUALITY_FILE
+    write_calibration(path, head, fitted_on="test")
+    assert read_calibration(path) == head and json.loads(path.read_text())["fitted_on"] == "test"
+    with pytest.raises(ValueError, match="unknown mask kinds"):
+        QualityHead(0.1, 0.8, (("crowd", -0.1),), 0.0)
+    with pytest.raises(ValueError, match="raw_weight"):
+        QualityHead(0.1, -0.8, (), 0.0)
+    with pytest.raises(ValueError, match="at least 5"):
+        fit_quality_head(raw[:3], kinds[:3], shares[:3], truth[:3])
+    with pytest.raises(ValueError, match="given keypoints"):
+        fit_quality_head(raw[:6], ["given"] * 6, shares[:6], truth[:6])
+    assert set(MASK_KINDS) == {*offsets, "given", "posed"}
 
 
 def test_a_mask_keeps_only_the_quality_a_better_mask_does_not_overlap():

@@ -57,7 +57,9 @@ def test_the_encoder_matches_onnxruntime_block_by_block(reference):
     assert [tuple(t.shape[1:]) for t in ours] == [b.shape[1:] for b in blocks]
     assert [ours[k].shape[-1] for k in MobileNetV2Encoder.scales] == [129, 65, 33]  # H/2, H/4, H/8
     for k, (mine, theirs) in enumerate(zip(ours, blocks, strict=True)):
-        np.testing.assert_allclose(mine.numpy(), theirs, atol=1e-4, rtol=1e-4, err_msg=f"block {k}")
+        # float32 sums differ by kernel (oneDNN on Intel and AMD): a tolerance at the block's scale
+        atol = max(1e-4, 3e-5 * float(np.abs(theirs).max()))
+        np.testing.assert_allclose(mine.numpy(), theirs, atol=atol, rtol=1e-4, err_msg=f"block {k}")
 
 
 def test_the_whole_deeplab_matches_onnxruntime_and_sees_the_person(reference):
@@ -65,7 +67,7 @@ def test_the_whole_deeplab_matches_onnxruntime_and_sees_the_person(reference):
     net = deeplab_v3(require(DEEPLAB_MODEL))
     with torch.no_grad():
         ours = net(torch.from_numpy(image)).numpy()
-    np.testing.assert_allclose(ours, logits, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(ours, logits, atol=max(1e-4, 3e-5 * float(np.abs(logits).max())), rtol=1e-4)
     person = ours[0].argmax(axis=0) == DEEPLAB_PERSON_CLASS
     assert 0.05 < person.mean() < 0.8  # 000000000785.jpg: a skier filling part of the photo
 
