@@ -9,7 +9,8 @@ calibration. Measured against the true IoU of each mask:
 
   - with ground-truth keypoints, on the evaluation sets (--sets, default coco/val ochuman/val):
     the [shipped] network's PredictMasks probabilities of every instance (the DAG's own outputs:
-    run bench/accuracy.py first), scored as Evaluate scores them (full-size IoU);
+    run bench/accuracy.py first, or pass --predict-shipped), scored as Evaluate scores them
+    (full-size IoU);
   - without keypoints, on the nightly bench's sets: a `bench/nightly_quality.py --dump` file, its
     posemask rows (each detected person's mask, its expected IoU and its best IoU with a person).
 
@@ -21,6 +22,10 @@ under MIN_BIN_MASKS masks, whose mean is then mostly noise), and, with keypoints
 the masks are ranked by quality against the confidence they were ranked by before (their mean
 probability; the nightly AP of both is bench/nightly_quality.py's). Appends one JSON line to
 bench/results/quality.jsonl.
+
+--predict-shipped makes those PredictMasks outputs without retraining: the packaged weights stand in
+as TrainModel's output for the [shipped] network (they are that training's result; the DAG's
+outputs of a real bench/accuracy.py run are used where they exist), then PredictMasks runs.
 
 --fit-calibration FILE fits the quality calibration (models.evaluation.quality.fit_calibration) on the nightly
 dump's --fit-on set (the validation set, coco128train: never an evaluation set), its matched masks'
@@ -127,6 +132,27 @@ def with_keypoints(network: str, dataset: str, split: str) -> dict:
     }
 
 
+def predict_with_shipped_weights(network: str, sets: list[str]) -> None:
+    """PredictMasks of `network` on each dataset/split, its TrainModel output being the packaged
+    weights where the DAG has none (a marker summary says so)."""
+    import shutil
+
+    import luigi
+
+    from models.utils import SHIPPED_MODEL
+    from pipeline.predict import PredictMasks
+
+    tasks = [PredictMasks(model=network, dataset=d, split=s) for d, s in (e.split("/") for e in sets)]
+    for task in tasks:
+        trained = task.requires()["model"].output()
+        if not trained["model"].exists():
+            Path(trained["model"].path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SHIPPED_MODEL, trained["model"].path)
+            Path(trained["summary"].path).write_text(json.dumps({"stand_in": str(SHIPPED_MODEL)}) + "\n")
+    if not luigi.build(tasks, local_scheduler=True, log_level="WARNING"):
+        raise SystemExit("bench/quality.py: PredictMasks failed")
+
+
 def decayed_by_image(results: list[dict]) -> list[float]:
     """The COCO results' scores (their quality), in place and returned, each decayed by its mask's
     overlap with better masks of its image (models.evaluation.image_overlap_decay), as Evaluate and
@@ -209,6 +235,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--fit-calibration", type=Path, help="write the calibration fitted on --fit-on here")
     parser.add_argument("--fit-on", default="coco128train", help="the nightly dump's validation set")
+    parser.add_argument(
+        "--predict-shipped", action="store_true", help="make the sets' predictions with the packaged weights"
+    )
     args = parser.parse_args()
     if args.fit_calibration:
         if not args.nightly_dump:
@@ -221,6 +250,8 @@ def main() -> None:
 
     load_settings(args.config)
     network = shipped().network
+    if args.predict_shipped:
+        predict_with_shipped_weights(network, args.sets)
     figures: dict[str, dict] = {}
     for eval_set in args.sets:
         dataset, split = eval_set.split("/")
