@@ -16,7 +16,7 @@ from pathlib import Path
 
 import luigi
 
-from models.evaluation import QUALITY_RULE, Calibration, QualityHead, model_calibration
+from models.evaluation import QUALITY_RULE, QualityModel, model_calibration
 from models.utils import SHIPPED_CRF, SHIPPED_MODEL, SHIPPED_NAME, require
 from pipeline import config
 from pipeline.config import with_range
@@ -145,7 +145,7 @@ class MaskSettings:
             return file_hash(require(SHIPPED_CRF))
         return dict(self.crf_params)
 
-    def quality_calibration(self) -> Calibration | QualityHead | None:
+    def quality_calibration(self) -> QualityModel | None:
         """The model's quality calibration: the shipped model's quality.json, or the quality.json
         beside a model file; None (the raw quality) for a peer and the DAG's named models."""
         if self.method != POSEMASK or self.model in MODELS:

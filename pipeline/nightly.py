@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.classical import CRFParams
-from models.evaluation import Calibration, QualityHead, model_calibration
+from models.evaluation import QualityModel, model_calibration
 from models.people import BoxSegmenter, OwnerCheck, Person, PersonDetector, PoseEstimator, estimate_people
 from models.sample import BoxPriorConfig, CropConfig
 from models.utils import SHIPPED_MODEL, require
@@ -49,7 +49,7 @@ class Nightly:
     segmentation_weight: float
     detect_settings: dict  # config.detect().settings() when these components were made
     # the model's quality.json (models/evaluation/quality.py), if it has one
-    calibration: Calibration | QualityHead | None = None
+    calibration: QualityModel | None = None
 
     def find_people(self, image_rgb: np.ndarray) -> list[Person]:
         """The people of a photo without keypoints, exactly as MaskShard finds them."""

@@ -6,7 +6,7 @@ pictures people look at (imports models.sample and models.utils only).
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE, QUALITY_RULE,
-                   QualityHead, fit_quality_head, MASK_KINDS,
+                   QualityHead, QualityModel, fit_quality_head, MASK_KINDS,
                    model_calibration, overlap_decay / photo_overlap_decay / image_overlap_decay, better_overlaps,
                    rle_ious
     visualize.py   overlay(...), grid(...), overlay_people(...)
@@ -19,6 +19,7 @@ from models.evaluation.quality import (
     QUALITY_RULE,
     Calibration,
     QualityHead,
+    QualityModel,
     better_overlaps,
     combine_quality,
     expected_iou,
@@ -51,6 +52,7 @@ __all__ = [
     "SIZE_BUCKETS",
     "Calibration",
     "QualityHead",
+    "QualityModel",
     "better_overlaps",
     "boundary_f_score",
     "coco_mask_ap",

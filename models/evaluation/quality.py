@@ -10,6 +10,7 @@
     Calibration.apply(raw) -> quality         in [0, 1], rising with raw
     QualityHead(bias, raw_weight, kind_offsets, area_weight)   the shipped quality: a linear head
                                               over the raw score, the mask's kind and its size
+    QualityModel                              Calibration | QualityHead: what a quality.json holds
     fit_quality_head(raw, kinds, area_shares, true_iou)   least squares on a validation set
     MASK_KINDS                                "posed" (detected), "given" (keypoints given), "box"
                                               (no pose), "box_pose_lost" (its pose went to another)
@@ -96,7 +97,7 @@ def prior_agreement(prob: np.ndarray, prior: np.ndarray, threshold: float = 0.5)
 def combine_quality(
     eiou: float,
     agreement: float,
-    calibration: Calibration | QualityHead | None = None,
+    calibration: QualityModel | None = None,
     kind: str = "posed",
     area_share: float | None = None,
 ) -> float:
@@ -113,7 +114,7 @@ def mask_quality(
     prob: np.ndarray,
     prior: np.ndarray,
     threshold: float = 0.5,
-    calibration: Calibration | QualityHead | None = None,
+    calibration: QualityModel | None = None,
     kind: str = "posed",
     area_share: float | None = None,
 ) -> float:
@@ -249,6 +250,10 @@ class QualityHead:
         return cls(float(head["bias"]), float(head["raw_weight"]), offsets, float(head["area_weight"]))
 
 
+# What a quality.json holds: the shipped head, or a model's calibration of the raw score alone.
+QualityModel = Calibration | QualityHead
+
+
 def fit_quality_head(
     raw: np.ndarray, kinds: Sequence[str], area_shares: np.ndarray, true_iou: np.ndarray
 ) -> QualityHead:
@@ -259,9 +264,10 @@ def fit_quality_head(
     shares = np.log(np.maximum(np.asarray(area_shares, np.float64), MIN_AREA_SHARE))
     if not len(raw) == len(kinds) == len(shares) == len(true_iou) or len(raw) < 5:
         raise ValueError("fit_quality_head needs at least 5 masks, each with a raw score, kind, share and IoU")
-    if "given" in set(kinds):
+    seen = set(kinds)
+    if "given" in seen:
         raise ValueError("fit_quality_head: fit on detected people (the nightly path), not on given keypoints")
-    present = [k for k in MASK_KINDS[2:] if k in set(kinds)]
+    present = [k for k in MASK_KINDS if k not in ("posed", "given") and k in seen]  # "posed": the reference
     columns = [np.ones_like(raw), raw, *[np.array([kk == k for kk in kinds], np.float64) for k in present], shares]
     weights, *_ = np.linalg.lstsq(np.stack(columns, axis=1), true_iou, rcond=None)
     offsets = [(k, float(w)) for k, w in zip(present, weights[2:-1], strict=True)]
@@ -270,7 +276,7 @@ def fit_quality_head(
     return QualityHead(float(weights[0]), float(weights[1]), tuple(offsets), float(weights[-1]))
 
 
-def read_calibration(path: Path) -> Calibration | QualityHead | None:
+def read_calibration(path: Path) -> QualityModel | None:
     """The quality model of a quality.json: a QualityHead ({"head": {...}, ...}) or a Calibration
     ({"raw": [...], "iou": [...], ...}), or None when there is no such file (the raw score is then
     the quality)."""
@@ -283,12 +289,12 @@ def read_calibration(path: Path) -> Calibration | QualityHead | None:
         raise ValueError(f"{path}: not a quality calibration ({err})") from err
 
 
-def model_calibration(model_path: Path | str) -> Calibration | QualityHead | None:
+def model_calibration(model_path: Path | str) -> QualityModel | None:
     """The calibration of the model at `model_path`: the QUALITY_FILE beside it (None: none there)."""
     return read_calibration(Path(model_path).parent / QUALITY_FILE)
 
 
-def write_calibration(path: Path, calibration: Calibration | QualityHead, **facts: object) -> None:
+def write_calibration(path: Path, calibration: QualityModel, **facts: object) -> None:
     """quality.json: the calibration's knots or the head's weights, and `facts` (what it was fitted
     on), written atomically."""
     from models.utils import atomic_path

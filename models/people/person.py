@@ -23,14 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.evaluation import (
-    Calibration,
-    QualityHead,
-    combine_quality,
-    expected_iou,
-    photo_overlap_decay,
-    prior_agreement,
-)
+from models.evaluation import QualityModel, combine_quality, expected_iou, photo_overlap_decay, prior_agreement
 from models.people.ownership import POSE_BORROWED, POSE_DUPLICATE
 from models.people.pose import PoseResult
 from models.sample import Window, encode_rle
@@ -128,7 +121,7 @@ def scored_mask(
     threshold: float,
     prob: np.ndarray,
     prior: np.ndarray,
-    calibration: Calibration | QualityHead | None,
+    calibration: QualityModel | None,
     own_prob: np.ndarray | None = None,
 ) -> PersonMask:
     """The PersonMask of a network-made mask, scored from its (S,S) crop probability and prior

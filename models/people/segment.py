@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.classical import CRFParams, refine
-from models.evaluation import Calibration, QualityHead
+from models.evaluation import QualityModel
 from models.people.boxmask import _grabcut_in_window, box_mask, grabcut_window, mask_in_box, near_edge
 from models.people.person import (
     SOURCE_BOX,
@@ -122,7 +122,7 @@ def iter_person_masks(
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
-    calibration: Calibration | QualityHead | None = None,
+    calibration: QualityModel | None = None,
 ) -> Iterator[PersonMask]:
     """The PersonMask of each person of one image, in order, made `batch_size` people at a time.
 
@@ -183,7 +183,7 @@ def _batch_masks(
     samples: Sequence[dict[str, np.ndarray]] | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
-    calibration: Calibration | QualityHead | None = None,
+    calibration: QualityModel | None = None,
 ) -> Iterator[PersonMask]:
     """iter_person_masks of one batch: the network's probabilities of its people in one call, then
     each person's PersonMask in order (_box_segmented, _box_prior_mask or _posed_mask)."""
@@ -226,7 +226,7 @@ def _box_prior_mask(
     prob: np.ndarray,
     threshold: float,
     box_prior: BoxPriorConfig,
-    calibration: Calibration | QualityHead | None,
+    calibration: QualityModel | None,
 ) -> PersonMask:
     """A box person's mask from the network's (S,S) probability with a box prior, kept inside its
     box, refined by GrabCut seeded by that probability when the box is near the photo's edge
@@ -251,7 +251,7 @@ def _posed_mask(
     threshold: float,
     grabcut: bool,
     segmentation_weight: float,
-    calibration: Calibration | QualityHead | None,
+    calibration: QualityModel | None,
 ) -> PersonMask:
     """A posed person's mask: the network's (S,S) probability pasted back into its window, fused with
     the estimator's segmentation (segmentation_weight > 0) and refined by GrabCut (`grabcut`)."""
@@ -304,7 +304,7 @@ def segment_people(
     box_segmenter: BoxSegmenter | None = None,
     box_prior: BoxPriorConfig | None = None,
     segmentation_weight: float = 0.0,
-    calibration: Calibration | QualityHead | None = None,
+    calibration: QualityModel | None = None,
 ) -> list[PersonMask]:
     """Every person's PersonMask of one image, as a list (iter_person_masks, all people in one batch),
     each quality decayed by its overlap with better masks of the image (decay_overlaps)."""
