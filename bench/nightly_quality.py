@@ -2,6 +2,7 @@
 
     python bench/nightly_quality.py                                  # the sample's val2017 + ochuman
     python bench/nightly_quality.py --dataset mine=ann.json:images/ --empty-dir photos_without_people/
+    python bench/nightly_quality.py --dataset och=ann.json:images/ --unannotated och=regions.json
 
 For every photo with ground-truth person masks (COCO instances JSON + image folder) and for
 each method (posemask alone, with the dense CRF, with the GrabCut refinement, and each
@@ -20,9 +21,13 @@ whole-photo peer of models.people.peers):
     box overlaps it at IoU >= 0.5 ("boxed") and whether some person mask does ("masked"), by COCO
     size bucket (small < 32^2 <= medium < 96^2 <= large, by annotated area), the loss between the
     two, and COCO mask AP / AP-large of the person category (pycocotools, crowd regions ignored,
-    every photo of the dataset, with and without people, in the evaluation); where some masks touch
-    no annotated person, also the AP of the masks that do (a set that leaves people unannotated,
-    as OCHuman, counts a good mask of one as a false positive whatever its score).
+    every photo of the dataset, with and without people, in the evaluation).
+  - --unannotated NAME=REGIONS.json: the people a dataset leaves unannotated (OCHuman annotates
+    each photo's occluded people only; bench/data/ochuman_sample_unannotated.json lists the
+    others in the sample's 13 photos), as boxes. They become crowd regions of a second mask AP
+    ("unannotated people ignored": a mask of one is neither a true nor a false positive, as COCO
+    scores its crowds) and boxes that are no false positive in the detection precision. The
+    dataset's own AP is printed beside it, unchanged.
 
 --before CONFIG adds a "before" row: posemask with the settings of CONFIG over the defaults
 (bench/before_issue20.cfg restores the nightly path as it was before issue 20, its masks ranked
@@ -32,7 +37,8 @@ selfie segmenter), run on the same photos in the same process.
 previously shipped one, to measure a new shipped model against it in one run).
 --overlays DIR writes, for each photo with people, the masks of posemask (and of "before") drawn
 on it; --dump FILE one JSON line per detected person (its box, pose reason, mask source and best
-mask IoU with a ground truth).
+mask IoU with a ground truth, and matched_iou: its mask IoU with the annotated person its box found
+at box IoU >= 0.5, models.evaluation.box_matched_ious; null where it found nobody).
 
 posemask runs exactly what ``posemask masks`` runs for a photo without keypoints (detector ->
 pose per box -> network, GrabCut from the box when no pose is found), with the settings of the
@@ -62,6 +68,7 @@ from pycocotools import mask as mask_utils  # noqa: E402
 from bench.record import append_result, git_commit  # noqa: E402
 from models.evaluation import (  # noqa: E402
     SIZE_BUCKETS,
+    box_matched_ious,
     coco_person_ap,
     overlay_people,
     people_found,
@@ -81,6 +88,9 @@ DEFAULT_DATASETS = [
     f"coco-val2017={SAMPLE}/coco/annotations/person_keypoints_val2017.json:{SAMPLE}/coco/val2017",
     f"ochuman={SAMPLE}/ochuman/ochuman_coco_format_val_range_0.00_1.00.json:{SAMPLE}/ochuman/images",
 ]
+# the people the sample's OCHuman photos leave unannotated (used with DEFAULT_DATASETS)
+OCHUMAN_UNANNOTATED = REPO / "bench" / "data" / "ochuman_sample_unannotated.json"
+DEFAULT_UNANNOTATED = [f"ochuman={OCHUMAN_UNANNOTATED}"]
 RESULTS = REPO / "bench" / "results" / "nightly_quality.jsonl"
 BOX_IOU = 0.5
 
@@ -96,6 +106,7 @@ class Photo:
     ignore: np.ndarray
     image: dict = field(default_factory=dict)  # COCO image entry {id, height, width}
     people: list[dict] = field(default_factory=list)  # COCO annotations, segmentation as compressed RLE
+    unannotated: list[dict] = field(default_factory=list)  # --unannotated people, as crowd annotations
 
 
 @dataclass
@@ -117,8 +128,8 @@ class Tally:
     coco_results: list[dict] = field(default_factory=list)
     # the same masks ranked by their confidence, the score before quality (issue 23's "old score")
     confidence_results: list[dict] = field(default_factory=list)
-    # each result's best mask IoU with an annotated person (0: a mask on no annotated person)
-    best_iou: list[float] = field(default_factory=list)
+    # --unannotated people as crowd annotations (a second AP: coco_people + these)
+    coco_unannotated: list[dict] = field(default_factory=list)
     instances: bool = False
 
     def instance_summary(self) -> dict:
@@ -136,16 +147,17 @@ class Tally:
         if self.confidence_results:
             ap = coco_person_ap(self.coco_images, self.coco_people, self.confidence_results)
             out["mask_ap_confidence"] = {k: round(v, 4) for k, v in ap.items()}
-        if self.confidence_results and 0.0 in self.best_iou:
-            # the masks that touch an annotated person: a set that leaves people unannotated
-            # (OCHuman) counts a good mask of one as a false positive, whatever its score
+        if self.coco_unannotated:
+            # a set that leaves people unannotated (OCHuman) counts a good mask of one as a false
+            # positive, whatever its score: as COCO's crowds, they are ignored in this one
+            people = self.coco_people + self.coco_unannotated
             for key, results in (
-                ("mask_ap_annotated", self.coco_results),
-                ("mask_ap_confidence_annotated", self.confidence_results),
+                ("mask_ap_unannotated_ignored", self.coco_results),
+                ("mask_ap_confidence_unannotated_ignored", self.confidence_results),
             ):
-                touching = [r for r, best in zip(results, self.best_iou, strict=True) if best > 0]
-                ap = coco_person_ap(self.coco_images, self.coco_people, touching)
-                out[key] = {k: round(v, 4) for k, v in ap.items()}
+                if results:
+                    ap = coco_person_ap(self.coco_images, people, results)
+                    out[key] = {k: round(v, 4) for k, v in ap.items()}
         return out
 
     def summary(self) -> dict:
@@ -179,8 +191,36 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
-    """NAME=ANNOTATIONS.json:IMAGES_DIR -> one Photo per image of the file (with or without people)."""
+def load_unannotated(path: Path) -> dict[str, list[dict]]:
+    """A --unannotated file ({"regions": [{file_name, width, height, bbox (xywh), who}, ...]}) ->
+    file name -> its regions."""
+    by_name: dict[str, list[dict]] = {}
+    for region in json.loads(Path(path).read_text())["regions"]:
+        by_name.setdefault(region["file_name"], []).append(region)
+    return by_name
+
+
+def unannotated_regions(regions: list[dict], image: dict, h: int, w: int) -> list[dict]:
+    """One photo's --unannotated regions as COCO crowd annotations (the box as an RLE mask)."""
+    out = []
+    for region in regions:
+        if (region["height"], region["width"]) != (h, w):
+            raise SystemExit(
+                f"bench/nightly_quality.py: --unannotated names {image['file_name']} at "
+                f"{region['width']}x{region['height']}, but that photo is {w}x{h}: another photo of that name?"
+            )
+        x, y, bw, bh = (float(v) for v in region["bbox"])
+        if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w + 0.5 or y + bh > h + 0.5:
+            where = image["file_name"]
+            raise SystemExit(f"bench/nightly_quality.py: --unannotated box {region['bbox']} leaves {where}")
+        rle = mask_utils.merge(mask_utils.frPyObjects([[x, y, x + bw, y, x + bw, y + bh, x, y + bh]], h, w))
+        out.append({"bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 1, "category_id": 1, "segmentation": rle})
+    return out
+
+
+def load_dataset(spec: str, min_keypoints: int, unannotated: dict[str, list[dict]] | None = None) -> list[Photo]:
+    """NAME=ANNOTATIONS.json:IMAGES_DIR -> one Photo per image of the file (with or without people);
+    unannotated: load_unannotated's regions of this dataset's photos (None: none)."""
     name, _, rest = spec.partition("=")
     annotations, _, images = rest.rpartition(":")
     data = json.loads(Path(annotations).read_text())
@@ -190,6 +230,9 @@ def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
     for ann in data["annotations"]:
         if ann.get("category_id", 1) == 1:
             by_image.setdefault(ann["image_id"], []).append(ann)
+    unknown = sorted(set(unannotated or {}) - {image["file_name"] for image in data["images"]})
+    if unknown:
+        raise SystemExit(f"bench/nightly_quality.py: --unannotated for {name} names photos not in it: {unknown}")
     photos = []
     for image in data["images"]:
         path = Path(images) / image["file_name"]
@@ -216,10 +259,11 @@ def load_dataset(spec: str, min_keypoints: int) -> list[Photo]:
         def findable(a: dict) -> bool:
             return not a.get("iscrowd", 0) and (not has_keypoints or a.get("num_keypoints", 0) >= min_keypoints)
 
+        others = unannotated_regions((unannotated or {}).get(image["file_name"], []), image, h, w)
         find = np.array([a["bbox"] for a in anns if findable(a)], np.float32).reshape(-1, 4)
-        ignore = np.array([a["bbox"] for a in anns if not findable(a)], np.float32).reshape(-1, 4)
+        ignore = np.array([a["bbox"] for a in anns + others if not findable(a)], np.float32).reshape(-1, 4)
         entry = {"id": int(image["id"]), "height": h, "width": w}
-        photos.append(Photo(name, path, union, find, ignore, entry, people))
+        photos.append(Photo(name, path, union, find, ignore, entry, people, others))
     return photos
 
 
@@ -254,13 +298,16 @@ def score(tally: Tally, photo: Photo, union: np.ndarray, boxes: np.ndarray | Non
 class PhotoInstances:
     """One method's instance figures on one photo, made once and added to every tally it counts
     in (the photo's dataset and "all"): COCO results and annotations, (size bucket, boxed, masked)
-    per non-crowd person, and each mask's best IoU with one of them (for --dump)."""
+    per non-crowd person, each mask's best IoU with one of them and its IoU with the person its box
+    found (NaN: nobody; both for --dump), and the --unannotated people as crowd annotations."""
 
     results: list[dict]
     confidence_results: list[dict]
     annotations: list[dict]
     found: list[tuple[str, bool, bool]]
     best_iou: list[float]
+    matched_iou: list[float]
+    unannotated: list[dict]
 
 
 def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_score: bool = False) -> PhotoInstances:
@@ -290,7 +337,12 @@ def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_sco
     best = [0.0] * len(rles)
     if rles and gt_rles:
         best = np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
-    return PhotoInstances(results, confidence_results, annotations, found, best)
+    matched = box_matched_ious(pred_boxes, rles, gt_boxes, gt_rles, BOX_IOU).tolist()
+    unannotated = []
+    for region in photo.unannotated:
+        next_id[0] += 1
+        unannotated.append({**region, "id": next_id[0], "image_id": photo.image["id"]})
+    return PhotoInstances(results, confidence_results, annotations, found, best, matched, unannotated)
 
 
 def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None:
@@ -299,8 +351,8 @@ def add_instances(tally: Tally, photo: Photo, instances: PhotoInstances) -> None
     tally.coco_images.append(photo.image)
     tally.coco_results += instances.results
     tally.confidence_results += instances.confidence_results
-    tally.best_iou += instances.best_iou
     tally.coco_people += instances.annotations
+    tally.coco_unannotated += instances.unannotated
     for bucket, boxed, masked in instances.found:
         counts = tally.buckets[bucket]
         counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + int(boxed), counts[2] + int(masked)
@@ -322,6 +374,13 @@ def main() -> None:
         action="append",
         metavar="NAME=ANNOTATIONS.json:IMAGES_DIR",
         help="photos with ground-truth person masks (repeatable; default: the sample's val2017 and ochuman)",
+    )
+    parser.add_argument(
+        "--unannotated",
+        action="append",
+        metavar="NAME=REGIONS.json",
+        help="people dataset NAME leaves unannotated, as boxes (repeatable; default with the default datasets: "
+        "bench/data/ochuman_sample_unannotated.json for ochuman)",
     )
     parser.add_argument("--empty-dir", type=Path, help="a folder of photos without people")
     parser.add_argument("--model", default="", help="model.pt (default: the packaged model)")
@@ -348,7 +407,15 @@ def main() -> None:
     load_settings(args.config or None)
     crf_params = read_crf_file(args.crf) if args.crf else None
     comp = nightly_components(args.model or None, crf_params)
-    photos = [p for spec in (args.dataset or DEFAULT_DATASETS) for p in load_dataset(spec, args.min_keypoints)]
+    regions = {}
+    for spec in args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED):
+        name, _, path = spec.partition("=")
+        regions[name] = load_unannotated(Path(path))
+    photos = [
+        p
+        for spec in (args.dataset or DEFAULT_DATASETS)
+        for p in load_dataset(spec, args.min_keypoints, regions.get(spec.partition("=")[0]))
+    ]
     if args.empty_dir:
         photos += empty_photos(args.empty_dir)
     for k, photo in enumerate(photos):  # ids unique over every dataset (the "all" rows pool them)
@@ -423,10 +490,13 @@ def main() -> None:
             for dataset in (photo.dataset, "all"):
                 add_instances(tallies[(dataset, method)], photo, instances)
             if dump is not None:
-                for k, (m, iou) in enumerate(zip(masks, instances.best_iou, strict=True)):
+                for k, (m, iou, matched) in enumerate(
+                    zip(masks, instances.best_iou, instances.matched_iou, strict=True)
+                ):
                     row = {"method": method, "dataset": photo.dataset, "photo": photo.path.name, "person": k}
                     row.update(bbox=[round(float(v), 1) for v in m.person.bbox], source=m.person.source)
                     row.update(pose_reason=m.person.pose_reason, score=round(m.score, 4), best_iou=round(iou, 4))
+                    row.update(matched_iou=None if np.isnan(matched) else round(matched, 4))
                     parts = {"quality": m.quality, "expected_iou": m.expected_iou, "prior_agreement": m.prior_agreement}
                     row.update({k: None if v is None else round(v, 4) for k, v in parts.items()})
                     row.update(detection_score=m.person.detection_score, image_id=photo.image["id"])
@@ -470,9 +540,10 @@ def main() -> None:
             ]
             ap, old = inst["mask_ap"], inst.get("mask_ap_confidence")
             by_confidence = f" (by confidence {old['AP']:.3f})" if old else ""
-            if "mask_ap_annotated" in inst:
-                touching, touching_old = inst["mask_ap_annotated"]["AP"], inst["mask_ap_confidence_annotated"]["AP"]
-                by_confidence += f" [masks on annotated people: {touching:.3f} ({touching_old:.3f})]"
+            if "mask_ap_unannotated_ignored" in inst:
+                fair = inst["mask_ap_unannotated_ignored"]["AP"]
+                fair_old = inst.get("mask_ap_confidence_unannotated_ignored", {}).get("AP", float("nan"))
+                by_confidence += f" [unannotated people ignored: {fair:.3f} ({fair_old:.3f})]"
             print(
                 f"{dataset:14s} {method:17s} {'  '.join(cells)}  AP {ap['AP']:.3f}{by_confidence} "
                 f"AP-large {ap['AP_large']:.3f}"
@@ -486,6 +557,7 @@ def main() -> None:
         "before": {"config": args.before, "settings": variants["before"][0].describe()} if args.before else None,
         "compare": {"model": args.compare_model, "crf": args.compare_crf} if args.compare_model else None,
         "datasets": args.dataset or DEFAULT_DATASETS,
+        "unannotated": args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED),
         "empty_dir": str(args.empty_dir or ""),
         "figures": figures,
     }

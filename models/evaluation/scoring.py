@@ -1,4 +1,5 @@
-"""Scoring predictions against ground truth: per-instance IoU at crop and full size, COCO mask AP."""
+"""Scoring predictions against ground truth: per-instance IoU at crop and full size, COCO mask AP, which
+annotated people a prediction found."""
 
 from __future__ import annotations
 
@@ -116,6 +117,37 @@ def size_bucket(area: float) -> str:
         if low <= area < high:
             return name
     return "large"
+
+
+def box_matched_ious(
+    pred_boxes: np.ndarray,
+    pred_rles: list[dict],
+    gt_boxes: np.ndarray,
+    gt_rles: list[dict],
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """Each prediction's mask IoU with the person its box found, NaN where its box found nobody.
+
+    pred_boxes (K, 4) / gt_boxes (G, 4) xywh; pred_rles / gt_rles: compressed RLEs of one image,
+    the ground truth's non-crowd people. A prediction's person is the one whose box overlaps its box
+    most, at box IoU >= iou_threshold (several predictions may find the same person: a duplicate's
+    mask is scored against the person it repeats). Matching by box, not by mask, keeps the mask's
+    own IoU free to be anything, 0 included; a mask of someone the ground truth leaves out (or of
+    no one) has no truth to compare with. Returns (K,) float64.
+    """
+    out = np.full(len(pred_boxes), np.nan)
+    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
+        return out
+    crowd = [0] * len(gt_boxes)
+    box_iou = np.asarray(
+        mask_utils.iou([list(map(float, b)) for b in pred_boxes], [list(map(float, b)) for b in gt_boxes], crowd)
+    )
+    person = box_iou.argmax(axis=1)
+    found = box_iou[np.arange(len(pred_boxes)), person] >= iou_threshold
+    if found.any():
+        mask_iou = np.asarray(mask_utils.iou(pred_rles, gt_rles, crowd))
+        out[found] = mask_iou[np.flatnonzero(found), person[found]]
+    return out
 
 
 def people_found(
