@@ -31,7 +31,7 @@ bench/results/quality.jsonl.
 as TrainModel's output for the [shipped] network (they are that training's result; the DAG's
 outputs of a real bench/accuracy.py run are used where they exist), then PredictMasks runs.
 
---fit-calibration FILE fits the quality calibration (models.evaluation.quality.fit_calibration) on the nightly
+--fit-calibration FILE fits the quality head (models.evaluation.fit_quality_head) on the nightly
 dump's --fit-on set (the validation set, coco128train: never an evaluation set), and writes it to
 FILE (the shipped model's quality.json). It is fitted on every mask that overlaps an annotated
 person (touching_rows), against its best IoU with one: those include the duplicates and the box
