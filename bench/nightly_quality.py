@@ -411,6 +411,9 @@ def main() -> None:
     for spec in args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED):
         name, _, path = spec.partition("=")
         regions[name] = load_unannotated(Path(path))
+    names = [spec.partition("=")[0] for spec in (args.dataset or DEFAULT_DATASETS)]
+    if set(regions) - set(names):
+        raise SystemExit(f"--unannotated names datasets not given: {sorted(set(regions) - set(names))}")
     photos = [
         p
         for spec in (args.dataset or DEFAULT_DATASETS)
