@@ -20,8 +20,8 @@ without; without keypoints over the matched masks: those whose detector box foun
 person, at box IoU >= 0.5 as the nightly bench's recall counts a person found, each scored
 against that person whatever its mask. A mask whose box found nobody has no truth to compare
 with: a false detection, or a person the set leaves unannotated, whose mask may be perfect; the
-detector's score, the score's other factor, ranks those), the calibration table (mean quality and mean true
-IoU per bin of equal count, by rising quality: should rise; ten bins, fewer where a bin would hold
+detector's score, the score's other factor, ranks those), the calibration table (mean quality and
+mean true IoU per bin of equal count, by rising quality: should rise; ten bins, fewer where a bin would hold
 under MIN_BIN_MASKS masks, whose mean is then mostly noise), and, with keypoints, COCO mask AP when
 the masks are ranked by quality against the confidence they were ranked by before (their mean
 probability; the nightly AP of both is bench/nightly_quality.py's). Appends one JSON line to
@@ -224,6 +224,7 @@ def without_keypoints(dump: Path) -> dict[str, dict]:
         table = deciles(q, t)
         touching = touching_rows(rows, dataset)
         tq, tt = np.array([r["quality"] for r in touching]), np.array([r["best_iou"] for r in touching])
+        touching_table = deciles(tq, tt)
         figures[dataset] = {
             "masks": len(scored),
             "masks_unmatched": sum(r["matched_iou"] is None for r in mine),
@@ -235,9 +236,13 @@ def without_keypoints(dump: Path) -> dict[str, dict]:
             ),
             "deciles": table,
             "deciles_rise": rises(table),
-            "touching": {"masks": len(touching), "rho": round(spearman(tq, tt), 3), "deciles": deciles(tq, tt)},
+            "touching": {
+                "masks": len(touching),
+                "rho": round(spearman(tq, tt), 3),
+                "deciles": touching_table,
+                "deciles_rise": rises(touching_table),
+            },
         }
-        figures[dataset]["touching"]["deciles_rise"] = rises(figures[dataset]["touching"]["deciles"])
     return figures
 
 
