@@ -230,7 +230,8 @@ def load_dataset(spec: str, min_keypoints: int, unannotated: dict[str, list[dict
     for ann in data["annotations"]:
         if ann.get("category_id", 1) == 1:
             by_image.setdefault(ann["image_id"], []).append(ann)
-    unknown = sorted(set(unannotated or {}) - {image["file_name"] for image in data["images"]})
+    unannotated = unannotated or {}
+    unknown = sorted(set(unannotated) - {image["file_name"] for image in data["images"]})
     if unknown:
         raise SystemExit(f"bench/nightly_quality.py: --unannotated for {name} names photos not in it: {unknown}")
     photos = []
@@ -259,7 +260,7 @@ def load_dataset(spec: str, min_keypoints: int, unannotated: dict[str, list[dict
         def findable(a: dict) -> bool:
             return not a.get("iscrowd", 0) and (not has_keypoints or a.get("num_keypoints", 0) >= min_keypoints)
 
-        others = unannotated_regions((unannotated or {}).get(image["file_name"], []), image, h, w)
+        others = unannotated_regions(unannotated.get(image["file_name"], []), image, h, w)
         find = np.array([a["bbox"] for a in anns if findable(a)], np.float32).reshape(-1, 4)
         ignore = np.array([a["bbox"] for a in anns + others if not findable(a)], np.float32).reshape(-1, 4)
         entry = {"id": int(image["id"]), "height": h, "width": w}
@@ -334,10 +335,11 @@ def photo_instances(photo: Photo, masks: list, next_id: list[int], mask_only_sco
     gt_rles = [a["segmentation"] for a in people]
     boxed, masked = people_found(gt_boxes, gt_rles, pred_boxes, rles, BOX_IOU)
     found = [(size_bucket(a["area"]), bool(b), bool(m)) for a, b, m in zip(people, boxed, masked, strict=True)]
-    best = [0.0] * len(rles)
+    mask_ious = np.zeros((len(rles), len(gt_rles)))
     if rles and gt_rles:
-        best = np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles))).max(axis=1).tolist()
-    matched = box_matched_ious(pred_boxes, rles, gt_boxes, gt_rles, BOX_IOU).tolist()
+        mask_ious = np.asarray(mask_utils.iou(rles, gt_rles, [0] * len(gt_rles)))
+    best = mask_ious.max(axis=1).tolist() if gt_rles else [0.0] * len(rles)
+    matched = box_matched_ious(pred_boxes, gt_boxes, mask_ious, BOX_IOU).tolist()
     unannotated = []
     for region in photo.unannotated:
         next_id[0] += 1
@@ -407,17 +409,19 @@ def main() -> None:
     load_settings(args.config or None)
     crf_params = read_crf_file(args.crf) if args.crf else None
     comp = nightly_components(args.model or None, crf_params)
+    dataset_specs = args.dataset or DEFAULT_DATASETS
+    unannotated_specs = args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED)
     regions = {}
-    for spec in args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED):
+    for spec in unannotated_specs:
         name, _, path = spec.partition("=")
         regions[name] = load_unannotated(Path(path))
-    names = [spec.partition("=")[0] for spec in (args.dataset or DEFAULT_DATASETS)]
+    names = [spec.partition("=")[0] for spec in dataset_specs]
     if set(regions) - set(names):
         raise SystemExit(f"--unannotated names datasets not given: {sorted(set(regions) - set(names))}")
     photos = [
         p
-        for spec in (args.dataset or DEFAULT_DATASETS)
-        for p in load_dataset(spec, args.min_keypoints, regions.get(spec.partition("=")[0]))
+        for spec, name in zip(dataset_specs, names, strict=True)
+        for p in load_dataset(spec, args.min_keypoints, regions.get(name))
     ]
     if args.empty_dir:
         photos += empty_photos(args.empty_dir)
@@ -559,8 +563,8 @@ def main() -> None:
         "settings": comp.describe(),
         "before": {"config": args.before, "settings": variants["before"][0].describe()} if args.before else None,
         "compare": {"model": args.compare_model, "crf": args.compare_crf} if args.compare_model else None,
-        "datasets": args.dataset or DEFAULT_DATASETS,
-        "unannotated": args.unannotated or ([] if args.dataset else DEFAULT_UNANNOTATED),
+        "datasets": dataset_specs,
+        "unannotated": unannotated_specs,
         "empty_dir": str(args.empty_dir or ""),
         "figures": figures,
     }

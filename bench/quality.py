@@ -178,31 +178,23 @@ def read_dump(dump: Path) -> list[dict]:
     return [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
 
 
-def touching_rows(rows: list[dict], dataset: str) -> list[dict]:
-    """posemask's masks of one dataset of a nightly dump that have a quality and overlap a person."""
+def scored_rows(rows: list[dict], dataset: str) -> list[dict]:
+    """posemask's masks of one dataset of a nightly dump that have a quality."""
     return [
-        r
-        for r in rows
-        if r["dataset"] == dataset
-        and r["method"] == "posemask"
-        and r.get("expected_iou") is not None
-        and r["best_iou"] > 0
+        r for r in rows if r["dataset"] == dataset and r["method"] == "posemask" and r.get("expected_iou") is not None
     ]
+
+
+def touching_rows(rows: list[dict], dataset: str) -> list[dict]:
+    """scored_rows that overlap an annotated person (best_iou: their best IoU with one)."""
+    return [r for r in scored_rows(rows, dataset) if r["best_iou"] > 0]
 
 
 def matched_rows(rows: list[dict], dataset: str) -> list[dict]:
-    """posemask's masks of one dataset of a nightly dump that have a quality and whose box found an
-    annotated person (matched_iou: the mask's IoU with that person)."""
+    """scored_rows whose box found an annotated person (matched_iou: the mask's IoU with that person)."""
     if rows and "matched_iou" not in rows[0]:
         raise SystemExit("bench/quality.py: the dump has no matched_iou: make it again with bench/nightly_quality.py")
-    return [
-        r
-        for r in rows
-        if r["dataset"] == dataset
-        and r["method"] == "posemask"
-        and r.get("expected_iou") is not None
-        and r["matched_iou"] is not None
-    ]
+    return [r for r in scored_rows(rows, dataset) if r["matched_iou"] is not None]
 
 
 def without_keypoints(dump: Path) -> dict[str, dict]:

@@ -3,7 +3,7 @@ pictures people look at (imports models.sample and models.utils only).
 
     metrics.py     iou(pred, gt, ignore), summarize(ious), boundary_f_score(...)
     scoring.py     score_instance(...), coco_mask_ap(...), coco_person_ap(...), people_found(...),
-                   box_matched_ious(...),
+                   box_ious(...), box_matched_ious(...),
                    size_bucket(area), SIZE_BUCKETS
     quality.py     mask_quality(...), expected_iou(...), prior_agreement(...), combine_quality(...),
                    Calibration, fit_calibration / read_calibration / write_calibration, QUALITY_FILE, QUALITY_RULE,
@@ -38,6 +38,7 @@ from models.evaluation.quality import (
 )
 from models.evaluation.scoring import (
     SIZE_BUCKETS,
+    box_ious,
     box_matched_ious,
     coco_mask_ap,
     coco_person_ap,
@@ -57,6 +58,7 @@ __all__ = [
     "QualityModel",
     "better_overlaps",
     "boundary_f_score",
+    "box_ious",
     "box_matched_ious",
     "coco_mask_ap",
     "coco_person_ap",

@@ -119,17 +119,23 @@ def size_bucket(area: float) -> str:
     return "large"
 
 
+def box_ious(pred_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """(K, G) float64 IoU of K predicted and G ground-truth boxes (xywh), both non-empty."""
+    return np.asarray(
+        mask_utils.iou(
+            [list(map(float, b)) for b in pred_boxes], [list(map(float, b)) for b in gt_boxes], [0] * len(gt_boxes)
+        )
+    )
+
+
 def box_matched_ious(
-    pred_boxes: np.ndarray,
-    pred_rles: list[dict],
-    gt_boxes: np.ndarray,
-    gt_rles: list[dict],
-    iou_threshold: float = 0.5,
+    pred_boxes: np.ndarray, gt_boxes: np.ndarray, mask_ious: np.ndarray, iou_threshold: float = 0.5
 ) -> np.ndarray:
     """Each prediction's mask IoU with the person its box found, NaN where its box found nobody.
 
-    pred_boxes (K, 4) / gt_boxes (G, 4) xywh; pred_rles / gt_rles: compressed RLEs of one image,
-    the ground truth's non-crowd people. A prediction's person is the one whose box overlaps its box
+    pred_boxes (K, 4) / gt_boxes (G, 4) xywh of one image, the ground truth's non-crowd people;
+    mask_ious (K, G): the predictions' mask IoU with each of them (pycocotools' mask.iou of their
+    RLEs, which the caller has for its other figures). A prediction's person is the one whose box overlaps its box
     most, at box IoU >= iou_threshold (several predictions may find the same person: a duplicate's
     mask is scored against the person it repeats). Matching by box, not by mask, keeps the mask's
     own IoU free to be anything, 0 included; a mask of someone the ground truth leaves out (or of
@@ -138,15 +144,10 @@ def box_matched_ious(
     out = np.full(len(pred_boxes), np.nan)
     if len(pred_boxes) == 0 or len(gt_boxes) == 0:
         return out
-    crowd = [0] * len(gt_boxes)
-    box_iou = np.asarray(
-        mask_utils.iou([list(map(float, b)) for b in pred_boxes], [list(map(float, b)) for b in gt_boxes], crowd)
-    )
+    box_iou = box_ious(pred_boxes, gt_boxes)
     person = box_iou.argmax(axis=1)
     found = box_iou[np.arange(len(pred_boxes)), person] >= iou_threshold
-    if found.any():
-        mask_iou = np.asarray(mask_utils.iou(pred_rles, gt_rles, crowd))
-        out[found] = mask_iou[np.flatnonzero(found), person[found]]
+    out[found] = np.asarray(mask_ious)[np.flatnonzero(found), person[found]]
     return out
 
 
@@ -167,11 +168,8 @@ def people_found(
     gt_count = len(gt_boxes)
     if gt_count == 0 or len(pred_boxes) == 0:
         return np.zeros(gt_count, bool), np.zeros(gt_count, bool)
-    crowd = [0] * gt_count
-    box_iou = np.asarray(
-        mask_utils.iou([list(map(float, b)) for b in pred_boxes], [list(map(float, b)) for b in gt_boxes], crowd)
-    )
-    mask_iou = np.asarray(mask_utils.iou(pred_rles, gt_rles, crowd))
+    box_iou = box_ious(pred_boxes, gt_boxes)
+    mask_iou = np.asarray(mask_utils.iou(pred_rles, gt_rles, [0] * gt_count))
     return (box_iou >= iou_threshold).any(axis=0), (mask_iou >= iou_threshold).any(axis=0)
 
 

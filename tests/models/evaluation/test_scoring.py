@@ -23,7 +23,8 @@ def test_a_prediction_is_scored_against_the_person_its_box_found_whatever_its_ma
     # 2: a box between the two that finds nobody; 3: a duplicate of person 0, half its mask
     masks = [_rect(5, 35, 5, 19), _rect(5, 35, 35, 37), _rect(5, 35, 22, 33), _rect(5, 20, 5, 20)]
     pred_boxes = np.array([[5, 5, 14, 30], [35, 5, 20, 30], [22, 5, 11, 30], [5, 5, 15, 30]], np.float32)
-    ious = box_matched_ious(pred_boxes, [_rle(m) for m in masks], gt_boxes, [_rle(p) for p in people])
+    mask_ious = np.asarray(mask_utils.iou([_rle(m) for m in masks], [_rle(p) for p in people], [0, 0]))
+    ious = box_matched_ious(pred_boxes, gt_boxes, mask_ious)
     assert ious.shape == (4,)
     assert abs(ious[0] - 14 / 15) < 1e-9
     assert abs(ious[1] - 2 / 20) < 1e-9  # a bad mask of a found person keeps its low IoU
@@ -35,7 +36,6 @@ def test_a_prediction_is_scored_against_the_person_its_box_found_whatever_its_ma
 
 
 def test_nothing_to_match_gives_nan_for_every_prediction():
-    mask = _rle(_rect(0, 10, 0, 10))
     box = np.array([[0, 0, 10, 10]], np.float32)
-    assert np.isnan(box_matched_ious(box, [mask], np.zeros((0, 4), np.float32), [])).all()
-    assert box_matched_ious(np.zeros((0, 4), np.float32), [], box, [mask]).shape == (0,)
+    assert np.isnan(box_matched_ious(box, np.zeros((0, 4), np.float32), np.zeros((1, 0)))).all()
+    assert box_matched_ious(np.zeros((0, 4), np.float32), box, np.zeros((0, 1))).shape == (0,)
